@@ -1,0 +1,47 @@
+"""ActorContext: what an actor can ask of the runtime that hosts it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ._actor import Actor
+    from ._ref import ActorRef
+
+__all__ = ["ActorContext"]
+
+
+class ActorContext(Protocol):
+    """The runtime's services, reachable from inside an actor as ``self.context``.
+
+    The runtime process stays the only one that starts OS processes: ``spawn`` here asks
+    it to start the child and returns the ref once the child runs.
+    """
+
+    @property
+    def run_id(self) -> str:
+        """The id of the run this actor belongs to (it names the log directory)."""
+        ...
+
+    async def spawn(
+        self,
+        actor_class: type[Actor],
+        *args: Any,
+        name: str | None = None,
+        mailbox_size: int | None = None,
+        **kwargs: Any,
+    ) -> ActorRef:
+        """Start a new actor, as ``Runtime.spawn`` does."""
+        ...
+
+    async def lookup(self, name: str) -> ActorRef:
+        """Return the ref of the running actor called ``name``."""
+        ...
+
+    async def stop(self, ref: ActorRef | None = None) -> None:
+        """Stop ``ref``, or this actor itself when ``ref`` is None.
+
+        Stopping itself returns at once: the actor finishes the current message, handles
+        what is already in its mailbox, runs ``on_stop`` and exits.
+        """
+        ...

@@ -1,0 +1,195 @@
+"""The exception tree every actor script can catch."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ActorDeadError",
+    "ActorNameTakenError",
+    "ActorNotFoundError",
+    "ActorStartError",
+    "ActorsError",
+    "AskTimeoutError",
+    "InvalidSpawnError",
+    "MailboxFullError",
+    "MessageNotSerializableError",
+    "MessageTooLargeError",
+    "RemoteActorError",
+    "RuntimeClosedError",
+]
+
+
+class ActorsError(Exception):
+    """Root of every error raised by the actor runtime."""
+
+
+class ActorDeadError(ActorsError):
+    """The target actor is not running: it stopped, or its process died.
+
+    ``reason`` is ``"stopped"`` (stopped on request or by shutdown), ``"died"`` (the
+    process ended without stopping, e.g. killed) or ``"unreachable"`` (nothing listens at
+    its address).
+    """
+
+    def __init__(self, actor: str, reason: str, detail: str = "") -> None:
+        self.actor = actor
+        self.reason = reason
+        self.detail = detail
+        what = {
+            "stopped": "has stopped",
+            "died": "died (its process ended without stopping)",
+            "unreachable": "is not running (it stopped or died)",
+        }.get(reason, reason)
+        text = f"actor {actor} {what}"
+        if detail:
+            text += f": {detail}"
+        super().__init__(
+            f"{text}; look it up again with rt.lookup(name) if it was restarted, or spawn a new one"
+        )
+
+    def __reduce__(self) -> tuple[type[ActorDeadError], tuple[str, str, str]]:
+        return (type(self), (self.actor, self.reason, self.detail))
+
+
+class MailboxFullError(ActorsError):
+    """``tell_nowait`` found no room in the receiver's bounded mailbox."""
+
+    def __init__(self, actor: str, capacity: int) -> None:
+        self.actor = actor
+        self.capacity = capacity
+        super().__init__(
+            f"mailbox of actor {actor} is full (capacity {capacity}); "
+            "await ref.tell(msg) to wait for room, or spawn it with a larger mailbox_size"
+        )
+
+    def __reduce__(self) -> tuple[type[MailboxFullError], tuple[str, int]]:
+        return (type(self), (self.actor, self.capacity))
+
+
+class AskTimeoutError(ActorsError, TimeoutError):
+    """An ``ask`` got no answer within its timeout."""
+
+    def __init__(self, actor: str, timeout: float) -> None:
+        self.actor = actor
+        self.timeout = timeout
+        super().__init__(
+            f"actor {actor} did not answer within {timeout:g} s; raise the timeout, "
+            "or check that its receive() returns (or settles its deferred reply)"
+        )
+
+    def __reduce__(self) -> tuple[type[AskTimeoutError], tuple[str, float]]:
+        return (type(self), (self.actor, self.timeout))
+
+
+class MessageNotSerializableError(ActorsError, TypeError):
+    """A message, reply or spawn argument cannot be pickled; nothing was sent."""
+
+    def __init__(self, what: str, type_name: str, cause: str) -> None:
+        self.what = what
+        self.type_name = type_name
+        self.cause = cause
+        super().__init__(
+            f"{what} of type {type_name} cannot be pickled ({cause}); send plain data "
+            "(numbers, strings, tuples, dataclasses, numpy arrays, ActorRefs) instead of "
+            "locks, sockets, open files, lambdas or local classes"
+        )
+
+    def __reduce__(self) -> tuple[type[MessageNotSerializableError], tuple[str, str, str]]:
+        return (type(self), (self.what, self.type_name, self.cause))
+
+
+class MessageTooLargeError(ActorsError, ValueError):
+    """A pickled message exceeds the runtime's frame limit."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"message pickles to {size} bytes, above the limit of {limit} bytes; send a "
+            "smaller message, or raise Runtime(max_message_size=...)"
+        )
+
+    def __reduce__(self) -> tuple[type[MessageTooLargeError], tuple[int, int]]:
+        return (type(self), (self.size, self.limit))
+
+
+class ActorNotFoundError(ActorsError, LookupError):
+    """No running actor has that name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"no running actor is named {name!r}; spawn it first with "
+            f"rt.spawn(cls, name={name!r}), or check the spelling"
+        )
+
+    def __reduce__(self) -> tuple[type[ActorNotFoundError], tuple[str]]:
+        return (type(self), (self.name,))
+
+
+class ActorNameTakenError(ActorsError, ValueError):
+    """Another running actor already has that name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"an actor named {name!r} is already running; pick another name, or "
+            f"stop it first with rt.stop(await rt.lookup({name!r}))"
+        )
+
+    def __reduce__(self) -> tuple[type[ActorNameTakenError], tuple[str]]:
+        return (type(self), (self.name,))
+
+
+class InvalidSpawnError(ActorsError, TypeError):
+    """``spawn`` was given something it cannot start: not an Actor class, bad arguments."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+        super().__init__(problem)
+
+    def __reduce__(self) -> tuple[type[InvalidSpawnError], tuple[str]]:
+        return (type(self), (self.problem,))
+
+
+class ActorStartError(ActorsError):
+    """The actor's process started but its ``__init__`` or ``on_start`` failed."""
+
+    def __init__(self, actor: str, error_type: str, error: str, traceback: str = "") -> None:
+        self.actor = actor
+        self.error_type = error_type
+        self.error = error
+        self.traceback = traceback
+        super().__init__(
+            f"actor {actor} failed to start: {error_type}: {error}; the traceback is in "
+            "the actor's log file (and on .traceback)"
+        )
+
+    def __reduce__(self) -> tuple[type[ActorStartError], tuple[str, str, str, str]]:
+        return (type(self), (self.actor, self.error_type, self.error, self.traceback))
+
+
+class RemoteActorError(ActorsError):
+    """A handler raised an exception that could not be rebuilt in the asker's process.
+
+    Exceptions that pickle are re-raised with their own type instead; this stands in for
+    the rest, carrying the original type name and message.
+    """
+
+    def __init__(self, error_type: str, error: str) -> None:
+        self.error_type = error_type
+        self.error = error
+        super().__init__(f"{error_type}: {error}")
+
+    def __reduce__(self) -> tuple[type[RemoteActorError], tuple[str, str]]:
+        return (type(self), (self.error_type, self.error))
+
+
+class RuntimeClosedError(ActorsError):
+    """The runtime this ref or handle belongs to is not running in this process."""
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(f"{detail}; use refs inside `async with Runtime()` or inside an actor")
+
+    def __reduce__(self) -> tuple[type[RuntimeClosedError], tuple[str]]:
+        return (type(self), (self.detail,))

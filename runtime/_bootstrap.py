@@ -1,0 +1,68 @@
+"""The first code an actor process runs: logging, fault handler, then the incarnation."""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import signal
+import socket
+import sys
+from typing import Any
+
+import anyio
+from anyio.abc import SocketStream, UNIXSocketStream
+
+from ._control import ControlChannel
+from ._incarnation import Incarnation, load_spec
+from ._logging import open_log, safe_name
+
+__all__ = ["actor_main", "bootstrap"]
+
+
+def bootstrap(unit: Any) -> None:
+    """aiomultiprocess ``process_target``: run the actor on a fresh anyio loop and exit.
+
+    Never lets an exception escape: multiprocessing would print it to the shared terminal.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    code = 1
+    try:
+        code = anyio.run(unit.target, *unit.args, backend="asyncio")
+    except BaseException as exc:  # last resort: the incarnation logs what it can catch
+        sys.stderr.write(f"actor process {os.getpid()} crashed: {type(exc).__name__}: {exc}\n")
+    sys.stdout.flush()
+    sys.exit(code)
+
+
+async def actor_main(spec_data: bytes, control_sock: socket.socket) -> int:
+    """Run one actor incarnation; return the process exit code."""
+    spec = load_spec(spec_data)
+    stem = f"{safe_name(spec.name)}.{spec.actor_id}.{os.getpid()}"
+    log, log_file = open_log(
+        spec.log,
+        stem,
+        {"source": spec.name, "actor": spec.name, "actor_id": spec.actor_id},
+        configure_global=True,
+    )
+    # C-level crashes and hang dumps go to a per-actor file, not the shared terminal
+    stderr_path = spec.log.log_dir / f"{stem}.stderr"
+    fault_file = open(stderr_path, "w")  # noqa: SIM115, ASYNC230 - once, before serving
+    faulthandler.enable(fault_file, all_threads=True)
+    faulthandler.register(signal.SIGUSR1, fault_file, all_threads=True)
+    code = 1
+    try:
+        stream: SocketStream = await UNIXSocketStream.from_socket(control_sock)
+        control = ControlChannel(stream)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(control.run_writer)
+            code = await Incarnation(spec, control, log).run()
+            tg.cancel_scope.cancel()
+    except Exception as exc:
+        log.error("actor.crashed", error_type=type(exc).__name__, exc_info=exc)
+    finally:
+        faulthandler.disable()
+        fault_file.close()
+        if stderr_path.stat().st_size == 0:
+            stderr_path.unlink()
+        log_file.close()
+    return code

@@ -1,0 +1,118 @@
+"""FramedConnection: one socket, a frame reader, and a coalescing writer.
+
+Frames queued by ``push`` are written by one writer task, many per ``send``, so a burst
+of tells costs one system call rather than one each.
+"""
+
+from __future__ import annotations
+
+import anyio
+import anyio.abc
+
+from ._frames import FrameDecoder, Kind, ProtocolError, encode
+
+__all__ = ["ConnectionLostError", "FramedConnection"]
+
+_READ_SIZE = 1 << 18
+
+
+class ConnectionLostError(Exception):
+    """Internal: the peer closed or broke the connection."""
+
+
+class FramedConnection:
+    """Reads and writes frames on a byte stream; subclasses handle incoming frames."""
+
+    def __init__(self, stream: anyio.abc.ByteStream, max_body: int) -> None:
+        self.stream = stream
+        self._decoder = FrameDecoder(max_body + 64)
+        self._wbuf: list[bytes] = []
+        self._wake: anyio.Event | None = None
+        self._eof_after_flush = False
+        self._flushed: anyio.Event | None = None
+        self.closed = False
+
+    def push(self, frame: bytes) -> None:
+        """Queue ``frame`` for writing; never blocks."""
+        if self.closed:
+            return
+        self._wbuf.append(frame)
+        if self._wake is not None:
+            self._wake.set()
+            self._wake = None
+
+    def push_frame(self, kind: Kind, ident: int = 0, body: bytes = b"") -> None:
+        self.push(encode(kind, ident, body))
+
+    def send_eof_after_flush(self) -> None:
+        """Half-close the write side once queued frames are written."""
+        self._eof_after_flush = True
+        if self._wake is not None:
+            self._wake.set()
+            self._wake = None
+
+    async def run_writer(self) -> None:
+        """Write queued frames until the connection closes."""
+        stream = self.stream
+        try:
+            while not self.closed:
+                if not self._wbuf:
+                    if self._eof_after_flush:
+                        self._eof_after_flush = False
+                        if isinstance(stream, anyio.abc.SocketStream):
+                            await stream.send_eof()
+                        continue
+                    self._wake = wake = anyio.Event()
+                    await wake.wait()
+                    continue
+                data = b"".join(self._wbuf) if len(self._wbuf) > 1 else self._wbuf[0]
+                self._wbuf.clear()
+                await stream.send(data)
+                if not self._wbuf and self._flushed is not None:
+                    self._flushed.set()
+                    self._flushed = None
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            self.closed = True
+        finally:
+            if self._flushed is not None:
+                self._flushed.set()
+
+    async def wait_flushed(self) -> None:
+        """Wait until every queued frame is written (or the connection is closed)."""
+        while self._wbuf and not self.closed:
+            if self._flushed is None:
+                self._flushed = anyio.Event()
+            await self._flushed.wait()
+
+    async def read_frames(self) -> list[tuple[int, int, bytes]]:
+        """Return the next batch of frames.
+
+        Raises:
+            ConnectionLostError: the peer closed or broke the connection.
+            ProtocolError: the peer sent an invalid frame.
+        """
+        while True:
+            try:
+                data = await self.stream.receive(_READ_SIZE)
+            except (
+                anyio.EndOfStream,
+                anyio.BrokenResourceError,
+                anyio.ClosedResourceError,
+                OSError,
+            ) as exc:
+                raise ConnectionLostError(type(exc).__name__) from None
+            frames = self._decoder.feed(data)
+            if frames:
+                return frames
+
+    async def aclose(self) -> None:
+        """Close the socket; idempotent."""
+        self.closed = True
+        if self._wake is not None:
+            self._wake.set()
+            self._wake = None
+        with anyio.CancelScope(shield=True):
+            await self.stream.aclose()
+
+
+__all__ += ["ProtocolError"]

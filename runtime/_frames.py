@@ -1,0 +1,78 @@
+"""Length-prefixed frames: the wire format of mailbox and control connections.
+
+A frame is a fixed little-endian header (body length u32, kind u8, ident u64) followed by
+the body. Headers are parsed without pickle; bodies are unpickled only on connections whose
+peer was authenticated when it connected.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+
+__all__ = ["HEADER", "FrameDecoder", "Kind", "ProtocolError", "encode"]
+
+HEADER = struct.Struct("<IBQ")
+
+
+class Kind(enum.IntEnum):
+    """What a frame carries; ``ident`` is given per kind."""
+
+    HELLO = 1  # sender -> receiver, first frame: body = JSON sender description
+    CREDIT = 2  # receiver -> sender: ident = mailbox slots granted
+    TELL = 3  # sender -> receiver: body = pickled message
+    ASK = 4  # sender -> receiver: ident = request id, body = pickled message
+    REPLY = 5  # receiver -> sender: ident = request id, body = pickled result
+    FAIL = 6  # receiver -> sender: ident = request id, body = pickled error
+    DEMAND = 7  # sender -> receiver: out of credit, a tell is waiting
+    REVOKE = 8  # receiver -> sender: give back unused credit, others are waiting
+    RETURN = 9  # sender -> receiver: ident = credit given back
+    CLOSING = 10  # receiver -> sender: the actor stops; send nothing more
+    CONTROL = 11  # control channel: body = pickled tuple
+
+
+class ProtocolError(Exception):
+    """A peer sent bytes that are not a valid frame; its connection is closed."""
+
+
+def encode(kind: Kind, ident: int = 0, body: bytes = b"") -> bytes:
+    """Return one frame as bytes."""
+    return HEADER.pack(len(body), kind, ident) + body
+
+
+class FrameDecoder:
+    """Cuts a byte stream into frames, whatever the chunk boundaries."""
+
+    __slots__ = ("_buf", "_max_body")
+
+    def __init__(self, max_body: int) -> None:
+        self._buf = bytearray()
+        self._max_body = max_body
+
+    def feed(self, data: bytes) -> list[tuple[int, int, bytes]]:
+        """Add ``data`` and return every complete ``(kind, ident, body)`` frame.
+
+        Raises:
+            ProtocolError: a header announces a body above the limit or an unknown kind.
+        """
+        buf = self._buf
+        buf += data
+        frames: list[tuple[int, int, bytes]] = []
+        pos = 0
+        end = len(buf)
+        hsize = HEADER.size
+        unpack = HEADER.unpack_from
+        while end - pos >= hsize:
+            length, kind, ident = unpack(buf, pos)
+            if length > self._max_body:
+                raise ProtocolError(f"frame of {length} bytes is above the {self._max_body} limit")
+            if not Kind.HELLO <= kind <= Kind.CONTROL:
+                raise ProtocolError(f"unknown frame kind {kind}")
+            stop = pos + hsize + length
+            if stop > end:
+                break
+            frames.append((kind, ident, bytes(buf[pos + hsize : stop])))
+            pos = stop
+        if pos:
+            del buf[:pos]
+        return frames

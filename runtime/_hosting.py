@@ -1,0 +1,133 @@
+"""Hosts: how an actor gets an OS process. The runtime only talks to this interface.
+
+``ProcessHost`` starts each actor in its own process with aiomultiprocess's ``Process``
+and our own bootstrap, from a forkserver that has the runtime's modules preloaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import socket
+import threading
+import types
+from typing import Protocol
+
+import aiomultiprocess
+import aiomultiprocess.core
+import anyio
+
+__all__ = ["Host", "HostedProcess", "ProcessHost", "install_no_manager"]
+
+#: modules the forkserver imports once, so each actor process starts with them loaded
+PRELOAD = ["runtime._forkserver_preload"]
+
+
+class HostedProcess(Protocol):
+    """One running actor process, as the runtime sees it."""
+
+    @property
+    def pid(self) -> int: ...
+
+    async def wait(self) -> int:
+        """Wait for the process to end; return its exit code (-N for signal N)."""
+        ...
+
+    def terminate(self) -> None: ...
+
+    def kill(self) -> None: ...
+
+
+class Host(Protocol):
+    """Starts actor processes."""
+
+    async def start(self, name: str, spec: bytes, control: socket.socket) -> HostedProcess:
+        """Start a process running the actor bootstrap with ``spec`` and ``control``."""
+        ...
+
+
+class _NoManager:
+    """Stands in for the SyncManager process aiomultiprocess would start.
+
+    ``Process`` only stores the namespace it asks for; only ``Worker`` reads it.
+    """
+
+    @staticmethod
+    def Namespace() -> types.SimpleNamespace:  # noqa: N802 - mirrors SyncManager's API
+        return types.SimpleNamespace()
+
+
+def install_no_manager() -> None:
+    """Keep aiomultiprocess from starting its hidden manager process (call before Process)."""
+    if aiomultiprocess.core._manager is None:
+        aiomultiprocess.core._manager = _NoManager()
+
+
+class _AioProcess:
+    def __init__(self, proc: aiomultiprocess.Process, lock: threading.Lock) -> None:
+        self._proc = proc
+        self._lock = lock
+        pid: int | None = proc.pid
+        assert pid is not None
+        self._pid: int = pid
+        self._code: int | None = None
+
+    @property
+    def pid(self) -> int:
+        return self._pid
+
+    async def wait(self) -> int:
+        if self._code is None:
+            inner = self._proc.aio_process
+            # no polling: the sentinel becomes readable when the process has ended
+            await anyio.wait_readable(inner.sentinel)
+            with self._lock:
+                inner.join()
+                code: int | None = inner.exitcode
+                inner.close()
+            self._code = 255 if code is None else code
+        return self._code
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if self._code is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._pid, sig)
+
+    def terminate(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+
+class ProcessHost:
+    """Starts each actor in its own process (forkserver with preloaded modules)."""
+
+    def __init__(self, start_method: str = "forkserver") -> None:
+        install_no_manager()
+        if start_method == "forkserver":
+            multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
+        aiomultiprocess.set_start_method(start_method)
+        # multiprocessing's bookkeeping is not meant for concurrent starts and reaps
+        self._lock = threading.Lock()
+
+    async def start(self, name: str, spec: bytes, control: socket.socket) -> HostedProcess:
+        from ._bootstrap import actor_main, bootstrap
+
+        proc = aiomultiprocess.Process(
+            target=actor_main,
+            args=(spec, control),
+            name=name,
+            daemon=True,
+            process_target=bootstrap,
+        )
+
+        def start() -> None:
+            with self._lock:
+                proc.start()
+
+        # starting blocks on the forkserver hand-off; keep the event loop free meanwhile
+        await anyio.to_thread.run_sync(start)
+        return _AioProcess(proc, self._lock)

@@ -1,0 +1,432 @@
+"""Incarnation: one run of one actor, inside its own process.
+
+It owns the actor instance, its mailbox and listener, the process's transport, and the
+control channel to the runtime. It handles one message at a time and stops in order:
+refuse new senders, handle what was already sent, run ``on_stop``, dead-letter the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import pickle
+import select
+import signal
+import threading
+import time
+import traceback
+from typing import Any
+
+import anyio
+import anyio.abc
+import anyio.from_thread
+import anyio.lowlevel
+
+from actors import (
+    Actor,
+    ActorDeadError,
+    ActorRef,
+    MessageNotSerializableError,
+    Reply,
+)
+from actors._router import install_router
+
+from ._codec import dumps, dumps_error, loads_error, message_type
+from ._control import ControlChannel, ControlClosedError
+from ._logging import Log
+from ._mailbox import Envelope, Mailbox
+from ._spawning import ActorSpec, prepare_spawn
+from ._transport import SenderInfo, Transport
+
+__all__ = ["Incarnation"]
+
+#: exit code of an actor process that lost its runtime and had to force its exit
+EXIT_PARENT_LOST = 70
+_PARENT_LOST_GRACE = 0.5
+
+
+class _Context:
+    """``actors.ActorContext`` for code running inside an actor process."""
+
+    def __init__(self, incarnation: Incarnation) -> None:
+        self._inc = incarnation
+
+    @property
+    def run_id(self) -> str:
+        return self._inc.spec.log.run_id
+
+    async def spawn(
+        self,
+        actor_class: type[Actor],
+        *args: Any,
+        name: str | None = None,
+        mailbox_size: int | None = None,
+        **kwargs: Any,
+    ) -> ActorRef:
+        payload, size = prepare_spawn(
+            actor_class, args, kwargs, mailbox_size, self._inc.spec.max_message_size
+        )
+        ref: ActorRef = await self._inc.request("spawn", actor_class.__name__, payload, name, size)
+        await self._inc.transport.ensure_connected(ref)
+        return ref
+
+    async def lookup(self, name: str) -> ActorRef:
+        ref: ActorRef = await self._inc.request("lookup", name)
+        await self._inc.transport.ensure_connected(ref)
+        return ref
+
+    async def stop(self, ref: ActorRef | None = None) -> None:
+        if ref is None or ref.actor_id == self._inc.spec.actor_id:
+            self._inc.request_stop(self._inc.spec.stop_timeout, "requested")
+            return
+        await self._inc.request("stop", ref.actor_id)
+
+
+class Incarnation:
+    """Runs one actor in this process until it stops."""
+
+    def __init__(self, spec: ActorSpec, control: ControlChannel, log: Log) -> None:
+        self.spec = spec
+        self.control = control
+        self.log = log
+        self.ref = ActorRef(spec.actor_id, spec.name, spec.address)
+        self.transport: Transport
+        self.mailbox: Mailbox
+        self.actor: Actor | None = None
+        self._tg: anyio.abc.TaskGroup
+        self._peers = set(spec.peers) | {os.getpid()}
+        self._requests: dict[int, anyio.Event] = {}
+        self._answers: dict[int, tuple[bool, Any]] = {}
+        self._request_ids = itertools.count(1)
+        self._open_replies: dict[int, tuple[Envelope, Reply]] = {}
+        self._loop_scope = anyio.CancelScope()
+        self._stop_reason: str | None = None
+        self._stopped = anyio.Event()
+        self.handled = 0
+        self.failed = 0
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Start the actor, serve it until stopped, and return the process exit code."""
+        spec = self.spec
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            self.transport = Transport(
+                tg,
+                SenderInfo(spec.name, spec.actor_id, os.getpid()),
+                max_message_size=spec.max_message_size,
+                log=self.log,
+                trace=spec.log.trace,
+            )
+            install_router(self.transport)
+            self.mailbox = Mailbox(
+                spec.mailbox_size,
+                spec.name,
+                max_body=spec.max_message_size,
+                log=self.log,
+                trace=spec.log.trace,
+                is_peer=self._is_peer,
+            )
+            tg.start_soon(self._read_control)
+            tg.start_soon(self._watch_sigterm)
+            self._start_lifeline()
+            if not await self._start():
+                tg.cancel_scope.cancel()
+                return 1
+            tg.start_soon(self.mailbox.serve, tg)
+            self.control.send("ready", os.getpid())
+            self.log.info(
+                "actor.started",
+                actor_class=type(self.actor).__qualname__,
+                mailbox_size=spec.mailbox_size,
+            )
+            with self._loop_scope:
+                while (env := await self.mailbox.get()) is not None:
+                    await self._handle(env)
+            await self._finish()
+            tg.cancel_scope.cancel()
+        return 0
+
+    async def _start(self) -> bool:
+        try:
+            try:
+                actor_class, args, kwargs = await self.transport.loads(self.spec.payload)
+            except Exception as exc:
+                raise ImportError(
+                    f"the actor process could not load the actor class or its arguments "
+                    f"({type(exc).__name__}: {exc}); define actor classes in a module or a "
+                    "script file, not in an interactive session or `python -c`"
+                ) from exc
+            actor = actor_class(*args, **kwargs)
+            actor._actor_bind(self.ref, _Context(self))
+            self.actor = actor
+            await self.mailbox.listen(self.spec.address)
+            await actor.on_start()
+        except Exception as exc:
+            tb = "".join(traceback.format_exception(exc))
+            self.log.error("actor.start_failed", error_type=type(exc).__name__, exc_info=exc)
+            self.control.send("start_failed", type(exc).__name__, str(exc), tb)
+            await self._flush_control()
+            return False
+        return True
+
+    def request_stop(self, timeout: float, reason: str) -> None:
+        """Begin stopping: no new senders, handle what was sent, then stop by ``timeout``."""
+        if self._stop_reason is not None:
+            return
+        self._stop_reason = reason
+        self.log.info("actor.stopping", reason=reason, timeout_s=timeout)
+        self.mailbox.close()
+        self._tg.start_soon(self._stop_deadline, timeout)
+
+    async def _stop_deadline(self, timeout: float) -> None:
+        # leave the rest of the runtime's deadline for on_stop and the exit itself
+        await anyio.sleep(timeout * 0.7)
+        self._loop_scope.cancel()
+
+    async def _finish(self) -> None:
+        reason = self._stop_reason or "requested"
+        if self.actor is not None:
+            with anyio.move_on_after(max(0.1, self.spec.stop_timeout * 0.2)):
+                try:
+                    await self.actor.on_stop()
+                except Exception as exc:
+                    self.log.error(
+                        "actor.on_stop_failed", error_type=type(exc).__name__, exc_info=exc
+                    )
+        dead = 0
+        for env in self.mailbox.take_leftovers():
+            dead += 1
+            self._dead_letter(env, "stopped")
+        for _env, reply in list(self._open_replies.values()):
+            if not reply.settled:
+                reply.set_exception(
+                    ActorDeadError(self.spec.name, "stopped", "before settling its deferred reply")
+                )
+        self.log.info(
+            "actor.stopped",
+            reason=reason,
+            handled=self.handled,
+            failed=self.failed,
+            dead_lettered=dead,
+        )
+        self.control.send("stopped", reason, self.handled, self.failed, dead)
+        await self.mailbox.aclose()
+        await self.transport.aclose()
+        await self._flush_control()
+
+    async def _flush_control(self) -> None:
+        with anyio.move_on_after(1.0):
+            self.control.send_eof_after_flush()
+            await self.control.wait_flushed()
+
+    # -- messages ------------------------------------------------------------------------
+
+    async def _handle(self, env: Envelope) -> None:
+        actor = self.actor
+        assert actor is not None
+        started = time.perf_counter()
+        try:
+            message = await self.transport.loads(env.body)
+        except Exception as exc:
+            self.failed += 1
+            self.log.error(
+                "message.failed",
+                msg_id=env.msg_id,
+                sender=env.sender,
+                receiver=self.spec.name,
+                reason="undecodable",
+                error_type=type(exc).__name__,
+                error=str(exc),
+            )
+            if env.is_ask:
+                self.mailbox.reply(env, False, dumps_error(exc))
+            return
+        reply: Reply | None = None
+
+        def defer() -> Reply:
+            nonlocal reply
+            if reply is None:
+                reply = self._make_reply(env)
+            return reply
+
+        actor._actor_set_deferral(defer)
+        try:
+            result = await actor.receive(message)
+        except Exception as exc:
+            self.failed += 1
+            self.log.error(
+                "message.failed",
+                msg_id=env.msg_id,
+                sender=env.sender,
+                receiver=self.spec.name,
+                msg_type=message_type(message),
+                error_type=type(exc).__name__,
+                exc_info=exc,
+            )
+            if reply is not None:
+                if not reply.settled:
+                    reply.set_exception(exc)
+            elif env.is_ask:
+                self.mailbox.reply(env, False, dumps_error(exc))
+            return
+        except BaseException:
+            if env.is_ask and reply is None:
+                self._dead_letter(env, "stop_deadline", handled_part=True)
+            raise
+        finally:
+            actor._actor_set_deferral(None)
+        self.handled += 1
+        if env.is_ask and reply is None:
+            self._answer(env, True, result)
+        if self.spec.log.trace:
+            self.log.debug(
+                "message.handled",
+                msg_id=env.msg_id,
+                sender=env.sender,
+                receiver=self.spec.name,
+                msg_type=message_type(message),
+                duration_s=round(time.perf_counter() - started, 6),
+            )
+
+    def _answer(self, env: Envelope, ok: bool, value: object) -> None:
+        if ok:
+            try:
+                body = dumps("reply", value, self.spec.max_message_size)
+            except (MessageNotSerializableError, ValueError) as exc:
+                self.log.error(
+                    "reply.failed", msg_id=env.msg_id, error_type=type(exc).__name__, error=str(exc)
+                )
+                ok, body = False, dumps_error(exc)
+        else:
+            assert isinstance(value, BaseException)
+            body = dumps_error(value)
+        if not self.mailbox.reply(env, ok, body):
+            self.log.warning(
+                "reply.undeliverable", msg_id=env.msg_id, sender=env.sender, reason="asker gone"
+            )
+
+    def _make_reply(self, env: Envelope) -> Reply:
+        key = id(env)
+
+        def settle(ok: bool, value: object) -> None:
+            self._open_replies.pop(key, None)
+            if env.is_ask:
+                self._answer(env, ok, value)
+
+        reply = Reply(settle, expected=env.is_ask)
+        if env.is_ask:
+            self._open_replies[key] = (env, reply)
+        return reply
+
+    def _dead_letter(self, env: Envelope, reason: str, *, handled_part: bool = False) -> None:
+        self.log.warning(
+            "message.dead_lettered",
+            msg_id=env.msg_id,
+            sender=env.sender,
+            receiver=self.spec.name,
+            reason=reason,
+            ask=env.is_ask,
+        )
+        if env.is_ask:
+            detail = "while handling the message" if handled_part else "before handling the message"
+            self.mailbox.reply(
+                env, False, dumps_error(ActorDeadError(self.spec.name, "stopped", detail))
+            )
+
+    # -- control channel -----------------------------------------------------------------
+
+    async def request(self, op: str, *args: object) -> Any:
+        """Ask the runtime to do ``op`` for this actor; re-raise its error here."""
+        rid = next(self._request_ids)
+        self._requests[rid] = done = anyio.Event()
+        self.control.send("request", rid, op, *args)
+        try:
+            await done.wait()
+        finally:
+            del self._requests[rid]
+        ok, value = self._answers.pop(rid)
+        if not ok:
+            raise loads_error(value)
+        return value
+
+    async def _is_peer(self, pid: int) -> bool:
+        if pid in self._peers:
+            return True
+        try:
+            with anyio.fail_after(5.0):
+                known: bool = await self.request("is_peer", pid)
+        except (TimeoutError, ControlClosedError):
+            return False
+        if known:
+            self._peers.add(pid)
+        return known
+
+    async def _read_control(self) -> None:
+        try:
+            while True:
+                item = await self.control.receive()
+                kind = item[0]
+                if kind == "reply":
+                    _, rid, ok, value = item
+                    if rid in self._requests:
+                        self._answers[rid] = (ok, value)
+                        self._requests[rid].set()
+                elif kind == "stop":
+                    self.request_stop(float(item[1]), "requested" if len(item) < 3 else item[2])
+                elif kind == "peer":
+                    self._peers.add(int(item[1]))
+        except ControlClosedError:
+            pass
+        # the runtime is gone: nobody can stop us in order any more
+        self.log.warning("actor.parent_lost")
+        for rid, event in self._requests.items():
+            self._answers[rid] = (False, dumps_error(ActorDeadError("runtime", "died")))
+            event.set()
+        if self._stop_reason is None and hasattr(self, "mailbox"):
+            self.request_stop(_PARENT_LOST_GRACE, "parent_lost")
+        elif not hasattr(self, "mailbox"):
+            os._exit(EXIT_PARENT_LOST)
+
+    async def _watch_sigterm(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+            async for _ in signals:
+                self.request_stop(self.spec.stop_timeout, "sigterm")
+
+    def _start_lifeline(self) -> None:
+        """Exit even when a handler blocks the event loop and the runtime has died.
+
+        A thread waits for the runtime's end of the control socket to hang up; it asks the
+        loop to stop in order, and forces the exit if that has not happened soon after.
+        """
+        fd = self.control.fileno()
+        token = anyio.lowlevel.current_token()
+
+        def watch() -> None:
+            poller = select.poll()
+            poller.register(fd, select.POLLRDHUP)
+            while True:
+                events = poller.poll()
+                if any(ev & select.POLLNVAL for _, ev in events):
+                    return  # our own end was closed: we are exiting anyway
+                if any(ev & (select.POLLRDHUP | select.POLLHUP) for _, ev in events):
+                    break
+            with contextlib.suppress(Exception):  # the loop may already be gone
+                anyio.from_thread.run_sync(self._on_parent_lost, token=token)
+            time.sleep(_PARENT_LOST_GRACE + 0.4)
+            os._exit(EXIT_PARENT_LOST)
+
+        threading.Thread(target=watch, name="actor-lifeline", daemon=True).start()
+
+    def _on_parent_lost(self) -> None:
+        if self._stop_reason is None and hasattr(self, "mailbox"):
+            self.request_stop(_PARENT_LOST_GRACE, "parent_lost")
+
+
+def load_spec(data: bytes) -> ActorSpec:
+    """Unpickle the spec sent by the runtime (only runtime types inside)."""
+    spec = pickle.loads(data)
+    assert isinstance(spec, ActorSpec)
+    return spec

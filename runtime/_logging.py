@@ -1,0 +1,112 @@
+"""Structured JSON-lines logs: one file per process, one line per event.
+
+Each process writes its own file in the run's log directory, with one ``write`` per event,
+so the last events of a process that is killed are already on disk. The runtime never
+touches the global structlog configuration of the script's process; inside actor
+processes it also configures structlog globally, so an actor's own
+``structlog.get_logger()`` calls land in the actor's file.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+import structlog
+from structlog.processors import ExceptionRenderer
+from structlog.tracebacks import ExceptionDictTransformer
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+__all__ = ["Log", "LogConfig", "get_log", "open_log", "safe_name"]
+
+Log = Any  # structlog's filtering bound loggers are built at run time
+
+
+class LogConfig:
+    """Where and what a process logs; pickled into every actor's spawn arguments."""
+
+    __slots__ = ("log_dir", "run_id", "trace")
+
+    def __init__(self, log_dir: Path, run_id: str, *, trace: bool) -> None:
+        self.log_dir = log_dir
+        self.run_id = run_id
+        #: per-message events (debug level) on or off
+        self.trace = trace
+
+    def __getstate__(self) -> tuple[Path, str, bool]:
+        return (self.log_dir, self.run_id, self.trace)
+
+    def __setstate__(self, state: tuple[Path, str, bool]) -> None:
+        self.log_dir, self.run_id, self.trace = state
+
+
+def safe_name(name: str) -> str:
+    """Make an actor name usable inside a file name."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:60]
+
+
+def _add_static(static: dict[str, object]) -> Processor:
+    counter = itertools.count()
+
+    def add(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
+        # an event's own keys win: the runtime logs `actor=` for the actor it is about
+        for key, value in static.items():
+            event.setdefault(key, value)
+        event["seq"] = next(counter)
+        return event
+
+    return add
+
+
+def _processors(static: dict[str, object]) -> list[Processor]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _add_static(static),
+        # the default transformer puts every frame's local variables in the log
+        ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
+        structlog.processors.JSONRenderer(serializer=orjson.dumps),
+    ]
+
+
+_log: Log = structlog.wrap_logger(
+    structlog.BytesLogger(open(os.devnull, "wb")),  # noqa: SIM115 - lives as long as the process
+    processors=_processors({}),
+    wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL),
+)
+
+
+def get_log() -> Log:
+    """Return this process's runtime logger (a no-op one until ``open_log``)."""
+    return _log
+
+
+def open_log(
+    config: LogConfig, file_stem: str, static: dict[str, object], *, configure_global: bool
+) -> tuple[Log, IO[bytes]]:
+    """Open ``<log_dir>/<file_stem>.jsonl`` and make it this process's runtime log.
+
+    Returns the logger and its file, which the caller closes when the process ends.
+    """
+    global _log
+    config.log_dir.mkdir(parents=True, exist_ok=True)
+    file = open(config.log_dir / f"{file_stem}.jsonl", "ab", buffering=0)  # noqa: SIM115
+    static = {"run_id": config.run_id, "pid": os.getpid(), **static}
+    level = logging.DEBUG if config.trace else logging.INFO
+    wrapper = structlog.make_filtering_bound_logger(level)
+    _log = structlog.wrap_logger(
+        structlog.BytesLogger(file), processors=_processors(static), wrapper_class=wrapper
+    )
+    if configure_global:
+        structlog.configure(
+            processors=_processors(static),
+            wrapper_class=wrapper,
+            logger_factory=structlog.BytesLoggerFactory(file),
+            cache_logger_on_first_use=True,
+        )
+    return _log, file

@@ -1,0 +1,344 @@
+"""Mailbox: an actor's bounded inbox, fed by one connection per sender.
+
+Capacity is exact: a sender may send only what the mailbox granted it as credit, and the
+mailbox never grants more than its free slots. Each freed slot goes first to a sender that
+is waiting for room, otherwise back to the sender whose message freed it. Senders that
+hold unused credit give half of it back when another sender is starved.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import anyio.abc
+from anyio.abc import SocketAttribute
+
+from ._connection import ConnectionLostError, FramedConnection
+from ._frames import Kind, ProtocolError
+from ._logging import Log
+from ._rundir import peer_credentials
+
+__all__ = ["Envelope", "Mailbox", "MailboxStatistics"]
+
+_HELLO_TIMEOUT = 5.0
+
+
+class _Inbound(FramedConnection):
+    """One sender's connection into this mailbox."""
+
+    def __init__(self, stream: anyio.abc.ByteStream, max_body: int, pid: int) -> None:
+        super().__init__(stream, max_body)
+        self.peer_pid = pid
+        self.peer_name = "?"
+        self.peer_id = "?"
+        self.granted = 0
+        self.owed = 0
+        self.revoking = False
+        self.eof = False
+
+
+@dataclass(slots=True)
+class Envelope:
+    """A message waiting in the mailbox, still pickled."""
+
+    conn: _Inbound
+    kind: int
+    ident: int
+    body: bytes
+
+    @property
+    def is_ask(self) -> bool:
+        return self.kind == Kind.ASK
+
+    @property
+    def msg_id(self) -> str:
+        return f"{self.conn.peer_id}.{self.ident}"
+
+    @property
+    def sender(self) -> str:
+        return self.conn.peer_name
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxStatistics:
+    """A snapshot of a mailbox."""
+
+    capacity: int
+    queued: int
+    senders: int
+    waiting_senders: int
+
+
+class Mailbox:
+    """Accepts authenticated connections and queues their messages, at most ``capacity``."""
+
+    def __init__(
+        self,
+        capacity: int,
+        owner: str,
+        *,
+        max_body: int,
+        log: Log,
+        trace: bool,
+        is_peer: Callable[[int], Awaitable[bool]],
+    ) -> None:
+        self.capacity = capacity
+        self.owner = owner
+        self._max_body = max_body
+        self._log = log
+        self._trace = trace
+        self._is_peer = is_peer
+        self._queue: deque[Envelope] = deque()
+        self._free = capacity
+        self._conns: set[_Inbound] = set()
+        self._hungry: deque[_Inbound] = deque()
+        self._owing: set[_Inbound] = set()
+        self._flush_at = max(1, capacity // 8)
+        self._waiter: anyio.Event | None = None
+        self._listener: anyio.abc.SocketListener | None = None
+        self._path: Path | None = None
+        self._accept_scope = anyio.CancelScope()
+        self.closing = False
+
+    # -- serving -------------------------------------------------------------------------
+
+    async def listen(self, path: str) -> None:
+        """Bind the listening socket (inside the run's private 0700 directory)."""
+        self._path = Path(path)
+        self._listener = await anyio.create_unix_listener(path, mode=0o600)
+
+    async def serve(self, task_group: anyio.abc.TaskGroup) -> None:
+        """Accept connections until ``close``."""
+        listener = self._listener
+        assert listener is not None
+        with self._accept_scope:
+            while not self.closing:
+                try:
+                    stream = await listener.accept()
+                except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                    break
+                task_group.start_soon(self._serve_connection, stream)
+        # a closed listener makes connects fail at once instead of queueing unanswered
+        await listener.aclose()
+
+    async def _serve_connection(self, stream: anyio.abc.SocketStream) -> None:
+        pid, uid = peer_credentials(stream.extra(SocketAttribute.raw_socket))
+        if uid != os.getuid() or not await self._is_peer(pid):
+            self._log.warning(
+                "connection.rejected",
+                peer_pid=pid,
+                peer_uid=uid,
+                reason="not a process of this run",
+            )
+            await stream.aclose()
+            return
+        conn = _Inbound(stream, self._max_body, pid)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(conn.run_writer)
+            try:
+                await self._read(conn)
+            finally:
+                tg.cancel_scope.cancel()
+                self._drop(conn)
+                await conn.aclose()
+
+    async def _read(self, conn: _Inbound) -> None:
+        try:
+            with anyio.fail_after(_HELLO_TIMEOUT):
+                frames = await conn.read_frames()
+            kind, _, body = frames[0]
+            if kind != Kind.HELLO:
+                raise ProtocolError("the first frame must be HELLO")
+            hello = json.loads(body)
+            conn.peer_name, conn.peer_id = str(hello["name"]), str(hello["actor_id"])
+            self._conns.add(conn)
+            conn.push_frame(Kind.HELLO, 0, json.dumps({"capacity": self.capacity}).encode())
+            if self.closing:
+                conn.push_frame(Kind.CREDIT, 0)
+                conn.push_frame(Kind.CLOSING)
+            else:
+                self._grant(conn, self._free)
+            self._on_frames(conn, frames[1:])
+            while True:
+                self._on_frames(conn, await conn.read_frames())
+        except ConnectionLostError:
+            conn.eof = True
+        except (ProtocolError, TimeoutError, ValueError, KeyError) as exc:
+            self._log.warning(
+                "connection.protocol_error",
+                peer=conn.peer_name,
+                peer_pid=conn.peer_pid,
+                error=str(exc) or type(exc).__name__,
+            )
+
+    def _on_frames(self, conn: _Inbound, frames: list[tuple[int, int, bytes]]) -> None:
+        for kind, ident, body in frames:
+            if kind == Kind.TELL or kind == Kind.ASK:
+                if conn.granted <= 0:
+                    raise ProtocolError("message sent without credit")
+                conn.granted -= 1
+                env = Envelope(conn, kind, ident, body)
+                self._queue.append(env)
+                if self._trace:
+                    self._log.debug(
+                        "message.received",
+                        msg_id=env.msg_id,
+                        sender=conn.peer_name,
+                        receiver=self.owner,
+                        depth=len(self._queue),
+                    )
+                self._wake()
+            elif kind == Kind.DEMAND:
+                self._on_demand(conn)
+            elif kind == Kind.RETURN:
+                given = min(ident, conn.granted)
+                conn.granted -= given
+                conn.revoking = False
+                self._free += given
+                self._feed_hungry()
+            else:
+                raise ProtocolError(f"unexpected frame kind {kind} from a sender")
+
+    # -- credit --------------------------------------------------------------------------
+
+    def _grant(self, conn: _Inbound, n: int) -> None:
+        n = min(n, self._free)
+        self._free -= n
+        conn.granted += n
+        conn.push_frame(Kind.CREDIT, n)
+
+    def _flush(self, conn: _Inbound) -> None:
+        if conn.owed:
+            conn.granted += conn.owed
+            conn.push_frame(Kind.CREDIT, conn.owed)
+            conn.owed = 0
+        self._owing.discard(conn)
+
+    def _on_demand(self, conn: _Inbound) -> None:
+        if self.closing:
+            return
+        if conn.owed:
+            self._flush(conn)
+            return
+        for other in list(self._owing):  # slots freed for idle senders: lend them here
+            self._free += other.owed
+            other.owed = 0
+            self._owing.discard(other)
+        if self._free:
+            self._grant(conn, max(1, self._free // (1 + len(self._hungry))))
+            return
+        if conn not in self._hungry:
+            self._hungry.append(conn)
+        for other in self._conns:
+            if other is not conn and other.granted > 0 and not other.revoking:
+                other.revoking = True
+                other.push_frame(Kind.REVOKE)
+
+    def _feed_hungry(self) -> None:
+        while self._hungry and self._free:
+            conn = self._hungry.popleft()
+            if conn in self._conns:
+                self._grant(conn, max(1, self._free // (1 + len(self._hungry))))
+
+    def _release(self, env: Envelope) -> None:
+        """The actor took ``env``: its slot is free again."""
+        if self.closing:
+            self._free += 1
+            return
+        if self._hungry:
+            self._free += 1
+            self._feed_hungry()
+            return
+        conn = env.conn
+        if conn not in self._conns:
+            self._free += 1
+            return
+        conn.owed += 1
+        self._owing.add(conn)
+        if conn.owed >= self._flush_at:
+            self._flush(conn)
+        if not self._queue:
+            for other in list(self._owing):
+                self._flush(other)
+
+    # -- the actor's side ----------------------------------------------------------------
+
+    def _wake(self) -> None:
+        if self._waiter is not None:
+            self._waiter.set()
+            self._waiter = None
+
+    def _drained(self) -> bool:
+        return self.closing and not self._queue and all(c.eof or c.closed for c in self._conns)
+
+    async def get(self) -> Envelope | None:
+        """Take the next message; None once closed and every sender is done."""
+        while not self._queue:
+            if self._drained():
+                return None
+            self._waiter = waiter = anyio.Event()
+            await waiter.wait()
+        env = self._queue.popleft()
+        self._release(env)
+        return env
+
+    def reply(self, env: Envelope, ok: bool, body: bytes) -> bool:
+        """Send the answer to an ask; False if the asker is gone."""
+        if env.conn.closed:
+            return False
+        env.conn.push_frame(Kind.REPLY if ok else Kind.FAIL, env.ident, body)
+        return True
+
+    def close(self) -> None:
+        """Stop taking new messages: refuse connections and tell senders to stop sending.
+
+        Messages already sent still arrive and are handed out by ``get``.
+        """
+        if self.closing:
+            return
+        self.closing = True
+        if self._path is not None:
+            self._path.unlink(missing_ok=True)
+        self._accept_scope.cancel()
+        for conn in self._conns:
+            conn.push_frame(Kind.CLOSING)
+        self._wake()
+
+    def take_leftovers(self) -> list[Envelope]:
+        """Remove and return every message still queued."""
+        left = list(self._queue)
+        self._queue.clear()
+        return left
+
+    async def aclose(self) -> None:
+        """Close every connection; senders see the actor gone."""
+        self.close()
+        for conn in list(self._conns):
+            await conn.aclose()
+        if self._listener is not None:
+            await self._listener.aclose()
+
+    def _drop(self, conn: _Inbound) -> None:
+        if conn in self._conns:
+            self._conns.discard(conn)
+            self._owing.discard(conn)
+            if conn in self._hungry:
+                self._hungry.remove(conn)
+            self._free += conn.granted + conn.owed
+            conn.granted = conn.owed = 0
+            self._feed_hungry()
+        self._wake()
+
+    def statistics(self) -> MailboxStatistics:
+        return MailboxStatistics(
+            capacity=self.capacity,
+            queued=len(self._queue),
+            senders=len(self._conns),
+            waiting_senders=len(self._hungry),
+        )

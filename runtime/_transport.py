@@ -1,0 +1,340 @@
+"""Transport: the sending side of every ref used in one process.
+
+One connection per receiver (so per sender->receiver pair: FIFO), opened on first use and
+kept. A sender may only send a message for which the receiver granted a credit, so a
+receiver never holds more than its mailbox capacity, and ``tell_nowait`` knows at once
+whether there is room.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import math
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from actors import (
+    ActorDeadError,
+    ActorRef,
+    AskTimeoutError,
+    MailboxFullError,
+    RemoteActorError,
+)
+from actors._router import collecting_refs
+
+from ._codec import dumps, loads_error, message_type
+from ._connection import ConnectionLostError, FramedConnection
+from ._frames import Kind, ProtocolError
+from ._logging import Log
+
+__all__ = ["SenderInfo", "Transport"]
+
+_CONNECT_AHEAD_TIMEOUT = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class SenderInfo:
+    """Who this process is, as told to every receiver it connects to."""
+
+    name: str
+    actor_id: str
+    pid: int
+
+
+class _PendingAsk:
+    __slots__ = ("body", "error", "event", "ok")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.ok = False
+        self.body = b""
+        self.error: BaseException | None = None
+
+
+class _Outbound(FramedConnection):
+    """This process's connection to one receiving actor."""
+
+    def __init__(
+        self, ref: ActorRef, stream: anyio.abc.ByteStream, max_body: int, log: Log
+    ) -> None:
+        super().__init__(stream, max_body)
+        self.ref = ref
+        self.log = log
+        self.credit = 0
+        self.capacity = 0
+        self.demanded = False
+        self.waiters = 0
+        self.credit_event: anyio.Event | None = None
+        self.send_lock = anyio.Lock()
+        self.pending: dict[int, _PendingAsk] = {}
+        self.ready = anyio.Event()
+        self.closing = False
+        self.dead_reason: str | None = None
+        self.sent = 0
+
+    def check_open(self) -> None:
+        if self.dead_reason is not None:
+            raise ActorDeadError(self.ref.name, self.dead_reason)
+        if self.closing:
+            raise ActorDeadError(self.ref.name, "stopped")
+
+    def _wake_credit(self) -> None:
+        if self.credit_event is not None:
+            self.credit_event.set()
+            self.credit_event = None
+
+    async def acquire_credit(self) -> None:
+        """Take one mailbox slot, waiting (in FIFO order) while there is none."""
+        if self.credit > 0 and self.waiters == 0:
+            self.check_open()
+            self.credit -= 1
+            return
+        self.waiters += 1
+        try:
+            async with self.send_lock:
+                while self.credit == 0:
+                    self.check_open()
+                    if not self.demanded:
+                        self.demanded = True
+                        self.push_frame(Kind.DEMAND)
+                    if self.credit_event is None:
+                        self.credit_event = anyio.Event()
+                    await self.credit_event.wait()
+                self.check_open()
+                self.credit -= 1
+        finally:
+            self.waiters -= 1
+
+    def try_acquire_credit(self) -> bool:
+        self.check_open()
+        if self.credit > 0 and self.waiters == 0:
+            self.credit -= 1
+            return True
+        if not self.demanded:
+            self.demanded = True
+            self.push_frame(Kind.DEMAND)
+        return False
+
+    async def run_reader(self) -> None:
+        error = ""
+        try:
+            while True:
+                for kind, ident, body in await self.read_frames():
+                    if kind == Kind.CREDIT:
+                        self.credit += ident
+                        self.demanded = False
+                        self._wake_credit()
+                        self.ready.set()
+                    elif kind == Kind.REPLY or kind == Kind.FAIL:
+                        pending = self.pending.get(ident)
+                        if pending is not None:
+                            pending.ok = kind == Kind.REPLY
+                            pending.body = body
+                            pending.event.set()
+                    elif kind == Kind.REVOKE:
+                        give = 0 if self.waiters else (self.credit + 1) // 2
+                        if give:
+                            self.credit -= give
+                            self.push_frame(Kind.RETURN, give)
+                    elif kind == Kind.HELLO:
+                        self.capacity = int(json.loads(body)["capacity"])
+                    elif kind == Kind.CLOSING:
+                        self.closing = True
+                        self._wake_credit()
+                        self.send_eof_after_flush()
+                    else:
+                        raise ProtocolError(f"unexpected frame kind {kind} from a receiver")
+        except ConnectionLostError:
+            pass
+        except ProtocolError as exc:
+            error = str(exc)
+            self.log.error("connection.protocol_error", peer=self.ref.name, error=error)
+        finally:
+            self._lost(error)
+
+    def _lost(self, error: str) -> None:
+        self.dead_reason = "stopped" if self.closing else "died"
+        self.closed = True
+        self._wake_credit()
+        self.ready.set()
+        for pending in self.pending.values():
+            pending.error = ActorDeadError(self.ref.name, self.dead_reason, "before answering")
+            pending.event.set()
+        self.pending.clear()
+        if self.dead_reason == "died":
+            self.log.warning(
+                "connection.lost", peer=self.ref.name, peer_id=self.ref.actor_id, error=error
+            )
+
+
+class Transport:
+    """Implements ``actors.Router`` for one process: tell, tell_nowait and ask."""
+
+    def __init__(
+        self,
+        task_group: anyio.abc.TaskGroup,
+        sender: SenderInfo,
+        *,
+        max_message_size: int,
+        log: Log,
+        trace: bool,
+    ) -> None:
+        self._tg = task_group
+        self.sender = sender
+        self._hello = json.dumps(
+            {"name": sender.name, "actor_id": sender.actor_id, "pid": sender.pid}
+        ).encode()
+        self.max_message_size = max_message_size
+        self._log = log
+        self.trace = trace
+        self._conns: dict[str, _Outbound] = {}
+        self._connecting: dict[str, anyio.Event] = {}
+        self._ids = itertools.count(1)
+        #: explains why an unreachable actor is gone ("stopped"/"died"), where known
+        self.explain_unreachable: Callable[[ActorRef], str] = lambda ref: "unreachable"
+
+    # -- actors.Router -------------------------------------------------------------------
+
+    async def tell(self, ref: ActorRef, message: object) -> None:
+        body = dumps("message", message, self.max_message_size)
+        conn = await self._connection(ref)
+        await conn.acquire_credit()
+        self._send(conn, Kind.TELL, next(self._ids), body, message)
+
+    def tell_nowait(self, ref: ActorRef, message: object) -> None:
+        body = dumps("message", message, self.max_message_size)
+        conn = self._conns.get(ref.address)
+        if conn is None or not conn.ready.is_set():
+            self._tg.start_soon(self._connect_quietly, ref)
+            raise MailboxFullError(ref.name, 0)
+        if not conn.try_acquire_credit():
+            self._log.warning("mailbox.full", receiver=ref.name, capacity=conn.capacity)
+            raise MailboxFullError(ref.name, conn.capacity)
+        self._send(conn, Kind.TELL, next(self._ids), body, message)
+
+    async def ask(self, ref: ActorRef, message: object, timeout: float) -> Any:
+        if not (timeout > 0 and math.isfinite(timeout)):
+            raise ValueError(f"ask timeout must be a positive number of seconds, not {timeout!r}")
+        body = dumps("message", message, self.max_message_size)
+        pending = _PendingAsk()
+        try:
+            with anyio.fail_after(timeout):
+                conn = await self._connection(ref)
+                await conn.acquire_credit()
+                ident = next(self._ids)
+                conn.pending[ident] = pending
+                try:
+                    self._send(conn, Kind.ASK, ident, body, message)
+                    await pending.event.wait()
+                finally:
+                    conn.pending.pop(ident, None)
+        except TimeoutError:
+            raise AskTimeoutError(ref.name, timeout) from None
+        if pending.error is not None:
+            raise pending.error
+        if not pending.ok:
+            raise loads_error(pending.body)
+        try:
+            return await self.loads(pending.body)
+        except Exception as exc:
+            raise RemoteActorError(
+                "undecodable reply",
+                f"{type(exc).__name__}: {exc}; is the reply's class "
+                "importable in the asking process?",
+            ) from exc
+
+    # -- helpers for the runtime -------------------------------------------------------
+
+    async def loads(self, body: bytes) -> Any:
+        """Unpickle a message or reply, then connect to the refs it carried."""
+        with collecting_refs() as refs:
+            value = pickle.loads(body)
+        if refs:
+            await self.connect_ahead(refs)
+        return value
+
+    async def connect_ahead(self, refs: list[ActorRef]) -> None:
+        """Connect to ``refs`` now, so that ``tell_nowait`` on them works at once."""
+        todo = [r for r in refs if r.address not in self._conns]
+        if not todo:
+            return
+        with anyio.move_on_after(_CONNECT_AHEAD_TIMEOUT):
+            for ref in todo:
+                await self._connect_quietly(ref)
+
+    async def ensure_connected(self, ref: ActorRef) -> None:
+        """Connect to ``ref`` (raising ``ActorDeadError`` if it is not running)."""
+        await self._connection(ref)
+
+    async def aclose(self) -> None:
+        """Close every connection; pending asks fail with ``ActorDeadError``."""
+        for conn in list(self._conns.values()):
+            await conn.aclose()
+        self._conns.clear()
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _send(self, conn: _Outbound, kind: Kind, ident: int, body: bytes, message: object) -> None:
+        conn.push_frame(kind, ident, body)
+        conn.sent += 1
+        if self.trace:
+            self._log.debug(
+                "message.sent",
+                msg_id=f"{self.sender.actor_id}.{ident}",
+                sender=self.sender.name,
+                receiver=conn.ref.name,
+                msg_type=message_type(message),
+                ask=kind == Kind.ASK,
+                size=len(body),
+            )
+
+    async def _connect_quietly(self, ref: ActorRef) -> None:
+        with contextlib.suppress(ActorDeadError):
+            await self._connection(ref)
+
+    async def _connection(self, ref: ActorRef) -> _Outbound:
+        while True:
+            conn = self._conns.get(ref.address)
+            if conn is not None and conn.dead_reason is None:
+                await conn.ready.wait()
+                conn.check_open()
+                return conn
+            connecting = self._connecting.get(ref.address)
+            if connecting is None:
+                break
+            await connecting.wait()
+        self._connecting[ref.address] = done = anyio.Event()
+        try:
+            return await self._open(ref)
+        finally:
+            del self._connecting[ref.address]
+            done.set()
+
+    async def _open(self, ref: ActorRef) -> _Outbound:
+        try:
+            stream = await anyio.connect_unix(ref.address)
+        except OSError:
+            raise ActorDeadError(ref.name, self.explain_unreachable(ref)) from None
+        conn = _Outbound(ref, stream, self.max_message_size, self._log)
+        self._conns[ref.address] = conn
+        self._tg.start_soon(self._serve, conn)
+        conn.push_frame(Kind.HELLO, 0, self._hello)
+        await conn.ready.wait()
+        conn.check_open()
+        return conn
+
+    async def _serve(self, conn: _Outbound) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(conn.run_writer)
+            await conn.run_reader()
+            tg.cancel_scope.cancel()
+        if self._conns.get(conn.ref.address) is conn:
+            del self._conns[conn.ref.address]
+        await conn.aclose()
