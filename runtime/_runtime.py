@@ -247,7 +247,11 @@ class Runtime:
         """
         self._require("running")
         payload, size = prepare_spawn(
-            actor_class, args, kwargs, mailbox_size or self.mailbox_size, self.max_message_size
+            actor_class,
+            args,
+            kwargs,
+            self.mailbox_size if mailbox_size is None else mailbox_size,
+            self.max_message_size,
         )
         ref = await self._spawn(actor_class.__name__, payload, name, size, parent=None)
         await self._transport.ensure_connected(ref)

@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import json
 import math
+import os
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -139,10 +140,10 @@ class _Outbound(FramedConnection):
                             pending.body = body
                             pending.event.set()
                     elif kind == Kind.REVOKE:
-                        give = 0 if self.waiters else (self.credit + 1) // 2
-                        if give:
-                            self.credit -= give
-                            self.push_frame(Kind.RETURN, give)
+                        # always answer, even with 0: the receiver waits for it
+                        give = (self.credit + 1) // 2
+                        self.credit -= give
+                        self.push_frame(Kind.RETURN, give)
                     elif kind == Kind.HELLO:
                         self.capacity = int(json.loads(body)["capacity"])
                     elif kind == Kind.CLOSING:
@@ -212,6 +213,9 @@ class Transport:
         body = dumps("message", message, self.max_message_size)
         conn = self._conns.get(ref.address)
         if conn is None or not conn.ready.is_set():
+            if not os.path.exists(ref.address):
+                raise ActorDeadError(ref.name, self.explain_unreachable(ref))
+            # refs from spawn, lookup and messages are connected ahead; this one is not yet
             self._tg.start_soon(self._connect_quietly, ref)
             raise MailboxFullError(ref.name, 0)
         if not conn.try_acquire_credit():

@@ -1,0 +1,206 @@
+"""Actor classes and helpers for the tests (importable by actor processes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from actors import Actor, ActorRef, Reply
+
+
+class Echo(Actor):
+    """Answers every ask with the message itself."""
+
+    async def receive(self, message: Any) -> Any:
+        return message
+
+
+class Recorder(Actor):
+    """Keeps every message; "log" returns them, "pid" its pid."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[Any] = []
+
+    async def receive(self, message: Any) -> Any:
+        match message:
+            case "log":
+                return list(self.seen)
+            case "count":
+                return len(self.seen)
+            case "pid":
+                return os.getpid()
+            case _:
+                self.seen.append(message)
+        return None
+
+
+class Faulty(Actor):
+    """Raises on request, in several flavours."""
+
+    async def receive(self, message: Any) -> Any:
+        match message:
+            case "value-error":
+                raise ValueError("bad value 42")
+            case "unpicklable-error":
+                raise UnpicklableError(threading.Lock())
+            case "unpicklable-reply":
+                return threading.Lock()
+            case "hang":
+                time.sleep(60)  # blocks the event loop on purpose
+            case "pid":
+                return os.getpid()
+            case "ping":
+                return "pong"
+        return None
+
+
+class UnpicklableError(Exception):
+    def __init__(self, lock: Any) -> None:
+        super().__init__("holds a lock")
+        self.lock = lock
+
+
+class Latch(Actor):
+    """"wait" is answered only after "open" arrives; "waiters" says how many wait."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting: list[Reply] = []
+        self.is_open = False
+
+    async def receive(self, message: Any) -> Any:
+        match message:
+            case "wait":
+                if self.is_open:
+                    return "opened"
+                self.waiting.append(self.defer_reply())
+            case "waiters":
+                return len(self.waiting)
+            case "open":
+                self.is_open = True
+                for reply in self.waiting:
+                    reply.set_result("opened")
+                self.waiting.clear()
+        return None
+
+
+class Gate(Actor):
+    """On "block", waits on the latch before handling anything else; records the rest."""
+
+    def __init__(self, latch: ActorRef) -> None:
+        super().__init__()
+        self.latch = latch
+        self.seen: list[Any] = []
+
+    async def receive(self, message: Any) -> Any:
+        match message:
+            case "block":
+                await self.latch.ask("wait", timeout=60)
+            case "log":
+                return list(self.seen)
+            case _:
+                self.seen.append(message)
+        return None
+
+
+class Forwarder(Actor):
+    """On ("send-to", ref, n, tag) tells ref (tag, i) for i in range(n); returns n."""
+
+    async def receive(self, message: Any) -> Any:
+        match message:
+            case ("send-to", ActorRef() as target, int(n), str(tag)):
+                for i in range(n):
+                    await target.tell((tag, i))
+                return n
+            case ("ask", ActorRef() as target, question):
+                return await target.ask(question, timeout=10)
+            case ("tell-nowait", ActorRef() as target, value):
+                target.tell_nowait(value)
+                return "sent"
+        return None
+
+
+class Holder(Actor):
+    """Keeps a ref given at spawn and relays asks to it."""
+
+    def __init__(self, target: ActorRef) -> None:
+        super().__init__()
+        self.target = target
+
+    async def receive(self, message: Any) -> Any:
+        return await self.target.ask(message, timeout=10)
+
+
+class Spawner(Actor):
+    """Spawns, looks up and stops other actors through its context."""
+
+    async def receive(self, message: Any) -> Any:
+        match message:
+            case ("spawn", str(name)):
+                return await self.context.spawn(Echo, name=name)
+            case ("lookup", str(name)):
+                return await self.context.lookup(name)
+            case ("stop", ActorRef() as ref):
+                await self.context.stop(ref)
+                return "stopped"
+        return None
+
+
+class FailsToStart(Actor):
+    async def on_start(self) -> None:
+        raise RuntimeError("no database at db.invalid")
+
+
+class FailsInInit(Actor):
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        raise ValueError(f"n must be even, got {n}")
+
+
+class StopRecorder(Actor):
+    """Writes its name into a shared file when it stops."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+
+    async def on_stop(self) -> None:
+        with open(self.path, "a") as f:
+            f.write(self.ref.name + "\n")
+
+
+class IgnoresTerm(Actor):
+    """Blocks its loop and ignores SIGTERM: only SIGKILL ends it."""
+
+    async def on_start(self) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    async def receive(self, message: Any) -> Any:
+        if message == "hang":
+            time.sleep(60)
+        return os.getpid()
+
+
+def read_events(log_dir: Path) -> list[dict[str, Any]]:
+    """Every event of every process in a run's log directory, in time order."""
+    events = []
+    for path in log_dir.glob("*.jsonl"):
+        for line in path.read_text().splitlines():
+            events.append(json.loads(line))
+    events.sort(key=lambda e: (e["timestamp"], e["pid"], e["seq"]))
+    return events
+
+
+async def wait_for(predicate: Any, timeout: float = 5.0) -> None:
+    """Poll ``predicate`` until true, failing after ``timeout`` seconds."""
+    with anyio.fail_after(timeout):
+        while not predicate():
+            await anyio.sleep(0.01)

@@ -1,0 +1,175 @@
+"""tell, ask, refs and replies between real actor processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import anyio
+import pytest
+
+from actors import ActorDeadError, ActorRef, AskTimeoutError, RemoteActorError
+from runtime import Runtime
+from tests.helpers import Echo, Faulty, Forwarder, Holder, Latch, Recorder, Spawner
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_tell_then_ask_returns_what_the_handler_returned(tmp_path: Path) -> None:
+    async with Runtime(log_dir=tmp_path) as rt:
+        rec = await rt.spawn(Recorder, name="rec")
+        await rec.tell(("count", 5))
+        rec.tell_nowait(("count", 6))
+        assert await rec.ask("log", timeout=5) == [("count", 5), ("count", 6)]
+
+
+async def test_each_actor_runs_in_its_own_process(tmp_path: Path) -> None:
+    async with Runtime(log_dir=tmp_path) as rt:
+        a = await rt.spawn(Recorder)
+        b = await rt.spawn(Recorder)
+        pids = {await a.ask("pid"), await b.ask("pid"), os.getpid()}
+        assert len(pids) == 3
+
+
+async def test_twenty_thousand_tells_arrive_in_order(tmp_path: Path) -> None:
+    async with Runtime(log_dir=tmp_path, mailbox_size=64) as rt:
+        rec = await rt.spawn(Recorder)
+        for i in range(20_000):
+            await rec.tell(i)
+        assert await rec.ask("log", timeout=30) == list(range(20_000))
+
+
+async def test_two_actor_senders_keep_their_own_order_into_a_small_mailbox(
+    tmp_path: Path,
+) -> None:
+    async with Runtime(log_dir=tmp_path) as rt:
+        sink = await rt.spawn(Recorder, mailbox_size=8)
+        senders = [await rt.spawn(Forwarder) for _ in range(2)]
+        async def flood(sender: ActorRef, tag: str) -> None:
+            assert await sender.ask(("send-to", sink, 3000, tag), timeout=60) == 3000
+
+        async with anyio.create_task_group() as tg:
+            for tag, sender in zip("ab", senders, strict=True):
+                tg.start_soon(flood, sender, tag)
+        seen = await sink.ask("log", timeout=30)
+        for tag in "ab":
+            assert [i for t, i in seen if t == tag] == list(range(3000))
+
+
+async def test_ref_inside_a_message_lets_actors_talk_directly(tmp_path: Path) -> None:
+    async with Runtime(log_dir=tmp_path, trace=True) as rt:
+        echo = await rt.spawn(Echo, name="echo")
+        fwd = await rt.spawn(Forwarder, name="fwd")
+        assert await fwd.ask(("ask", echo, "hello"), timeout=10) == "hello"
+        assert await fwd.ask(("tell-nowait", echo, "x"), timeout=10) == "sent"
+    from tests.helpers import read_events
+
+    received = [
+        e for e in read_events(tmp_path) if e["event"] == "message.received" and e["actor"] == "echo"
+    ]
+    assert [e["sender"] for e in received] == ["fwd", "fwd"]  # not relayed by main
+
+
+async def test_ref_given_as_spawn_argument_works_in_the_child(tmp_path: Path) -> None:
+    async with Runtime(log_dir=tmp_path) as rt:
+        echo = await rt.spawn(Echo)
+        holder = await rt.spawn(Holder, echo)
+        assert await holder.ask("via holder", timeout=10) == "via holder"
+
+
+async def test_ask_timeout_raises_a_timeout_error(tmp_path: Path) -> None:
+    async with Runtime(log_dir=tmp_path) as rt:
+        latch = await rt.spawn(Latch)
+        with pytest.raises(AskTimeoutError, match="did not answer within 0.2 s") as info:
+            await latch.ask("wait", timeout=0.2)
+        assert isinstance(info.value, TimeoutError)
+        assert await latch.ask("waiters", timeout=5) == 1
+
+
+async def test_handler_exception_fails_the_ask_with_its_type_and_the_actor_keeps_serving(
+    tmp_path: Path,
+) -> None:
+    async with Runtime(log_dir=tmp_path) as rt:
+        faulty = await rt.spawn(Faulty)
+        with pytest.raises(ValueError, match="^bad value 42$") as info:
+            await faulty.ask("value-error", timeout=5)
+        assert "raise ValueError" in str(info.value.__cause__)  # the remote traceback
+        await faulty.tell("value-error")  # a failing tell is logged, not fatal
+        assert await faulty.ask("ping", timeout=5) == "pong"
+
+
+async def test_exceptions_that_do_not_pickle_arrive_as_remote_actor_error(tmp_path: Path) -> None:
+    async with Runtime(log_dir=tmp_path) as rt:
+        faulty = await rt.spawn(Faulty)
+        with pytest.raises(RemoteActorError, match="UnpicklableError: holds a lock"):
+            await faulty.ask("unpicklable-error", timeout=5)
+        with pytest.raises(TypeError, match="reply of type _thread.lock cannot be pickled"):
+            await faulty.ask("unpicklable-reply", timeout=5)
+        assert await faulty.ask("ping", timeout=5) == "pong"
+
+
+async def test_deferred_reply_answers_later_without_blocking_the_mailbox(tmp_path: Path) -> None:
+    async with Runtime(log_dir=tmp_path) as rt:
+        latch = await rt.spawn(Latch)
+        async with anyio.create_task_group() as tg:
+            answers: list[str] = []
+
+            async def wait() -> None:
+                answers.append(await latch.ask("wait", timeout=10))
+
+            tg.start_soon(wait)
+            tg.start_soon(wait)
+            with anyio.fail_after(5):
+                while await latch.ask("waiters", timeout=5) < 2:
+                    pass  # each ask is a barrier: the mailbox keeps being served
+            await latch.tell("open")
+        assert answers == ["opened", "opened"]
+
+
+async def test_ask_to_a_stopped_actor_fails_at_once(tmp_path: Path) -> None:
+    async with Runtime(log_dir=tmp_path) as rt:
+        echo = await rt.spawn(Echo, name="echo")
+        await rt.stop(echo)
+        with anyio.fail_after(1):
+            with pytest.raises(ActorDeadError, match="actor echo has stopped"):
+                await echo.ask("anyone?", timeout=30)
+            with pytest.raises(ActorDeadError):
+                await echo.tell("anyone?")
+            with pytest.raises(ActorDeadError):
+                echo.tell_nowait("anyone?")
+        await rt.stop(echo)  # stopping twice is harmless
+
+
+async def test_ask_in_flight_fails_at_once_when_the_target_is_killed(tmp_path: Path) -> None:
+    async with Runtime(log_dir=tmp_path) as rt:
+        faulty = await rt.spawn(Faulty, name="victim")
+        pid = await faulty.ask("pid", timeout=5)
+        async with anyio.create_task_group() as tg:
+            result: list[BaseException] = []
+
+            async def ask_hang() -> None:
+                try:
+                    await faulty.ask("hang", timeout=30)
+                except ActorDeadError as exc:
+                    result.append(exc)
+
+            tg.start_soon(ask_hang)
+            await anyio.sleep(0.2)  # let the ask reach the handler; the kill is the test
+            os.kill(pid, signal.SIGKILL)
+            with anyio.fail_after(2):  # far below the ask's 30 s timeout
+                while not result:
+                    await anyio.sleep(0.01)
+        assert result[0].reason == "died"  # type: ignore[attr-defined]
+
+
+async def test_actor_can_spawn_look_up_and_stop_others(tmp_path: Path) -> None:
+    async with Runtime(log_dir=tmp_path) as rt:
+        spawner = await rt.spawn(Spawner)
+        child = await spawner.ask(("spawn", "child"), timeout=30)
+        assert await child.ask("hi", timeout=5) == "hi"
+        assert await rt.lookup("child") == child
+        assert await spawner.ask(("lookup", "child"), timeout=5) == child
+        assert await spawner.ask(("stop", child), timeout=30) == "stopped"
+        with pytest.raises(ActorDeadError):
+            await child.ask("hi", timeout=5)
