@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import faulthandler
 import os
 import signal
@@ -15,6 +16,7 @@ from anyio.abc import SocketStream, UNIXSocketStream
 from ._control import ControlChannel
 from ._incarnation import Incarnation, load_spec
 from ._logging import open_log, safe_name
+from ._loop_noise import install_noise_filter
 
 __all__ = ["actor_main", "bootstrap"]
 
@@ -36,6 +38,7 @@ def bootstrap(unit: Any) -> None:
 
 async def actor_main(spec_data: bytes, control_sock: socket.socket) -> int:
     """Run one actor incarnation; return the process exit code."""
+    install_noise_filter(asyncio.get_running_loop())
     spec = load_spec(spec_data)
     stem = f"{safe_name(spec.name)}.{spec.actor_id}.{os.getpid()}"
     log, log_file = open_log(

@@ -6,8 +6,12 @@ of tells costs one system call rather than one each.
 
 from __future__ import annotations
 
+import contextlib
+import socket
+
 import anyio
 import anyio.abc
+from anyio.abc import SocketAttribute
 
 from ._frames import FrameDecoder, Kind, ProtocolError, encode
 
@@ -104,6 +108,22 @@ class FramedConnection:
             frames = self._decoder.feed(data)
             if frames:
                 return frames
+
+    def shutdown(self) -> None:
+        """End both directions now; the reader then sees EOF and its task winds down.
+
+        Preferred over cancelling a task blocked in ``receive`` or closing the stream under
+        it: anyio's raw-socket streams can then hit a set_result on a finished future when
+        data arrives in the same loop iteration.
+        """
+        self.closed = True
+        raw = self.stream.extra(SocketAttribute.raw_socket, None)
+        if raw is not None:
+            with contextlib.suppress(OSError):
+                raw.shutdown(socket.SHUT_RDWR)
+        if self._wake is not None:
+            self._wake.set()
+            self._wake = None
 
     async def aclose(self) -> None:
         """Close the socket; idempotent."""

@@ -179,7 +179,10 @@ class Incarnation:
         self._stop_reason = reason
         self.log.info("actor.stopping", reason=reason, timeout_s=timeout)
         self.mailbox.close()
-        self._tg.start_soon(self._stop_deadline, timeout)
+        if reason in ("interrupted", "parent_lost"):
+            self._loop_scope.cancel()  # no draining: end the current handler at its next await
+        else:
+            self._tg.start_soon(self._stop_deadline, timeout)
 
     async def _stop_deadline(self, timeout: float) -> None:
         # leave the rest of the runtime's deadline for on_stop and the exit itself
@@ -273,8 +276,9 @@ class Incarnation:
                 self.mailbox.reply(env, False, dumps_error(exc))
             return
         except BaseException:
-            if env.is_ask and reply is None:
-                self._dead_letter(env, "stop_deadline", handled_part=True)
+            # cancelled by the stop deadline or an interrupting stop
+            if reply is None:
+                self._dead_letter(env, self._stop_reason or "cancelled", handled_part=True)
             raise
         finally:
             actor._actor_set_deferral(None)

@@ -41,6 +41,7 @@ class _Inbound(FramedConnection):
         self.owed = 0
         self.revoking = False
         self.eof = False
+        self.finished = anyio.Event()
 
 
 @dataclass(slots=True)
@@ -147,6 +148,7 @@ class Mailbox:
                 tg.cancel_scope.cancel()
                 self._drop(conn)
                 await conn.aclose()
+                conn.finished.set()
 
     async def _read(self, conn: _Inbound) -> None:
         try:
@@ -319,8 +321,15 @@ class Mailbox:
     async def aclose(self) -> None:
         """Close every connection; senders see the actor gone."""
         self.close()
-        for conn in list(self._conns):
-            await conn.aclose()
+        conns = list(self._conns)
+        with anyio.move_on_after(0.5):  # let CLOSING and the last replies reach the senders
+            for conn in conns:
+                await conn.wait_flushed()
+        for conn in conns:
+            conn.shutdown()
+        with anyio.move_on_after(1.0):
+            for conn in conns:
+                await conn.finished.wait()
         if self._listener is not None:
             await self._listener.aclose()
 

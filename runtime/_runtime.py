@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import os
@@ -34,6 +35,7 @@ from ._codec import dumps_error
 from ._control import ControlChannel, ControlClosedError
 from ._hosting import Host, HostedProcess, ProcessHost
 from ._logging import Log, LogConfig, open_log
+from ._loop_noise import install_noise_filter
 from ._main_import import MainImportStop, in_actor_process_main_import
 from ._rundir import RunDirectory
 from ._spawning import ActorSpec, prepare_spawn
@@ -176,8 +178,14 @@ class Runtime:
             trace=self.trace,
             swept_stale_runs=swept,
         )
-        self._tg = anyio.create_task_group()
-        await self._tg.__aenter__()
+        # The runtime's own tasks live in a task of their own, not in a task group entered
+        # here: the script's code runs inside this call's scopes, and cancelling it (Ctrl-C,
+        # a timeout) must not cancel the machinery that stops the actors in order.
+        install_noise_filter(asyncio.get_running_loop())
+        started = anyio.Event()
+        self._service_done = anyio.Event()
+        self._service = asyncio.get_running_loop().create_task(self._serve(started))
+        await started.wait()
         self._transport = Transport(
             self._tg,
             SenderInfo("main", "a0", os.getpid()),
@@ -201,14 +209,17 @@ class Runtime:
         self._state = "stopping"
         try:
             with anyio.CancelScope(shield=True):
+                # leaving on an error or Ctrl-C: interrupt handlers instead of draining
+                reason = "requested" if exc is None else "interrupted"
                 for rec in reversed(self._order):
-                    await self._stop_record(rec, self.stop_timeout)
+                    await self._stop_record(rec, self.stop_timeout, reason)
                 await self._transport.aclose()
         finally:
             install_router(None)
-            self._tg.cancel_scope.cancel()
+            self._service_done.set()
             try:
-                await self._tg.__aexit__(None, None, None)
+                with anyio.CancelScope(shield=True):
+                    await self._service
             finally:
                 killed = [r.ref.name for r in self._order if r.killed]
                 self._log.info(
@@ -221,6 +232,13 @@ class Runtime:
                 if self._log_file is not None:
                     self._log_file.close()
                 self._state = "closed"
+
+    async def _serve(self, started: anyio.Event) -> None:
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            started.set()
+            await self._service_done.wait()
+            tg.cancel_scope.cancel()
 
     # -- the public API --------------------------------------------------------------------
 
@@ -489,12 +507,12 @@ class Runtime:
         else:
             rec.control.send("reply", rid, True, value)
 
-    async def _stop_record(self, rec: _Record, timeout: float) -> None:
+    async def _stop_record(self, rec: _Record, timeout: float, reason: str = "requested") -> None:
         """Stop in order; after ``timeout`` SIGTERM, then SIGKILL. Returns once it exited."""
         if rec.exited.is_set() or rec.process is None:
             return
         assert rec.control is not None
-        rec.control.send("stop", timeout)
+        rec.control.send("stop", timeout, reason)
         with anyio.move_on_after(timeout):
             await rec.exited.wait()
             return

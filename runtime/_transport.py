@@ -79,6 +79,7 @@ class _Outbound(FramedConnection):
         self.closing = False
         self.dead_reason: str | None = None
         self.sent = 0
+        self.finished = anyio.Event()
 
     def check_open(self) -> None:
         if self.dead_reason is not None:
@@ -279,8 +280,12 @@ class Transport:
 
     async def aclose(self) -> None:
         """Close every connection; pending asks fail with ``ActorDeadError``."""
-        for conn in list(self._conns.values()):
-            await conn.aclose()
+        conns = list(self._conns.values())
+        for conn in conns:
+            conn.shutdown()
+        with anyio.move_on_after(1.0):
+            for conn in conns:
+                await conn.finished.wait()
         self._conns.clear()
 
     # -- internals -----------------------------------------------------------------------
@@ -342,3 +347,4 @@ class Transport:
         if self._conns.get(conn.ref.address) is conn:
             del self._conns[conn.ref.address]
         await conn.aclose()
+        conn.finished.set()

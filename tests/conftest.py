@@ -32,6 +32,13 @@ def _infrastructure() -> set[int]:
     return pids
 
 
+def _status(p: psutil.Process) -> str | None:
+    try:
+        return str(p.status())
+    except psutil.NoSuchProcess:
+        return None
+
+
 def _run_entries() -> set[Path]:
     base = _base_dir()
     if not base.exists():
@@ -52,6 +59,7 @@ def no_leaks() -> Iterator[None]:
         p for p in me.children(recursive=True) if p.pid not in before_procs and p.pid not in infra
     ]
     _gone, alive = psutil.wait_procs(leaked, timeout=LEAK_GRACE)
+    alive = [p for p in alive if _status(p) not in (psutil.STATUS_ZOMBIE, None)]
     for p in alive:
         p.kill()
     assert not alive, f"test leaked processes: {[(p.pid, p.cmdline()) for p in alive]}"

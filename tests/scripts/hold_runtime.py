@@ -1,0 +1,28 @@
+"""Starts a runtime with two actors, prints their pids as JSON, then waits forever."""
+
+import json
+import multiprocessing.forkserver
+import os
+
+import anyio
+
+from runtime import Runtime
+from tests.helpers import Recorder
+
+
+async def main() -> None:
+    async with Runtime() as rt:
+        refs = [await rt.spawn(Recorder) for _ in range(2)]
+        pids = [await ref.ask("pid", timeout=10) for ref in refs]
+        info = {
+            "pid": os.getpid(),
+            "actors": pids,
+            "forkserver": multiprocessing.forkserver._forkserver._forkserver_pid,
+            "run_dir": str(rt._rundir.path),
+        }
+        print(json.dumps(info), flush=True)
+        await anyio.sleep_forever()
+
+
+if __name__ == "__main__":
+    anyio.run(main)

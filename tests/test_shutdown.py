@@ -1,0 +1,170 @@
+"""Leaving the runtime, killing it, and Ctrl-C: everything stops, nothing is left."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiomultiprocess.core
+import anyio
+import psutil
+import pytest
+
+from runtime import Runtime
+from runtime._hosting import _NoManager
+from tests.helpers import Echo, IgnoresTerm, StopRecorder, read_events
+
+pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def test_leaving_the_runtime_stops_actors_newest_first(tmp_path: Path) -> None:
+    order_file = tmp_path / "stopped.txt"
+    async with Runtime(log_dir=tmp_path) as rt:
+        for name in ("first", "second", "third"):
+            await rt.spawn(StopRecorder, str(order_file), name=name)
+    assert order_file.read_text().split() == ["third", "second", "first"]
+    exits = [e for e in read_events(tmp_path) if e["event"] == "actor.exited"]
+    assert [(e["actor"], e["reason"], e["exit_code"]) for e in exits] == [
+        ("third", "requested", 0),
+        ("second", "requested", 0),
+        ("first", "requested", 0),
+    ]
+
+
+async def test_an_actor_that_ignores_stop_and_sigterm_is_killed_after_the_deadline(
+    tmp_path: Path,
+) -> None:
+    started = time.monotonic()
+    async with Runtime(log_dir=tmp_path, stop_timeout=0.5) as rt:
+        stubborn = await rt.spawn(IgnoresTerm, name="stubborn")
+        pid = await stubborn.ask("pid", timeout=5)
+        await stubborn.tell("hang")
+    assert time.monotonic() - started < 6
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    (exited,) = [e for e in read_events(tmp_path) if e["event"] == "actor.exited"]
+    assert exited["killed"] is True
+    assert exited["reason"] == "signal:SIGKILL"
+
+
+async def test_no_hidden_manager_process_is_started(tmp_path: Path) -> None:
+    async with Runtime(log_dir=tmp_path) as rt:
+        echo = await rt.spawn(Echo)
+        await echo.ask("x", timeout=5)
+        assert isinstance(aiomultiprocess.core._manager, _NoManager)
+        names = [" ".join(p.cmdline()) for p in psutil.Process().children(recursive=True)]
+        assert not [n for n in names if "Manager" in n or "manager" in n]
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    return psutil.Process(pid).children(recursive=True)
+
+
+def _running(procs: list[psutil.Process]) -> list[psutil.Process]:
+    """The processes still running; a zombie has ended (orphans may never be reaped here)."""
+    alive = []
+    for p in procs:
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+async def _wait_ended(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    with anyio.move_on_after(timeout):
+        while _running(procs):
+            await anyio.sleep(0.01)  # polling other processes' state; no sync is involved
+    return _running(procs)
+
+
+async def test_actors_exit_by_themselves_when_the_runtime_is_killed(tmp_path: Path) -> None:
+    env = {**os.environ, "ACTORS_LOG_DIR": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.scripts.hold_runtime"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        info = json.loads(proc.stdout.readline())
+        survivors = [psutil.Process(pid) for pid in [*info["actors"], info["forkserver"]]]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(5)
+        killed_at = time.monotonic()
+        alive = await _wait_ended(survivors, timeout=3)
+        assert not alive, f"still running after the runtime was killed: {alive}"
+        assert time.monotonic() - killed_at < 1.5
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()  # type: ignore[union-attr]
+    assert Path(info["run_dir"]).exists()  # the dead run could not clean up...
+    async with Runtime(log_dir=tmp_path / "next"):
+        pass
+    assert not Path(info["run_dir"]).exists()  # ...so the next runtime swept it
+    started = [e for e in read_events(tmp_path / "next") if e["event"] == "runtime.started"]
+    assert Path(info["run_dir"]).name in started[0]["swept_stale_runs"]
+
+
+async def test_ctrl_c_stops_the_demo_cleanly_without_child_tracebacks(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "demos.counter", "--count", "400000000", "--log-dir", str(tmp_path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # workers are counting once progress is reported
+        assert first.startswith("worker-"), first
+        family = _descendants(proc.pid)
+        assert len(family) >= 4
+        os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+        interrupted_at = time.monotonic()
+        _out, err = proc.communicate(timeout=20)
+        assert time.monotonic() - interrupted_at < 3
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert "KeyboardInterrupt" not in err
+    assert not await _wait_ended(family, timeout=3)
+    exits = [e for e in read_events(tmp_path) if e["event"] == "actor.exited"]
+    assert len(exits) == 4
+    assert all(e["exit_code"] == 0 and e["reason"] == "interrupted" for e in exits)
+
+
+async def test_runtime_dir_is_private_and_foreign_processes_are_refused(tmp_path: Path) -> None:
+    async with Runtime(log_dir=tmp_path) as rt:
+        echo = await rt.spawn(Echo, name="echo")
+        run_dir = Path(echo.address).parent
+        assert run_dir.stat().st_mode & 0o777 == 0o700
+        assert run_dir.parent.stat().st_mode & 0o777 == 0o700
+        # a process that is not part of this run connects and says hello
+        probe = (
+            "import socket, struct, sys\n"
+            "s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])\n"
+            "s.sendall(struct.pack('<IBQ', 2, 1, 0) + b'{}')\n"
+            "s.settimeout(5)\n"
+            "try: print(repr(s.recv(100)))\n"
+            "except ConnectionResetError: print('reset')\n"
+        )
+        result = await anyio.run_process([sys.executable, "-c", probe, echo.address])
+        assert result.stdout.decode().strip() in ("b''", "reset")  # closed, no answer
+        assert await echo.ask("still serving", timeout=5) == "still serving"
+    rejected = [e for e in read_events(tmp_path) if e["event"] == "connection.rejected"]
+    assert len(rejected) == 1
+    assert rejected[0]["reason"] == "not a process of this run"
