@@ -69,7 +69,7 @@ class UnpicklableError(Exception):
 
 
 class Latch(Actor):
-    """"wait" is answered only after "open" arrives; "waiters" says how many wait."""
+    """ "wait" is answered only after "open" arrives; "waiters" says how many wait."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -193,8 +193,7 @@ def read_events(log_dir: Path) -> list[dict[str, Any]]:
     """Every event of every process in a run's log directory, in time order."""
     events = []
     for path in log_dir.glob("*.jsonl"):
-        for line in path.read_text().splitlines():
-            events.append(json.loads(line))
+        events.extend(json.loads(line) for line in path.read_text().splitlines())
     events.sort(key=lambda e: (e["timestamp"], e["pid"], e["seq"]))
     return events
 

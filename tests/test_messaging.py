@@ -46,6 +46,7 @@ async def test_two_actor_senders_keep_their_own_order_into_a_small_mailbox(
     async with Runtime(log_dir=tmp_path) as rt:
         sink = await rt.spawn(Recorder, mailbox_size=8)
         senders = [await rt.spawn(Forwarder) for _ in range(2)]
+
         async def flood(sender: ActorRef, tag: str) -> None:
             assert await sender.ask(("send-to", sink, 3000, tag), timeout=60) == 3000
 
@@ -66,7 +67,9 @@ async def test_ref_inside_a_message_lets_actors_talk_directly(tmp_path: Path) ->
     from tests.helpers import read_events
 
     received = [
-        e for e in read_events(tmp_path) if e["event"] == "message.received" and e["actor"] == "echo"
+        e
+        for e in read_events(tmp_path)
+        if e["event"] == "message.received" and e["actor"] == "echo"
     ]
     assert [e["sender"] for e in received] == ["fwd", "fwd"]  # not relayed by main
 
