@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import signal
 
-import numpy  # noqa: F401 - preloaded: actors commonly use it and it costs ~100 ms to import
-
 from . import _bootstrap  # noqa: F401
 from ._main_import import install_main_import_hooks
 
