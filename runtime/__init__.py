@@ -11,14 +11,12 @@ from __future__ import annotations
 from ._hosting import Host as Host
 from ._hosting import HostedProcess as HostedProcess
 from ._hosting import ProcessHost as ProcessHost
-from ._mailbox import MailboxStatistics as MailboxStatistics
 from ._runtime import Runtime as Runtime
 from ._runtime import default_log_root as default_log_root
 
 __all__ = [
     "Host",
     "HostedProcess",
-    "MailboxStatistics",
     "ProcessHost",
     "Runtime",
     "default_log_root",

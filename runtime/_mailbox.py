@@ -24,7 +24,7 @@ from ._frames import Kind, ProtocolError
 from ._logging import Log
 from ._rundir import peer_credentials
 
-__all__ = ["Envelope", "Mailbox", "MailboxStatistics"]
+__all__ = ["Envelope", "Mailbox"]
 
 _HELLO_TIMEOUT = 5.0
 
@@ -64,16 +64,6 @@ class Envelope:
     @property
     def sender(self) -> str:
         return self.conn.peer_name
-
-
-@dataclass(frozen=True, slots=True)
-class MailboxStatistics:
-    """A snapshot of a mailbox."""
-
-    capacity: int
-    queued: int
-    senders: int
-    waiting_senders: int
 
 
 class Mailbox:
@@ -343,11 +333,3 @@ class Mailbox:
             conn.granted = conn.owed = 0
             self._feed_hungry()
         self._wake()
-
-    def statistics(self) -> MailboxStatistics:
-        return MailboxStatistics(
-            capacity=self.capacity,
-            queued=len(self._queue),
-            senders=len(self._conns),
-            waiting_senders=len(self._hungry),
-        )

@@ -78,7 +78,6 @@ class _Outbound(FramedConnection):
         self.ready = anyio.Event()
         self.closing = False
         self.dead_reason: str | None = None
-        self.sent = 0
         self.finished = anyio.Event()
 
     def check_open(self) -> None:
@@ -292,7 +291,6 @@ class Transport:
 
     def _send(self, conn: _Outbound, kind: Kind, ident: int, body: bytes, message: object) -> None:
         conn.push_frame(kind, ident, body)
-        conn.sent += 1
         if self.trace:
             self._log.debug(
                 "message.sent",
