@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+from collections.abc import Iterable
 
 import anyio
 import anyio.abc
@@ -15,7 +16,7 @@ from anyio.abc import SocketAttribute
 
 from ._frames import FrameDecoder, Kind, ProtocolError, encode
 
-__all__ = ["ConnectionLostError", "FramedConnection"]
+__all__ = ["ConnectionLostError", "FramedConnection", "close_all"]
 
 _READ_SIZE = 1 << 18
 
@@ -35,6 +36,8 @@ class FramedConnection:
         self._eof_after_flush = False
         self._flushed: anyio.Event | None = None
         self.closed = False
+        #: set once the socket is closed and the connection's tasks are done with it
+        self.finished = anyio.Event()
 
     def push(self, frame: bytes) -> None:
         """Queue ``frame`` for writing; never blocks."""
@@ -133,6 +136,24 @@ class FramedConnection:
             self._wake = None
         with anyio.CancelScope(shield=True):
             await self.stream.aclose()
+        self.finished.set()
+
+
+async def close_all(conns: Iterable[FramedConnection]) -> None:
+    """Close connections in order: write what is queued, end both directions, wait.
+
+    Frames queued last (CLOSING, replies, tells sent from ``on_stop``) are written first;
+    then ``shutdown`` lets each reader see EOF and its serving task close the socket.
+    """
+    conns = list(conns)
+    with anyio.move_on_after(0.5):
+        for conn in conns:
+            await conn.wait_flushed()
+    for conn in conns:
+        conn.shutdown()
+    with anyio.move_on_after(1.0):
+        for conn in conns:
+            await conn.finished.wait()
 
 
 __all__ += ["ProtocolError"]

@@ -19,7 +19,7 @@ import anyio
 import anyio.abc
 from anyio.abc import SocketAttribute
 
-from ._connection import ConnectionLostError, FramedConnection
+from ._connection import ConnectionLostError, FramedConnection, close_all
 from ._frames import Kind, ProtocolError
 from ._logging import Log
 from ._rundir import peer_credentials
@@ -41,7 +41,6 @@ class _Inbound(FramedConnection):
         self.owed = 0
         self.revoking = False
         self.eof = False
-        self.finished = anyio.Event()
 
 
 @dataclass(slots=True)
@@ -138,7 +137,6 @@ class Mailbox:
                 tg.cancel_scope.cancel()
                 self._drop(conn)
                 await conn.aclose()
-                conn.finished.set()
 
     async def _read(self, conn: _Inbound) -> None:
         try:
@@ -311,15 +309,7 @@ class Mailbox:
     async def aclose(self) -> None:
         """Close every connection; senders see the actor gone."""
         self.close()
-        conns = list(self._conns)
-        with anyio.move_on_after(0.5):  # let CLOSING and the last replies reach the senders
-            for conn in conns:
-                await conn.wait_flushed()
-        for conn in conns:
-            conn.shutdown()
-        with anyio.move_on_after(1.0):
-            for conn in conns:
-                await conn.finished.wait()
+        await close_all(self._conns)
         if self._listener is not None:
             await self._listener.aclose()
 

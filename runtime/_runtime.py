@@ -181,10 +181,11 @@ class Runtime:
         # The runtime's own tasks live in a task of their own, not in a task group entered
         # here: the script's code runs inside this call's scopes, and cancelling it (Ctrl-C,
         # a timeout) must not cancel the machinery that stops the actors in order.
-        install_noise_filter(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        install_noise_filter(loop)
         started = anyio.Event()
         self._service_done = anyio.Event()
-        self._service = asyncio.get_running_loop().create_task(self._serve(started))
+        self._service = loop.create_task(self._serve(started))
         await started.wait()
         self._transport = Transport(
             self._tg,

@@ -31,7 +31,7 @@ from actors import (
 from actors._router import collecting_refs
 
 from ._codec import dumps, loads_error, message_type
-from ._connection import ConnectionLostError, FramedConnection
+from ._connection import ConnectionLostError, FramedConnection, close_all
 from ._frames import Kind, ProtocolError
 from ._logging import Log
 
@@ -78,7 +78,6 @@ class _Outbound(FramedConnection):
         self.ready = anyio.Event()
         self.closing = False
         self.dead_reason: str | None = None
-        self.finished = anyio.Event()
 
     def check_open(self) -> None:
         if self.dead_reason is not None:
@@ -279,12 +278,7 @@ class Transport:
 
     async def aclose(self) -> None:
         """Close every connection; pending asks fail with ``ActorDeadError``."""
-        conns = list(self._conns.values())
-        for conn in conns:
-            conn.shutdown()
-        with anyio.move_on_after(1.0):
-            for conn in conns:
-                await conn.finished.wait()
+        await close_all(self._conns.values())
         self._conns.clear()
 
     # -- internals -----------------------------------------------------------------------
@@ -345,4 +339,3 @@ class Transport:
         if self._conns.get(conn.ref.address) is conn:
             del self._conns[conn.ref.address]
         await conn.aclose()
-        conn.finished.set()

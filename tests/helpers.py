@@ -10,8 +10,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import anyio
-
 from actors import Actor, ActorRef, Reply
 
 
@@ -197,9 +195,3 @@ def read_events(log_dir: Path) -> list[dict[str, Any]]:
     events.sort(key=lambda e: (e["timestamp"], e["pid"], e["seq"]))
     return events
 
-
-async def wait_for(predicate: Any, timeout: float = 5.0) -> None:
-    """Poll ``predicate`` until true, failing after ``timeout`` seconds."""
-    with anyio.fail_after(timeout):
-        while not predicate():
-            await anyio.sleep(0.01)
