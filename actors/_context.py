@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy.typing as npt
 
 if TYPE_CHECKING:
     from ._actor import Actor
     from ._ref import ActorRef
+    from ._shared import SharedArray, SharedSemaphore
 
 __all__ = ["ActorContext"]
 
@@ -44,4 +48,27 @@ class ActorContext(Protocol):
         Stopping itself returns at once: the actor finishes the current message, handles
         what is already in its mailbox, runs ``on_stop`` and exits.
         """
+        ...
+
+    async def shared_array(
+        self,
+        shape: int | tuple[int, ...] | None,
+        dtype: npt.DTypeLike | None = None,
+        *,
+        name: str | None = None,
+        path: str | os.PathLike[str] | None = None,
+    ) -> SharedArray:
+        """Create a shared array, as ``Runtime.shared_array`` does; the runtime owns it."""
+        ...
+
+    async def share(self, array: npt.ArrayLike, *, name: str | None = None) -> SharedArray:
+        """Copy ``array`` into a new shared array, as ``Runtime.share`` does."""
+        ...
+
+    async def semaphore(self, value: int, *, name: str | None = None) -> SharedSemaphore:
+        """Create a semaphore shared by the run's actors, as ``Runtime.semaphore`` does."""
+        ...
+
+    async def free(self, handle: SharedArray | SharedSemaphore) -> None:
+        """Free a shared array or semaphore, as ``Runtime.free`` does."""
         ...

@@ -9,12 +9,17 @@ __all__ = [
     "ActorStartError",
     "ActorsError",
     "AskTimeoutError",
+    "InvalidSharedArrayError",
     "InvalidSpawnError",
+    "LockOwnerDiedError",
+    "LockTimeoutError",
     "MailboxFullError",
     "MessageNotSerializableError",
     "MessageTooLargeError",
     "RemoteActorError",
     "RuntimeClosedError",
+    "SharedMemoryFullError",
+    "StaleHandleError",
 ]
 
 
@@ -193,3 +198,91 @@ class RuntimeClosedError(ActorsError):
 
     def __reduce__(self) -> tuple[type[RuntimeClosedError], tuple[str]]:
         return (type(self), (self.detail,))
+
+
+class InvalidSharedArrayError(ActorsError, ValueError):
+    """A shared array was asked for with a shape, dtype or file it cannot have."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+        super().__init__(problem)
+
+    def __reduce__(self) -> tuple[type[InvalidSharedArrayError], tuple[str]]:
+        return (type(self), (self.problem,))
+
+
+class SharedMemoryFullError(ActorsError, MemoryError):
+    """There is no room in shared memory (``/dev/shm``, or the runtime's budget) for a segment.
+
+    Raised when the segment is created, never later: the pages are reserved up front, so a
+    full ``/dev/shm`` cannot crash a process with SIGBUS on first write.
+    """
+
+    def __init__(self, requested: int, available: int, where: str) -> None:
+        self.requested = requested
+        self.available = available
+        self.where = where
+        super().__init__(
+            f"no room for {requested} bytes of shared memory: {where} has {available} bytes "
+            "free; free arrays you no longer need with free(handle), raise "
+            "Runtime(shm_budget=...), or give the machine or container more /dev/shm "
+            "(docker run --shm-size=...)"
+        )
+
+    def __reduce__(self) -> tuple[type[SharedMemoryFullError], tuple[int, int, str]]:
+        return (type(self), (self.requested, self.available, self.where))
+
+
+class StaleHandleError(ActorsError):
+    """A shared-array or semaphore handle whose memory no longer exists, or never did here.
+
+    It was freed, its run has ended, or it belongs to another run.
+    """
+
+    def __init__(self, handle: str, detail: str) -> None:
+        self.handle = handle
+        self.detail = detail
+        super().__init__(
+            f"{handle} cannot be used: {detail}; create a new one with rt.shared_array(...) "
+            "or rt.semaphore(...) in the running runtime and send that"
+        )
+
+    def __reduce__(self) -> tuple[type[StaleHandleError], tuple[str, str]]:
+        return (type(self), (self.handle, self.detail))
+
+
+class LockTimeoutError(ActorsError, TimeoutError):
+    """A shared array's lock, or a shared semaphore, was not acquired within the timeout."""
+
+    def __init__(self, what: str, timeout: float) -> None:
+        self.what = what
+        self.timeout = timeout
+        super().__init__(
+            f"could not acquire {what} within {timeout:g} s; another actor holds it; raise "
+            "the timeout, or keep critical sections short"
+        )
+
+    def __reduce__(self) -> tuple[type[LockTimeoutError], tuple[str, float]]:
+        return (type(self), (self.what, self.timeout))
+
+
+class LockOwnerDiedError(ActorsError):
+    """The previous holder of a shared array's lock died while holding it.
+
+    Its writes may be partial. The lock itself is free again; the array stays marked until
+    someone checks or repairs it inside ``async with handle.locked(recover=True) as view:``,
+    which clears the mark when the block ends without an exception.
+    """
+
+    def __init__(self, what: str, pid: int, epoch: int) -> None:
+        self.what = what
+        self.pid = pid
+        self.epoch = epoch
+        super().__init__(
+            f"the holder of {what}'s lock (pid {pid}) died while holding it, after "
+            f"{epoch} completed writes; its last write may be partial: check or repair the "
+            "data inside `async with handle.locked(recover=True) as view:`, which clears this"
+        )
+
+    def __reduce__(self) -> tuple[type[LockOwnerDiedError], tuple[str, int, int]]:
+        return (type(self), (self.what, self.pid, self.epoch))

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import itertools
 import pickle
 import re
 import traceback
+from collections.abc import Callable
 from typing import Any
 
-from actors import MessageNotSerializableError, MessageTooLargeError, RemoteActorError
+from actors import (
+    MessageNotSerializableError,
+    MessageTooLargeError,
+    RemoteActorError,
+    SharedMemoryFullError,
+)
+
+from ._segments import attach_segment, create_segment, unlink_segment, unlink_segments
 
 __all__ = [
+    "Encoded",
     "RemoteTraceback",
+    "Shipper",
     "dumps",
+    "loads_shipped",
     "dumps_error",
     "loads_error",
     "message_type",
@@ -34,6 +46,117 @@ def dumps(what: str, obj: object, limit: int) -> bytes:
     if len(data) > limit:
         raise MessageTooLargeError(len(data), limit)
     return data
+
+
+class _Shipped:
+    """A pickle whose large buffers travel in shared-memory segments, listed by name."""
+
+    __slots__ = ("data", "segments")
+
+    def __init__(self, segments: tuple[tuple[str, int], ...], data: bytes) -> None:
+        self.segments = segments
+        self.data = data
+
+    def __reduce__(self) -> tuple[type[_Shipped], tuple[tuple[tuple[str, int], ...], bytes]]:
+        return (_Shipped, (self.segments, self.data))
+
+
+class Encoded:
+    """A pickled message, plus the names of the segments that carry its large arrays."""
+
+    __slots__ = ("body", "segments")
+
+    def __init__(self, body: bytes, segments: list[str]) -> None:
+        self.body = body
+        self.segments = segments
+
+    def discard(self) -> None:
+        """The message will not be sent: remove its segments."""
+        unlink_segments(self.segments)
+        self.segments = []
+
+
+class Shipper:
+    """Moves large buffers (numpy arrays) of outgoing messages into shared memory.
+
+    The sender creates one segment per large buffer, named after the run, the receiving
+    process and itself; the receiver maps it and unlinks the name as it unpickles. If the
+    receiver dies first, the runtime unlinks what was addressed to it.
+    """
+
+    def __init__(self, run_id: str, sender_id: str, threshold: int | None) -> None:
+        self.run_id = run_id
+        self.sender_id = sender_id
+        self.threshold = threshold
+        self._ids = itertools.count(1)
+
+    def encode(self, what: str, obj: object, limit: int, box: str) -> Encoded:
+        """Pickle ``obj`` for receiver ``box``, raising clear errors before anything is sent.
+
+        Raises:
+            MessageNotSerializableError: ``obj`` cannot be pickled.
+            MessageTooLargeError: the pickle, large arrays aside, is above ``limit`` bytes.
+            SharedMemoryFullError: no room in /dev/shm for a large array.
+        """
+        if self.threshold is None:
+            return Encoded(dumps(what, obj, limit), [])
+        threshold = self.threshold
+        shipped: list[tuple[str, int]] = []
+
+        def out_of_band(buffer: pickle.PickleBuffer) -> bool:
+            raw = buffer.raw()
+            if raw.nbytes < threshold:
+                return True  # small: keep it in the pickle stream
+            name = f"actors_{self.run_id}_m{box}_{self.sender_id}.{next(self._ids)}"
+            mapping = create_segment(name, raw.nbytes)
+            shipped.append((name, raw.nbytes))
+            try:
+                mapping[: raw.nbytes] = raw
+            finally:
+                mapping.close()
+            return False
+
+        try:
+            data = _pickle(what, obj, out_of_band)
+            if shipped:
+                data = pickle.dumps(_Shipped(tuple(shipped), data), protocol=5)
+            if len(data) > limit:
+                raise MessageTooLargeError(len(data), limit)
+        except BaseException:
+            unlink_segments(name for name, _ in shipped)
+            raise
+        return Encoded(data, [name for name, _ in shipped])
+
+
+def loads_shipped(body: bytes) -> tuple[Any, tuple[tuple[str, int], ...]]:
+    """Unpickle a message body; map (and unlink) the segments of its large arrays.
+
+    Returns the value and the segments it came with, for the logs.
+    """
+    value = pickle.loads(body)
+    if type(value) is not _Shipped:
+        return value, ()
+    segments = value.segments
+    try:
+        buffers = [
+            attach_segment(name, nbytes, f"large array of a message ({name})")
+            for name, nbytes in segments
+        ]
+    finally:
+        for name, _ in segments:
+            unlink_segment(name)  # the only reader is here: the mappings keep the memory
+    # numpy rebuilds each array as a view of its mapping: no copy
+    views = [memoryview(m)[:n] for m, (_, n) in zip(buffers, segments, strict=True)]
+    return pickle.loads(value.data, buffers=views), segments
+
+
+def _pickle(what: str, obj: object, callback: Callable[[pickle.PickleBuffer], bool]) -> bytes:
+    try:
+        return pickle.dumps(obj, protocol=5, buffer_callback=callback)
+    except SharedMemoryFullError:
+        raise
+    except Exception as exc:
+        raise MessageNotSerializableError(what, _type_name(obj), _first_line(exc)) from exc
 
 
 def message_type(message: object) -> str:

@@ -16,12 +16,15 @@ import signal
 import threading
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.abc
 import anyio.from_thread
 import anyio.lowlevel
+import numpy as np
+import numpy.typing as npt
 
 from actors import (
     Actor,
@@ -29,13 +32,18 @@ from actors import (
     ActorRef,
     MessageNotSerializableError,
     Reply,
+    SharedArray,
+    SharedSemaphore,
 )
 from actors._router import install_router
+from actors._shared import install_shared_memory
 
-from ._codec import dumps, dumps_error, loads_error, message_type
+from ._codec import Shipper, dumps_error, loads_error, message_type
 from ._control import ControlChannel, ControlClosedError
 from ._logging import Log
 from ._mailbox import Envelope, Mailbox
+from ._segments import segments_of, unlink_segments
+from ._sharing import SharingService
 from ._spawning import ActorSpec, prepare_spawn
 from ._transport import SenderInfo, Transport
 
@@ -82,6 +90,42 @@ class _Context:
             return
         await self._inc.request("stop", ref.actor_id)
 
+    async def shared_array(
+        self,
+        shape: int | tuple[int, ...] | None,
+        dtype: npt.DTypeLike | None = None,
+        *,
+        name: str | None = None,
+        path: str | os.PathLike[str] | None = None,
+    ) -> SharedArray:
+        array: SharedArray = await self._inc.request(
+            "shared_array", shape, _dtype_arg(dtype), name, None if path is None else str(path)
+        )
+        return array
+
+    async def share(self, array: npt.ArrayLike, *, name: str | None = None) -> SharedArray:
+        data = np.asarray(array)
+        handle = await self.shared_array(data.shape, data.dtype, name=name)
+        handle.view(writable=True)[...] = data
+        return handle
+
+    async def semaphore(self, value: int, *, name: str | None = None) -> SharedSemaphore:
+        sem: SharedSemaphore = await self._inc.request("semaphore", value, name)
+        return sem
+
+    async def free(self, handle: SharedArray | SharedSemaphore) -> None:
+        await self._inc.request("free", handle)
+
+
+def _dtype_arg(dtype: npt.DTypeLike | None) -> object:
+    # dtype objects and type objects travel as their string form: plain data on the wire
+    if dtype is None:
+        return None
+    try:
+        return np.dtype(dtype).str
+    except TypeError:
+        return dtype
+
 
 class Incarnation:
     """Runs one actor in this process until it stops."""
@@ -119,8 +163,11 @@ class Incarnation:
                 max_message_size=spec.max_message_size,
                 log=self.log,
                 trace=spec.log.trace,
+                shipper=Shipper(spec.log.run_id, spec.actor_id, spec.shm_threshold),
             )
             install_router(self.transport)
+            self.sharing = SharingService(spec.log.run_id, Path(spec.run_dir) / "locks", self.log)
+            install_shared_memory(self.sharing)
             self.mailbox = Mailbox(
                 spec.mailbox_size,
                 spec.name,
@@ -218,6 +265,9 @@ class Incarnation:
         self.control.send("stopped", reason, self.handled, self.failed, dead)
         await self.mailbox.aclose()
         await self.transport.aclose()
+        # large arrays still addressed to us will never be read: every sender has closed
+        unlink_segments(segments_of(self.spec.log.run_id, f"m{self.spec.actor_id}_"))
+        self.sharing.close()
         await self._flush_control()
 
     async def _flush_control(self) -> None:
@@ -296,10 +346,12 @@ class Incarnation:
             )
 
     def _answer(self, env: Envelope, ok: bool, value: object) -> None:
+        encoded = None
         if ok:
             try:
-                body = dumps("reply", value, self.spec.max_message_size)
-            except (MessageNotSerializableError, ValueError) as exc:
+                encoded = self.transport.encode("reply", value, env.conn.peer_id)
+                body = encoded.body
+            except (MessageNotSerializableError, ValueError, MemoryError) as exc:
                 self.log.error(
                     "reply.failed", msg_id=env.msg_id, error_type=type(exc).__name__, error=str(exc)
                 )
@@ -308,6 +360,8 @@ class Incarnation:
             assert isinstance(value, BaseException)
             body = dumps_error(value)
         if not self.mailbox.reply(env, ok, body):
+            if encoded is not None:
+                encoded.discard()
             self.log.warning(
                 "reply.undeliverable", msg_id=env.msg_id, sender=env.sender, reason="asker gone"
             )
@@ -384,8 +438,10 @@ class Incarnation:
                     self._peers.add(int(item[1]))
         except ControlClosedError:
             pass
-        # the runtime is gone: nobody can stop us in order any more
+        # the runtime is gone: nobody can stop us in order any more, nor unlink the run's
+        # shared memory; every actor of the run does it (mappings stay valid until exit)
         self.log.warning("actor.parent_lost")
+        unlink_segments(segments_of(self.spec.log.run_id))
         for rid, event in self._requests.items():
             self._answers[rid] = (False, dumps_error(ActorDeadError("runtime", "died")))
             event.set()
@@ -407,6 +463,7 @@ class Incarnation:
         """
         fd = self.control.fileno()
         token = anyio.lowlevel.current_token()
+        run_id = self.spec.log.run_id
 
         def watch() -> None:
             poller = select.poll()
@@ -420,6 +477,8 @@ class Incarnation:
             with contextlib.suppress(Exception):  # the loop may already be gone
                 anyio.from_thread.run_sync(self._on_parent_lost, token=token)
             time.sleep(_PARENT_LOST_GRACE + 0.4)
+            with contextlib.suppress(Exception):
+                unlink_segments(segments_of(run_id))
             os._exit(EXIT_PARENT_LOST)
 
         threading.Thread(target=watch, name="actor-lifeline", daemon=True).start()

@@ -89,6 +89,7 @@ class RunDirectory:
         run_id = f"{os.getpid()}-{secrets.token_hex(3)}"
         path = base / f"run-{run_id}"
         path.mkdir(mode=0o700)
+        (path / "locks").mkdir(mode=0o700)
         owner = {"pid": os.getpid(), "start_time": process_start_time(os.getpid())}
         (path / "owner.json").write_text(json.dumps(owner))
         return cls(path, run_id), swept
@@ -112,9 +113,19 @@ class RunDirectory:
                 swept.append(entry.name)
         return swept
 
+    @staticmethod
+    def existing_run_ids() -> set[str]:
+        """The ids of the runs that have a directory now (live, or too young to judge)."""
+        return {entry.name[len("run-") :] for entry in _base_dir().glob("run-*")}
+
     def socket_path(self, actor_id: str) -> str:
         """Where actor ``actor_id`` listens."""
         return str(self.path / f"{actor_id}.sock")
+
+    @property
+    def lock_dir(self) -> Path:
+        """Where the lock files of shared arrays and semaphores live."""
+        return self.path / "locks"
 
     def remove(self) -> None:
         """Delete the directory and every socket file left in it."""

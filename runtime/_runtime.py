@@ -18,6 +18,8 @@ from typing import IO, Any
 
 import anyio
 import anyio.abc
+import numpy as np
+import numpy.typing as npt
 from anyio.abc import UNIXSocketStream
 
 from actors import (
@@ -28,16 +30,21 @@ from actors import (
     ActorStartError,
     InvalidSpawnError,
     RuntimeClosedError,
+    SharedArray,
+    SharedSemaphore,
 )
 from actors._router import install_router
+from actors._shared import install_shared_memory
 
-from ._codec import dumps_error
+from ._codec import Shipper, dumps_error
 from ._control import ControlChannel, ControlClosedError
 from ._hosting import Host, HostedProcess, ProcessHost
 from ._logging import Log, LogConfig, open_log
 from ._loop_noise import install_noise_filter
 from ._main_import import MainImportStop, in_actor_process_main_import
 from ._rundir import RunDirectory
+from ._segments import segments_of, sweep_stale_segments, unlink_segments
+from ._sharing import SharedRegistry, SharingService
 from ._spawning import ActorSpec, prepare_spawn
 from ._transport import SenderInfo, Transport
 
@@ -101,7 +108,12 @@ class Runtime:
         mailbox_size: default capacity of mailboxes, in messages.
         stop_timeout: seconds an actor gets to stop in order before it is killed.
         start_timeout: seconds an actor gets to become ready in ``spawn``.
-        max_message_size: largest pickled message, in bytes.
+        max_message_size: largest pickled message, in bytes, not counting large arrays
+            that travel through shared memory.
+        shm_threshold: numpy arrays of at least this many bytes inside messages and
+            replies travel through shared memory instead of the socket (``None``: never).
+        shm_budget: most bytes the run's shared arrays may hold at once (default: what
+            ``/dev/shm`` has room for).
         host: how actor processes are started (default: one process per actor).
     """
 
@@ -114,6 +126,8 @@ class Runtime:
         stop_timeout: float = 5.0,
         start_timeout: float = 30.0,
         max_message_size: int = 64 * 1024 * 1024,
+        shm_threshold: int | None = 1 << 20,
+        shm_budget: int | None = None,
         host: Host | None = None,
     ) -> None:
         if isinstance(mailbox_size, bool) or not isinstance(mailbox_size, int) or mailbox_size < 1:
@@ -122,6 +136,12 @@ class Runtime:
             raise ValueError("stop_timeout and start_timeout must be positive seconds")
         if max_message_size < 1:
             raise ValueError("max_message_size must be a positive number of bytes")
+        if shm_threshold is not None and shm_threshold < 1:
+            raise ValueError("shm_threshold must be a positive number of bytes, or None")
+        if shm_budget is not None and shm_budget < 0:
+            raise ValueError("shm_budget must be a number of bytes, or None")
+        self.shm_threshold = shm_threshold
+        self.shm_budget = shm_budget
         self._log_dir_arg = Path(log_dir) if log_dir is not None else None
         self.trace = _trace_from_env() if trace is None else trace
         self.mailbox_size = mailbox_size
@@ -163,6 +183,7 @@ class Runtime:
             raise RuntimeError("a Runtime can be entered once; create a new one")
         self._host: Host = self._host_arg or ProcessHost()
         self._rundir, swept = RunDirectory.create()
+        swept_segments = sweep_stale_segments(RunDirectory.existing_run_ids())
         log_dir = self._log_dir_arg or _new_run_log_dir(self._rundir.run_id)
         self._log_config = LogConfig(log_dir, self._rundir.run_id, trace=self.trace)
         self._log, self._log_file = open_log(
@@ -178,6 +199,16 @@ class Runtime:
             trace=self.trace,
             swept_stale_runs=swept,
         )
+        if swept or swept_segments:
+            self._log.warning(
+                "runtime.stale_run_recovered",
+                runs=swept,
+                segments=len(swept_segments),
+            )
+        self._registry = SharedRegistry(
+            self._rundir.run_id, self._rundir.lock_dir, self._log, self.shm_budget
+        )
+        self._sharing = SharingService(self._rundir.run_id, self._rundir.lock_dir, self._log)
         # The runtime's own tasks live in a task of their own, not in a task group entered
         # here: the script's code runs inside this call's scopes, and cancelling it (Ctrl-C,
         # a timeout) must not cancel the machinery that stops the actors in order.
@@ -193,9 +224,11 @@ class Runtime:
             max_message_size=self.max_message_size,
             log=self._log,
             trace=self.trace,
+            shipper=Shipper(self._rundir.run_id, "a0", self.shm_threshold),
         )
         self._transport.explain_unreachable = self._explain
         install_router(self._transport)
+        install_shared_memory(self._sharing)
         self._state = "running"
         return self
 
@@ -217,6 +250,9 @@ class Runtime:
                 await self._transport.aclose()
         finally:
             install_router(None)
+            install_shared_memory(None)
+            self._sharing.close()
+            segments = self._registry.close()
             self._service_done.set()
             try:
                 with anyio.CancelScope(shield=True):
@@ -228,6 +264,7 @@ class Runtime:
                     actors=len(self._order),
                     killed=killed,
                     interrupted=exc is not None,
+                    segments_unlinked=segments,
                 )
                 self._rundir.remove()
                 if self._log_file is not None:
@@ -303,6 +340,74 @@ class Runtime:
             raise ActorNotFoundError(ref.name)
         await self._stop_record(rec, self.stop_timeout)
 
+    async def shared_array(
+        self,
+        shape: int | tuple[int, ...] | None,
+        dtype: npt.DTypeLike | None = None,
+        *,
+        name: str | None = None,
+        path: str | os.PathLike[str] | None = None,
+    ) -> SharedArray:
+        """Create a zero-filled numpy array in shared memory; return its handle.
+
+        The runtime owns the memory: it is unlinked when the run ends (or by ``free``),
+        and a later runtime removes what a killed run left. Send the handle to actors;
+        each maps the same memory. Inside an actor use ``self.context.shared_array``.
+
+        Args:
+            shape: e.g. ``(1000, 3)``; an int for one dimension.
+            dtype: any numpy dtype without Python objects (default float64).
+            name: a label for the logs and errors.
+            path: map this ``.npy`` file instead: created with ``shape`` and ``dtype`` if
+                missing, else opened (``shape`` and ``dtype`` may then be None, or must
+                match). The file outlives the run; only its lock is the run's.
+
+        Raises:
+            InvalidSharedArrayError: a bad shape, dtype or file.
+            SharedMemoryFullError: ``/dev/shm`` (or ``shm_budget``) has no room for it.
+        """
+        self._require("running")
+        return self._create_array(shape, dtype, name, path)
+
+    async def share(self, array: npt.ArrayLike, *, name: str | None = None) -> SharedArray:
+        """Copy ``array`` into a new shared array and return its handle."""
+        self._require("running")
+        data = np.asarray(array)
+        handle = self._create_array(data.shape, data.dtype, name, None)
+        handle.view(writable=True)[...] = data
+        return handle
+
+    async def semaphore(self, value: int, *, name: str | None = None) -> SharedSemaphore:
+        """Create a counting semaphore with ``value`` slots, shared by every actor.
+
+        ``async with sem:`` takes a slot and gives it back; a holder that dies gives its
+        slot back at once, and the next holder of it is told (``Permit``).
+        """
+        self._require("running")
+        return self._registry.create_semaphore(value, name)
+
+    async def free(self, handle: SharedArray | SharedSemaphore) -> None:
+        """Release a shared array's memory (or a semaphore) before the run ends.
+
+        Views already mapped stay valid; any later use of the handle raises
+        ``StaleHandleError``. A file-backed array's ``.npy`` file is kept.
+        """
+        self._require("running")
+        self._registry.free(handle)
+
+    def _create_array(
+        self,
+        shape: object,
+        dtype: object,
+        name: str | None,
+        path: str | os.PathLike[str] | None,
+    ) -> SharedArray:
+        if path is None and dtype is None:
+            dtype = "float64"
+        return self._registry.create_array(
+            shape, dtype, name, None if path is None else os.fspath(path)
+        )
+
     # -- spawning --------------------------------------------------------------------------
 
     def _require(self, *states: str) -> None:
@@ -348,6 +453,8 @@ class Runtime:
             stop_timeout=self.stop_timeout,
             runtime_pid=os.getpid(),
             peers=frozenset({os.getpid(), *(r.pid for r in self._order if r.pid)}),
+            run_dir=str(self._rundir.path),
+            shm_threshold=self.shm_threshold,
         )
         ours, theirs = socket.socketpair()
         try:
@@ -431,6 +538,8 @@ class Runtime:
         self._forget(rec)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(rec.ref.address)
+        # large arrays sent to it and never read (it was killed): nobody else will map them
+        unlink_segments(segments_of(self._rundir.run_id, f"m{rec.ref.actor_id}_"))
         fields: dict[str, Any] = {}
         if rec.stop_report is not None:
             _, fields["handled"], fields["failed"], fields["dead_lettered"] = rec.stop_report
@@ -495,6 +604,13 @@ class Runtime:
                 if target is None:
                     raise ActorNotFoundError(str(args[0]))
                 await self._stop_record(target, self.stop_timeout)
+                value = None
+            elif op == "shared_array":
+                value = self._create_array(*args)
+            elif op == "semaphore":
+                value = self._registry.create_semaphore(*args)
+            elif op == "free":
+                self._registry.free(args[0])
                 value = None
             elif op == "is_peer":
                 pid = int(args[0])

@@ -30,6 +30,8 @@ class ActorSpec:
     stop_timeout: float
     runtime_pid: int
     peers: frozenset[int]
+    run_dir: str
+    shm_threshold: int | None
 
 
 def prepare_spawn(

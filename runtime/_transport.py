@@ -13,7 +13,6 @@ import itertools
 import json
 import math
 import os
-import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +29,7 @@ from actors import (
 )
 from actors._router import collecting_refs
 
-from ._codec import dumps, loads_error, message_type
+from ._codec import Encoded, Shipper, loads_error, loads_shipped, message_type
 from ._connection import ConnectionLostError, FramedConnection, close_all
 from ._frames import Kind, ProtocolError
 from ._logging import Log
@@ -185,8 +184,10 @@ class Transport:
         max_message_size: int,
         log: Log,
         trace: bool,
+        shipper: Shipper,
     ) -> None:
         self._tg = task_group
+        self.shipper = shipper
         self.sender = sender
         self._hello = json.dumps(
             {"name": sender.name, "actor_id": sender.actor_id, "pid": sender.pid}
@@ -203,38 +204,50 @@ class Transport:
     # -- actors.Router -------------------------------------------------------------------
 
     async def tell(self, ref: ActorRef, message: object) -> None:
-        body = dumps("message", message, self.max_message_size)
-        conn = await self._connection(ref)
-        await conn.acquire_credit()
-        self._send(conn, Kind.TELL, next(self._ids), body, message)
+        encoded = self.encode("message", message, ref.actor_id)
+        try:
+            conn = await self._connection(ref)
+            await conn.acquire_credit()
+        except BaseException:
+            encoded.discard()
+            raise
+        self._send(conn, Kind.TELL, next(self._ids), encoded, message)
 
     def tell_nowait(self, ref: ActorRef, message: object) -> None:
-        body = dumps("message", message, self.max_message_size)
-        conn = self._conns.get(ref.address)
-        if conn is None or not conn.ready.is_set():
-            if not os.path.exists(ref.address):
-                raise ActorDeadError(ref.name, self.explain_unreachable(ref))
-            # refs from spawn, lookup and messages are connected ahead; this one is not yet
-            self._tg.start_soon(self._connect_quietly, ref)
-            raise MailboxFullError(ref.name, 0)
-        if not conn.try_acquire_credit():
-            self._log.warning("mailbox.full", receiver=ref.name, capacity=conn.capacity)
-            raise MailboxFullError(ref.name, conn.capacity)
-        self._send(conn, Kind.TELL, next(self._ids), body, message)
+        encoded = self.encode("message", message, ref.actor_id)
+        try:
+            conn = self._conns.get(ref.address)
+            if conn is None or not conn.ready.is_set():
+                if not os.path.exists(ref.address):
+                    raise ActorDeadError(ref.name, self.explain_unreachable(ref))
+                # refs from spawn, lookup and messages are connected ahead; this one is not yet
+                self._tg.start_soon(self._connect_quietly, ref)
+                raise MailboxFullError(ref.name, 0)
+            if not conn.try_acquire_credit():
+                self._log.warning("mailbox.full", receiver=ref.name, capacity=conn.capacity)
+                raise MailboxFullError(ref.name, conn.capacity)
+        except BaseException:
+            encoded.discard()
+            raise
+        self._send(conn, Kind.TELL, next(self._ids), encoded, message)
 
     async def ask(self, ref: ActorRef, message: object, timeout: float) -> Any:
         if not (timeout > 0 and math.isfinite(timeout)):
             raise ValueError(f"ask timeout must be a positive number of seconds, not {timeout!r}")
-        body = dumps("message", message, self.max_message_size)
+        encoded = self.encode("message", message, ref.actor_id)
         pending = _PendingAsk()
         try:
             with anyio.fail_after(timeout):
-                conn = await self._connection(ref)
-                await conn.acquire_credit()
+                try:
+                    conn = await self._connection(ref)
+                    await conn.acquire_credit()
+                except BaseException:
+                    encoded.discard()
+                    raise
                 ident = next(self._ids)
                 conn.pending[ident] = pending
                 try:
-                    self._send(conn, Kind.ASK, ident, body, message)
+                    self._send(conn, Kind.ASK, ident, encoded, message)
                     await pending.event.wait()
                 finally:
                     conn.pending.pop(ident, None)
@@ -255,10 +268,24 @@ class Transport:
 
     # -- helpers for the runtime -------------------------------------------------------
 
+    def encode(self, what: str, value: object, box: str) -> Encoded:
+        """Pickle ``value`` for the process of actor ``box``; large arrays go to segments."""
+        encoded = self.shipper.encode(what, value, self.max_message_size, box)
+        if self.trace and encoded.segments:
+            for name in encoded.segments:
+                self._log.debug("segment.created", segment=name, purpose=what, receiver=box)
+        return encoded
+
     async def loads(self, body: bytes) -> Any:
-        """Unpickle a message or reply, then connect to the refs it carried."""
+        """Unpickle a message or reply, then connect to the refs it carried.
+
+        Large arrays sent through shared memory are mapped, and their segments unlinked.
+        """
         with collecting_refs() as refs:
-            value = pickle.loads(body)
+            value, segments = loads_shipped(body)
+        if self.trace:
+            for name, nbytes in segments:
+                self._log.debug("segment.attached", segment=name, nbytes=nbytes, unlinked=True)
         if refs:
             await self.connect_ahead(refs)
         return value
@@ -283,7 +310,10 @@ class Transport:
 
     # -- internals -----------------------------------------------------------------------
 
-    def _send(self, conn: _Outbound, kind: Kind, ident: int, body: bytes, message: object) -> None:
+    def _send(
+        self, conn: _Outbound, kind: Kind, ident: int, encoded: Encoded, message: object
+    ) -> None:
+        body = encoded.body
         conn.push_frame(kind, ident, body)
         if self.trace:
             self._log.debug(

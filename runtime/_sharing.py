@@ -1,0 +1,392 @@
+"""Shared arrays and semaphores: the runtime creates and frees them, every process uses them.
+
+``SharingService`` is the per-process half (the script's process and each actor's): it
+maps arrays and takes locks for handles used there. ``SharedRegistry`` lives in the
+runtime's process only: it creates segments, lock files and ``.npy`` mappings, frees
+them, and unlinks every segment of the run when the run ends.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import numpy as np
+import numpy.typing as npt
+
+from actors import (
+    InvalidSharedArrayError,
+    LockOwnerDiedError,
+    LockTimeoutError,
+    Permit,
+    SharedArray,
+    SharedMemoryFullError,
+    SharedSemaphore,
+    StaleHandleError,
+)
+
+from ._locks import DIRTY, FREED, LockFile, poll_until
+from ._logging import Log
+from ._segments import (
+    attach_segment,
+    create_segment,
+    segments_of,
+    unlink_segment,
+    unlink_segments,
+)
+
+__all__ = ["SharedRegistry", "SharingService", "array_spec"]
+
+_LOCK_NAME = re.compile(r"[a-z][0-9]{1,12}(?:-[0-9]{1,6})?\Z")
+_MAX_SEMAPHORE = 1024
+_LABEL = re.compile(r"[\w.\-]{1,64}\Z")
+
+
+class SharingService:
+    """``actors.SharedMemoryService`` for one process of a run."""
+
+    def __init__(self, run_id: str, lock_dir: Path, log: Log) -> None:
+        self.run_id = run_id
+        self.lock_dir = lock_dir
+        self.log = log
+        self._views: dict[tuple[str, str | None], weakref.ref[npt.NDArray[Any]]] = {}
+        self._locks: dict[str, LockFile] = {}
+        self._reported: set[tuple[str, int]] = set()
+
+    def _check(self, handle: SharedArray | SharedSemaphore) -> None:
+        if handle.run_id != self.run_id:
+            raise StaleHandleError(
+                repr(handle), f"it belongs to run {handle.run_id}, not to this run {self.run_id}"
+            )
+
+    # -- arrays --------------------------------------------------------------------------
+
+    def array_view(self, array: SharedArray) -> npt.NDArray[Any]:
+        self._check(array)
+        cache_key = (array.key, array.path)
+        cached = self._views.get(cache_key)
+        if cached is not None and (view := cached()) is not None:
+            return view
+        view = self._map(array)
+        self._views[cache_key] = weakref.ref(view)
+        self.log.info(
+            "segment.attached",
+            segment=array.key,
+            array=array.label,
+            nbytes=array.nbytes,
+            path=array.path,
+        )
+        return view
+
+    def _map(self, array: SharedArray) -> npt.NDArray[Any]:
+        count = int(np.prod(array.shape, dtype=np.int64))
+        if array.path is None:
+            mapping = attach_segment(array.key, array.nbytes, repr(array))
+            return np.frombuffer(mapping, dtype=array.dtype, count=count).reshape(array.shape)
+        try:
+            mapped = np.load(array.path, mmap_mode="r+", allow_pickle=False)
+        except FileNotFoundError:
+            raise StaleHandleError(repr(array), f"{array.path} no longer exists") from None
+        if mapped.shape != array.shape or mapped.dtype != array.dtype:
+            raise StaleHandleError(
+                repr(array),
+                f"{array.path} now holds shape {mapped.shape} dtype {mapped.dtype}",
+            )
+        view: npt.NDArray[Any] = mapped.view(np.ndarray)
+        return view
+
+    def _lock_file(self, name: str, what: str) -> LockFile:
+        lock = self._locks.get(name)
+        if lock is None:
+            if not _LOCK_NAME.match(name):
+                raise StaleHandleError(what, f"{name!r} is not a lock of this runtime")
+            lock = self._locks[name] = LockFile(self.lock_dir / f"{name}.lock", what)
+        return lock
+
+    @asynccontextmanager
+    async def lock(self, array: SharedArray, timeout: float, recover: bool) -> AsyncIterator[None]:
+        self._check(array)
+        what = repr(array)
+        lock = self._lock_file(array.lock_name, what)
+        deadline = anyio.current_time() + timeout
+        try:
+            with anyio.fail_after(timeout):
+                await lock.local.acquire()  # tasks of this process queue here, in order
+        except TimeoutError:
+            raise LockTimeoutError(what, timeout) from None
+        try:
+            await poll_until(lock, what, max(0.0, deadline - anyio.current_time()), timeout)
+            try:
+                pid, epoch, flags = lock.read()
+                if flags & FREED:
+                    raise StaleHandleError(what, "it was freed")
+                if flags & DIRTY:
+                    self._owner_died(array, lock, pid, epoch, recover)
+                lock.write(os.getpid(), epoch, DIRTY)
+                clean = False
+                try:
+                    yield
+                    clean = True
+                finally:
+                    if clean or not (flags & DIRTY):
+                        # a live holder that raised saw its own exception: not a death
+                        lock.write(0, epoch + 1, 0)
+                    else:
+                        lock.write(pid, epoch, DIRTY)  # repair failed: still marked
+            finally:
+                lock.unlock()
+        finally:
+            lock.local.release()
+
+    def _owner_died(
+        self, array: SharedArray, lock: LockFile, pid: int, epoch: int, recover: bool
+    ) -> None:
+        if (array.lock_name, epoch) not in self._reported or recover:
+            self._reported.add((array.lock_name, epoch))
+            self.log.warning(
+                "lock.owner_died",
+                array=array.label,
+                segment=array.key,
+                previous_pid=pid,
+                epoch=epoch,
+                recovering=recover,
+            )
+        if not recover:
+            raise LockOwnerDiedError(repr(array), pid, epoch)
+
+    # -- semaphores ----------------------------------------------------------------------
+
+    def _slots(self, sem: SharedSemaphore) -> list[LockFile]:
+        self._check(sem)
+        if not (isinstance(sem.value, int) and 0 < sem.value <= _MAX_SEMAPHORE):
+            raise StaleHandleError(repr(sem), f"it has an impossible value {sem.value!r}")
+        return [self._lock_file(f"{sem.key}-{i}", repr(sem)) for i in range(sem.value)]
+
+    async def acquire(self, semaphore: SharedSemaphore, timeout: float) -> Permit:
+        slots = self._slots(semaphore)
+        lock = await poll_until(slots, repr(semaphore), timeout)
+        slot = slots.index(lock)
+        pid, epoch, flags = lock.read()
+        if flags & FREED:
+            lock.unlock()
+            raise StaleHandleError(repr(semaphore), "it was freed")
+        died = pid != 0
+        if died:
+            self.log.warning(
+                "semaphore.holder_died", semaphore=semaphore.label, slot=slot, previous_pid=pid
+            )
+        lock.write(os.getpid(), epoch + 1, 0)
+        return Permit(slot, died, pid if died else 0)
+
+    def release(self, semaphore: SharedSemaphore, permit: Permit) -> None:
+        slots = self._slots(semaphore)
+        if not 0 <= permit.slot < len(slots) or not slots[permit.slot].held:
+            raise RuntimeError(f"{permit} of {semaphore!r} is not held by this process")
+        lock = slots[permit.slot]
+        _pid, epoch, _flags = lock.read()
+        lock.write(0, epoch, 0)
+        lock.unlock()
+
+    def close(self) -> None:
+        for lock in self._locks.values():
+            lock.close()
+        self._locks.clear()
+
+
+def _shape(shape: object) -> tuple[int, ...]:
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        shape = (int(shape),)
+    if not isinstance(shape, (tuple, list)) or not all(
+        isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 0 for n in shape
+    ):
+        raise InvalidSharedArrayError(
+            f"shape must be a tuple of non-negative ints such as (1000, 3), not {shape!r}"
+        )
+    return tuple(int(n) for n in shape)
+
+
+def _dtype(dtype: object) -> np.dtype[Any]:
+    try:
+        dt: np.dtype[Any] = np.dtype(dtype)  # type: ignore[call-overload]
+    except TypeError as exc:
+        raise InvalidSharedArrayError(
+            f"dtype {dtype!r} is not a numpy dtype ({exc}); use e.g. 'int64' or np.float32"
+        ) from None
+    if dt.hasobject:
+        raise InvalidSharedArrayError(
+            f"dtype {dt} holds Python objects, which cannot live in shared memory; use a "
+            "numeric, bool, fixed-size string or structured dtype"
+        )
+    if dt.itemsize == 0:
+        raise InvalidSharedArrayError(f"dtype {dt} has no size; give one, such as 'U16' or 'S32'")
+    return dt
+
+
+def array_spec(shape: object, dtype: object) -> tuple[tuple[int, ...], np.dtype[Any]]:
+    """Check a requested shape and dtype; raise ``InvalidSharedArrayError`` with the fix."""
+    return _shape(shape), _dtype(dtype)
+
+
+class SharedRegistry:
+    """Creates and frees the run's shared arrays and semaphores (runtime process only)."""
+
+    def __init__(self, run_id: str, lock_dir: Path, log: Log, budget: int | None) -> None:
+        self.run_id = run_id
+        self.lock_dir = lock_dir
+        self.log = log
+        self.budget = budget
+        self.used = 0
+        self._ids = itertools.count(1)
+        self._live: dict[str, SharedArray | SharedSemaphore] = {}
+
+    def create_array(
+        self,
+        shape: object,
+        dtype: object,
+        name: str | None = None,
+        path: str | None = None,
+    ) -> SharedArray:
+        """Create a zero-filled array in shared memory, or map the ``.npy`` file ``path``."""
+        n = next(self._ids)
+        label = self._label(name, f"array-{n}")
+        if path is not None:
+            return self._map_file(n, label, shape, dtype, path)
+        dims, dt = array_spec(shape, dtype)
+        nbytes = int(np.prod(dims, dtype=np.int64)) * dt.itemsize
+        if self.budget is not None and self.used + nbytes > self.budget:
+            raise SharedMemoryFullError(nbytes, self.budget - self.used, "Runtime(shm_budget)")
+        key = f"actors_{self.run_id}_a{n}"
+        mapping = create_segment(key, nbytes)  # zero-filled by the kernel
+        mapping.close()  # nothing exported yet; users map it again through the handle
+        lock_name = f"a{n}"
+        LockFile(self.lock_dir / f"{lock_name}.lock", label, create=True).close()
+        handle = SharedArray(self.run_id, key, dims, dt.str, lock_name, label)
+        self.used += nbytes
+        self._live[key] = handle
+        self.log.info(
+            "segment.created",
+            segment=key,
+            array=label,
+            shape=list(dims),
+            dtype=dt.str,
+            nbytes=nbytes,
+        )
+        return handle
+
+    def _map_file(self, n: int, label: str, shape: object, dtype: object, path: str) -> SharedArray:
+        file = Path(path).expanduser().resolve()
+        if file.suffix != ".npy":
+            raise InvalidSharedArrayError(f"{path} must be a .npy file (np.save writes one)")
+        if file.exists():
+            try:
+                mapped = np.load(file, mmap_mode="r", allow_pickle=False)
+            except (ValueError, OSError) as exc:
+                raise InvalidSharedArrayError(
+                    f"{file} is not a readable .npy file: {exc}"
+                ) from None
+            dims, dt = tuple(mapped.shape), mapped.dtype
+            del mapped
+            if shape is not None and _shape(shape) != dims:
+                raise InvalidSharedArrayError(
+                    f"{file} holds shape {dims}, not {_shape(shape)}; omit shape to use the file's"
+                )
+            if dtype is not None and _dtype(dtype) != dt:
+                raise InvalidSharedArrayError(
+                    f"{file} holds dtype {dt}, not {_dtype(dtype)}; omit dtype to use the file's"
+                )
+            created = False
+        else:
+            if shape is None:
+                raise InvalidSharedArrayError(f"{file} does not exist; give a shape to create it")
+            dims, dt = array_spec(shape, "float64" if dtype is None else dtype)
+            if not file.parent.is_dir():
+                raise InvalidSharedArrayError(
+                    f"cannot create {file}: {file.parent} is no directory"
+                )
+            created_map = np.lib.format.open_memmap(file, mode="w+", dtype=dt, shape=dims)
+            created_map.flush()
+            del created_map
+            created = True
+        key = f"f{n}"
+        LockFile(self.lock_dir / f"{key}.lock", label, create=True).close()
+        handle = SharedArray(self.run_id, key, dims, dt.str, key, label, str(file))
+        self._live[key] = handle
+        self.log.info(
+            "file.mapped",
+            array=label,
+            path=str(file),
+            shape=list(dims),
+            dtype=dt.str,
+            created=created,
+        )
+        return handle
+
+    def create_semaphore(self, value: object, name: str | None = None) -> SharedSemaphore:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= _MAX_SEMAPHORE:
+            raise ValueError(
+                f"a semaphore's value must be an int from 1 to {_MAX_SEMAPHORE}, not {value!r}"
+            )
+        n = next(self._ids)
+        key = f"s{n}"
+        label = self._label(name, f"semaphore-{n}")
+        for i in range(value):
+            LockFile(self.lock_dir / f"{key}-{i}.lock", label, create=True).close()
+        handle = SharedSemaphore(self.run_id, key, value, label)
+        self._live[key] = handle
+        self.log.info("semaphore.created", semaphore=label, value=value)
+        return handle
+
+    def free(self, handle: SharedArray | SharedSemaphore) -> None:
+        """Release ``handle``'s memory and lock files; later use raises StaleHandleError."""
+        if not isinstance(handle, (SharedArray, SharedSemaphore)):
+            raise TypeError(f"free() takes a SharedArray or SharedSemaphore, not {handle!r}")
+        live = self._live.get(handle.key)
+        if handle.run_id != self.run_id or live is None or live != handle:
+            raise StaleHandleError(repr(handle), "it is unknown to this runtime or already freed")
+        del self._live[handle.key]
+        if isinstance(handle, SharedArray):
+            locks = [handle.lock_name]
+            if handle.path is None:
+                self.used -= handle.nbytes
+                if unlink_segment(handle.key):
+                    self.log.info("segment.unlinked", segment=handle.key, array=handle.label)
+        else:
+            locks = [f"{handle.key}-{i}" for i in range(handle.value)]
+            self.log.info("semaphore.freed", semaphore=handle.label)
+        for name in locks:
+            path = self.lock_dir / f"{name}.lock"
+            try:
+                lock = LockFile(path, repr(handle))
+            except StaleHandleError:
+                continue
+            # processes that opened the file keep it open: tell them through its record
+            pid, epoch, flags = lock.read()
+            lock.write(pid, epoch, flags | FREED)
+            lock.close()
+            path.unlink(missing_ok=True)
+
+    def close(self) -> int:
+        """Unlink every segment of the run (arrays and messages); return how many."""
+        removed = unlink_segments(segments_of(self.run_id))
+        for key, handle in list(self._live.items()):
+            if isinstance(handle, SharedArray) and handle.path is None:
+                self.log.info("segment.unlinked", segment=key, array=handle.label)
+        self._live.clear()
+        return removed
+
+    @staticmethod
+    def _label(name: str | None, default: str) -> str:
+        if name is None:
+            return default
+        if not isinstance(name, str) or not _LABEL.match(name):
+            raise InvalidSharedArrayError(
+                f"a name must be 1-64 letters, digits, '.', '-' or '_', not {name!r}"
+            )
+        return name
