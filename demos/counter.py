@@ -1,9 +1,12 @@
-"""The classic counter as actors: workers count in parallel processes, an aggregator sums.
+"""The classic counter as actors: workers count in parallel processes, and the counts add up.
 
 Run ``python -m demos.counter`` (``--help`` for options). Each worker counts to
-``--count`` in a pure Python loop in its own process, reporting progress as it goes, and
-sends its result to the aggregator. The script asks the aggregator for the total, which
-it answers once every worker has reported.
+``--count`` in a pure Python loop in its own process, reporting progress as it goes.
+
+``--mode queue`` (the default): each worker sends its result to an aggregator actor; the
+script asks the aggregator for the total, which it answers once every worker reported.
+``--mode shared``: the workers add each chunk they count into one int64 in shared
+memory, under a semaphore shared by every process; the script reads the total there.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ import time
 from typing import Any
 
 import anyio
+import numpy as np
 
-from actors import Actor, ActorRef, Reply
+from actors import Actor, ActorRef, Reply, SharedArray, SharedSemaphore
 from runtime import Runtime
 
 PROGRESS_STEPS = 100
@@ -55,24 +59,43 @@ class Aggregator(Actor):
 
 
 class Worker(Actor):
-    """Counts to n in chunks, telling the progress actor after each chunk."""
+    """Counts to n in chunks, telling the progress actor after each chunk.
 
-    def __init__(self, index: int, aggregator: ActorRef, progress: ActorRef | None) -> None:
+    With an aggregator it sends its total there; with a shared total it adds each chunk's
+    count into it, holding the semaphore for the read-add-write.
+    """
+
+    def __init__(
+        self,
+        index: int,
+        aggregator: ActorRef | None,
+        progress: ActorRef | None,
+        shared: tuple[SharedArray, SharedSemaphore] | None = None,
+    ) -> None:
         super().__init__()
         self.index, self.aggregator, self.progress = index, aggregator, progress
+        self.shared = shared
 
-    async def receive(self, message: Any) -> None:
+    async def receive(self, message: Any) -> int | None:
         match message:
             case ("count", int(n)):
                 chunk = max(1, n // PROGRESS_STEPS)
                 done = total = 0
                 while done < n:
                     step = min(chunk, n - done)
-                    total += count_up(step)
+                    counted = count_up(step)
+                    total += counted
                     done += step
+                    if self.shared is not None:
+                        target, sem = self.shared
+                        async with sem:  # `async with target.locked() as view` does both
+                            target.view(writable=True)[0] += counted
                     if self.progress is not None:
                         await self.progress.tell(("progress", self.index, done))
-                await self.aggregator.tell(("count", total))
+                if self.aggregator is not None:
+                    await self.aggregator.tell(("count", total))
+                return total
+        return None
 
 
 class Progress(Actor):
@@ -113,10 +136,17 @@ class Progress(Actor):
             self.bars.stop()
 
 
-async def run(workers: int, count: int, log_dir: str | None, progress: bool) -> int:
+async def run(workers: int, count: int, log_dir: str | None, progress: bool, mode: str) -> int:
     """Run the counter; return the total counted."""
+    # a pure Python loop runs at roughly 10-50 M iterations/s; leave ample room
+    deadline = 60 + count * 1e-6 * 5
     async with Runtime(log_dir=log_dir) as rt:
-        aggregator = await rt.spawn(Aggregator, workers, name="aggregator")
+        aggregator = shared = None
+        if mode == "queue":
+            aggregator = await rt.spawn(Aggregator, workers, name="aggregator")
+        else:
+            total_array = await rt.shared_array((1,), dtype="int64", name="total")
+            shared = (total_array, await rt.semaphore(1, name="total-guard"))
         bars = None
         if progress:
             bars = await rt.spawn(Progress, workers, count, sys.stdout.isatty(), name="progress")
@@ -125,13 +155,24 @@ async def run(workers: int, count: int, log_dir: str | None, progress: bool) -> 
             for i in range(workers):
 
                 async def start(i: int = i) -> None:
-                    refs.append(await rt.spawn(Worker, i, aggregator, bars, name=f"worker-{i}"))
+                    worker = await rt.spawn(Worker, i, aggregator, bars, shared, name=f"worker-{i}")
+                    refs.append(worker)
 
                 tg.start_soon(start)
-        for ref in refs:
-            await ref.tell(("count", count))
-        # a pure Python loop runs at roughly 10-50 M iterations/s; leave ample room
-        total: int = await aggregator.ask("total", timeout=60 + count * 1e-6 * 5)
+        if aggregator is not None:
+            for ref in refs:
+                await ref.tell(("count", count))
+            total: int = await aggregator.ask("total", timeout=deadline)
+        else:
+            assert shared is not None
+
+            async def count_into_shared(worker: ActorRef) -> None:
+                await worker.ask(("count", count), timeout=deadline)  # answers when done
+
+            async with anyio.create_task_group() as tg:
+                for ref in refs:
+                    tg.start_soon(count_into_shared, ref)
+            total = int(np.asarray(shared[0])[0])
         if bars is not None:
             await rt.stop(bars)  # ends the live display before we print below
         print(f"logs: {rt.log_dir}", file=sys.stderr)
@@ -146,12 +187,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--log-dir", help="keep the run's JSON-lines logs in this directory")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars or lines")
+    parser.add_argument(
+        "--mode",
+        choices=("queue", "shared"),
+        default="queue",
+        help="queue: results as messages to an aggregator (default); "
+        "shared: add into one shared int64 under a semaphore",
+    )
     args = parser.parse_args(argv)
     if args.workers < 1 or args.count < 1:
         parser.error("--workers and --count must be positive")
     started = time.perf_counter()
     try:
-        total = anyio.run(run, args.workers, args.count, args.log_dir, not args.no_progress)
+        total = anyio.run(
+            run, args.workers, args.count, args.log_dir, not args.no_progress, args.mode
+        )
     except KeyboardInterrupt:
         print("interrupted: every actor was stopped", file=sys.stderr)
         return 130

@@ -393,7 +393,11 @@ class Runtime:
         ``StaleHandleError``. A file-backed array's ``.npy`` file is kept.
         """
         self._require("running")
+        self._free(handle)
+
+    def _free(self, handle: SharedArray | SharedSemaphore) -> None:
         self._registry.free(handle)
+        self._sharing.forget(handle.key)
 
     def _create_array(
         self,
@@ -610,7 +614,7 @@ class Runtime:
             elif op == "semaphore":
                 value = self._registry.create_semaphore(*args)
             elif op == "free":
-                self._registry.free(args[0])
+                self._free(args[0])
                 value = None
             elif op == "is_peer":
                 pid = int(args[0])

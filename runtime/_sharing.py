@@ -102,6 +102,11 @@ class SharingService:
         view: npt.NDArray[Any] = mapped.view(np.ndarray)
         return view
 
+    def forget(self, key: str) -> None:
+        """Stop handing out the cached mapping of ``key`` (it was freed)."""
+        for cache_key in [k for k in self._views if k[0] == key]:
+            del self._views[cache_key]
+
     def _lock_file(self, name: str, what: str) -> LockFile:
         lock = self._locks.get(name)
         if lock is None:

@@ -195,3 +195,76 @@ def read_events(log_dir: Path) -> list[dict[str, Any]]:
     events.sort(key=lambda e: (e["timestamp"], e["pid"], e["seq"]))
     return events
 
+
+class SharedUser(Actor):
+    """Uses shared arrays and semaphores it is sent, the way an actor script would."""
+
+    async def receive(self, message: Any) -> Any:
+        import anyio
+        import numpy as np
+
+        from actors import LockOwnerDiedError, LockTimeoutError
+
+        match message:
+            case ("add", array, int(times)):
+                for _ in range(times):
+                    async with array.locked() as view:
+                        view[0] += 1
+                return int(np.asarray(array)[0])
+            case ("read", array):
+                return np.asarray(array).tolist()
+            case ("head", array, int(n)):
+                return np.asarray(array)[:n].tolist()
+            case ("fill", array, value):
+                async with array.locked() as view:
+                    view[...] = value
+                return None
+            case ("maps", array):
+                np.asarray(array)  # map it
+                with open("/proc/self/maps") as f:
+                    return array.key in f.read()
+            case ("hold", array):
+                reply = self.defer_reply()
+                async with array.locked() as view:
+                    view[0] = -1  # a write in progress when the holder is killed
+                    reply.set_result(os.getpid())
+                    await anyio.sleep_forever()
+            case ("try-lock", array, float(timeout)):
+                try:
+                    async with array.locked(timeout=timeout) as view:
+                        return ("ok", view.tolist())
+                except LockOwnerDiedError as exc:
+                    return ("owner_died", exc.pid, exc.epoch)
+                except LockTimeoutError:
+                    return ("timeout",)
+            case ("hold-slot", sem):
+                reply = self.defer_reply()
+                async with sem:
+                    reply.set_result(os.getpid())
+                    await anyio.sleep_forever()
+            case ("take-slot", sem, float(timeout)):
+                try:
+                    permit = await sem.acquire(timeout=timeout)
+                except LockTimeoutError:
+                    return ("timeout",)
+                sem.release(permit)
+                return ("ok", permit.previous_holder_died, permit.previous_pid)
+            case ("describe", array):
+                return (float(array.sum()), array.shape, str(array.dtype), array.flags.writeable)
+            case ("echo", value):
+                return value
+            case ("create", shape, dtype):
+                handle = await self.context.shared_array(shape, dtype, name="made-inside")
+                async with handle.locked() as view:
+                    view[...] = 7
+                return handle
+            case ("share", data):
+                return await self.context.share(data)
+            case ("semaphore", int(value)):
+                return await self.context.semaphore(value)
+            case ("free", handle):
+                await self.context.free(handle)
+                return "freed"
+            case "pid":
+                return os.getpid()
+        return None

@@ -76,6 +76,33 @@ def test_counter_demo_prints_the_total(tmp_path: Path) -> None:
     assert sorted(e["actor"] for e in exits) == ["aggregator", "progress", "worker-0", "worker-1"]
 
 
+def test_counter_demo_in_shared_mode_adds_into_shared_memory_under_a_semaphore(
+    tmp_path: Path,
+) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "demos.counter",
+            *("--mode", "shared", "--workers", "3", "--count", "100000"),
+            *("--no-progress", "--log-dir", str(tmp_path)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "total_number=300000" in result.stdout.splitlines()
+    events = read_events(tmp_path)
+    names = {e["event"] for e in events}
+    assert {"segment.created", "semaphore.created", "segment.unlinked"} <= names
+    attached = {e["actor"] for e in events if e["event"] == "segment.attached" and "actor" in e}
+    assert attached == {"worker-0", "worker-1", "worker-2"}
+    assert "aggregator" not in {e.get("actor") for e in events}
+
+
 def test_a_new_users_script_works_as_documented(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "tests/scripts/user_script.py")],
