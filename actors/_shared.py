@@ -8,8 +8,7 @@ process it runs (the script's and each actor's), and handles look it up when use
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol
@@ -54,10 +53,12 @@ class SharedMemoryService(Protocol):
         """Return a writable view of ``array``'s memory, shaped and typed."""
         ...
 
-    def lock(
-        self, array: SharedArray, timeout: float, recover: bool
-    ) -> AbstractAsyncContextManager[None]:
-        """Hold ``array``'s lock for the duration of the ``async with`` block."""
+    async def lock_array(self, array: SharedArray, timeout: float, recover: bool) -> object:
+        """Take ``array``'s lock; return a token for ``unlock_array``."""
+        ...
+
+    def unlock_array(self, array: SharedArray, token: object, clean: bool) -> None:
+        """Release ``array``'s lock; ``clean`` is false if the holder's block raised."""
         ...
 
     async def acquire(self, semaphore: SharedSemaphore, timeout: float) -> Permit:
@@ -160,14 +161,14 @@ class SharedArray:
             return view.astype(dtype)
         return view.copy() if copy else view
 
-    @asynccontextmanager
-    async def locked(
+    def locked(
         self, *, timeout: float = DEFAULT_LOCK_TIMEOUT, recover: bool = False
-    ) -> AsyncIterator[npt.NDArray[Any]]:
+    ) -> AbstractAsyncContextManager[npt.NDArray[Any]]:
         """Hold the array's lock, exclusive across all actors of the run; yield a writable view.
 
-        The lock is released when the holder's process dies, so a killed holder never
-        blocks the others. Waiting does not block the event loop.
+        Use it as ``async with handle.locked() as view:``. The lock is released when the
+        holder's process dies, so a killed holder never blocks the others. Waiting does
+        not block the event loop, and taking a free lock costs no event-loop round trip.
 
         Args:
             timeout: seconds to wait for the lock.
@@ -180,9 +181,7 @@ class SharedArray:
             LockTimeoutError: the lock was not free within ``timeout`` seconds.
             StaleHandleError: the array was freed, or belongs to a run that has ended.
         """
-        service = current_shared_memory()
-        async with service.lock(self, timeout, recover):
-            yield self.view(writable=True)
+        return _Locked(self, timeout, recover)
 
     def __reduce__(self) -> tuple[object, tuple[Any, ...]]:
         return (
@@ -211,6 +210,44 @@ class SharedArray:
 
     def __repr__(self) -> str:
         return f"<SharedArray {self.label} shape={self.shape} dtype={self.dtype}>"
+
+
+class _Locked:
+    """The ``async with`` of ``SharedArray.locked()``."""
+
+    __slots__ = ("_array", "_recover", "_service", "_timeout", "_token")
+
+    def __init__(self, array: SharedArray, timeout: float, recover: bool) -> None:
+        self._array = array
+        self._timeout = timeout
+        self._recover = recover
+        self._service: SharedMemoryService | None = None
+        self._token: object = None
+
+    async def __aenter__(self) -> npt.NDArray[Any]:
+        if self._service is not None:
+            raise RuntimeError("this locked() block is already in use; call locked() again")
+        service = current_shared_memory()
+        self._token = await service.lock_array(self._array, self._timeout, self._recover)
+        self._service = service
+        try:
+            return self._array.view(writable=True)
+        except BaseException:
+            self._release(True)
+            raise
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._release(exc_type is None)
+
+    def _release(self, clean: bool) -> None:
+        service, self._service = self._service, None
+        if service is not None:
+            service.unlock_array(self._array, self._token, clean)
 
 
 class SharedSemaphore:

@@ -16,7 +16,7 @@ from actors import (
     SharedMemoryFullError,
 )
 
-from ._segments import attach_segment, create_segment, unlink_segment, unlink_segments
+from ._segments import attach_segment, unlink_segment, unlink_segments, write_segment
 
 __all__ = [
     "Encoded",
@@ -108,12 +108,8 @@ class Shipper:
             if raw.nbytes < threshold:
                 return True  # small: keep it in the pickle stream
             name = f"actors_{self.run_id}_m{box}_{self.sender_id}.{next(self._ids)}"
-            mapping = create_segment(name, raw.nbytes)
+            write_segment(name, raw)
             shipped.append((name, raw.nbytes))
-            try:
-                mapping[: raw.nbytes] = raw
-            finally:
-                mapping.close()
             return False
 
         try:

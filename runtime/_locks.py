@@ -52,7 +52,7 @@ class LockFile:
         if create:
             os.pwrite(self.fd, _STATE.pack(0, 0, 0), 0)
         #: tasks of this process holding or waiting for the lock (flock is per process)
-        self.local = anyio.Lock()
+        self.local = anyio.Lock(fast_acquire=True)
         self.held = False
 
     def try_lock(self) -> bool:
@@ -86,7 +86,7 @@ class LockFile:
 
 
 async def poll_until(
-    attempt: LockFile | list[LockFile], what: str, timeout: float, asked: float | None = None
+    attempt: LockFile | list[LockFile], what: object, timeout: float, asked: float | None = None
 ) -> LockFile:
     """Take one of the lock files (the first free one), waiting up to ``timeout`` seconds.
 
@@ -104,4 +104,4 @@ async def poll_until(
                 await anyio.sleep(delay)
                 delay = min(delay * 2, _MAX_DELAY)
     except TimeoutError:
-        raise LockTimeoutError(what, timeout if asked is None else asked) from None
+        raise LockTimeoutError(repr(what), timeout if asked is None else asked) from None

@@ -34,6 +34,7 @@ __all__ = [
     "sweep_stale_segments",
     "unlink_segment",
     "unlink_segments",
+    "write_segment",
 ]
 
 SHM_DIR = Path("/dev/shm")
@@ -76,6 +77,40 @@ def create_segment(name: str, nbytes: int) -> mmap.mmap:
                 raise SharedMemoryFullError(size, free_bytes(), str(SHM_DIR)) from None
             raise
         return mmap.mmap(fd, size)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        raise
+    finally:
+        os.close(fd)
+
+
+def write_segment(name: str, data: memoryview) -> None:
+    """Create segment ``name`` (mode 0600) holding a copy of ``data`` (a byte view).
+
+    The kernel copies straight into the segment's pages: no mapping, so no page fault per
+    page, and a full /dev/shm fails the write with ENOSPC (a clean error, never SIGBUS).
+
+    Raises:
+        SharedMemoryFullError: /dev/shm cannot hold it; nothing is left behind.
+    """
+    path = _path(name)
+    size = data.nbytes
+    available = free_bytes()
+    if size > available:
+        raise SharedMemoryFullError(size, available, str(SHM_DIR))
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        written = 0
+        while written < size:
+            try:
+                written += os.pwrite(fd, data[written:], written)
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.ENOMEM, errno.EFBIG):
+                    raise SharedMemoryFullError(size, free_bytes(), str(SHM_DIR)) from None
+                raise
+        if size == 0:
+            os.ftruncate(fd, 1)  # an empty buffer still needs something to map
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)

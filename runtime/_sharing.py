@@ -12,10 +12,8 @@ import itertools
 import os
 import re
 import weakref
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import numpy as np
@@ -32,7 +30,7 @@ from actors import (
     StaleHandleError,
 )
 
-from ._locks import DIRTY, FREED, LockFile, poll_until
+from ._locks import DIRTY, FREED, LockFile, LockState, poll_until
 from ._logging import Log
 from ._segments import (
     attach_segment,
@@ -115,44 +113,50 @@ class SharingService:
             lock = self._locks[name] = LockFile(self.lock_dir / f"{name}.lock", what)
         return lock
 
-    @asynccontextmanager
-    async def lock(self, array: SharedArray, timeout: float, recover: bool) -> AsyncIterator[None]:
+    async def lock_array(self, array: SharedArray, timeout: float, recover: bool) -> LockState:
         self._check(array)
-        what = repr(array)
-        lock = self._lock_file(array.lock_name, what)
+        lock = self._locks.get(array.lock_name) or self._lock_file(array.lock_name, repr(array))
         deadline = anyio.current_time() + timeout
         try:
-            with anyio.fail_after(timeout):
-                await lock.local.acquire()  # tasks of this process queue here, in order
-        except TimeoutError:
-            raise LockTimeoutError(what, timeout) from None
-        try:
-            await poll_until(lock, what, max(0.0, deadline - anyio.current_time()), timeout)
+            lock.local.acquire_nowait()
+        except anyio.WouldBlock:
             try:
-                pid, epoch, flags = lock.read()
+                with anyio.fail_after(timeout):
+                    await lock.local.acquire()  # tasks of this process queue here, in order
+            except TimeoutError:
+                raise LockTimeoutError(repr(array), timeout) from None
+        try:
+            if not lock.try_lock():
+                await poll_until(lock, array, max(0.0, deadline - anyio.current_time()), timeout)
+            try:
+                state = pid, epoch, flags = lock.read()
                 if flags & FREED:
-                    raise StaleHandleError(what, "it was freed")
+                    raise StaleHandleError(repr(array), "it was freed")
                 if flags & DIRTY:
-                    self._owner_died(array, lock, pid, epoch, recover)
+                    self._owner_died(array, pid, epoch, recover)
                 lock.write(os.getpid(), epoch, DIRTY)
-                clean = False
-                try:
-                    yield
-                    clean = True
-                finally:
-                    if clean or not (flags & DIRTY):
-                        # a live holder that raised saw its own exception: not a death
-                        lock.write(0, epoch + 1, 0)
-                    else:
-                        lock.write(pid, epoch, DIRTY)  # repair failed: still marked
-            finally:
+            except BaseException:
                 lock.unlock()
+                raise
+        except BaseException:
+            lock.local.release()
+            raise
+        return state
+
+    def unlock_array(self, array: SharedArray, token: object, clean: bool) -> None:
+        lock = self._locks[array.lock_name]
+        pid, epoch, flags = cast(LockState, token)
+        try:
+            if clean or not (flags & DIRTY):
+                # a live holder whose block raised saw its own exception: that is no death
+                lock.write(0, epoch + 1, 0)
+            else:
+                lock.write(pid, epoch, DIRTY)  # the repair failed: still marked
         finally:
+            lock.unlock()
             lock.local.release()
 
-    def _owner_died(
-        self, array: SharedArray, lock: LockFile, pid: int, epoch: int, recover: bool
-    ) -> None:
+    def _owner_died(self, array: SharedArray, pid: int, epoch: int, recover: bool) -> None:
         if (array.lock_name, epoch) not in self._reported or recover:
             self._reported.add((array.lock_name, epoch))
             self.log.warning(
@@ -176,7 +180,8 @@ class SharingService:
 
     async def acquire(self, semaphore: SharedSemaphore, timeout: float) -> Permit:
         slots = self._slots(semaphore)
-        lock = await poll_until(slots, repr(semaphore), timeout)
+        free = next((s for s in slots if not s.held and s.try_lock()), None)
+        lock = free or await poll_until(slots, semaphore, timeout)
         slot = slots.index(lock)
         pid, epoch, flags = lock.read()
         if flags & FREED:
