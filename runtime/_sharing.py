@@ -88,6 +88,8 @@ class SharingService:
         if array.path is None:
             mapping = attach_segment(array.key, array.nbytes, repr(array))
             return np.frombuffer(mapping, dtype=array.dtype, count=count).reshape(array.shape)
+        if not (self.lock_dir / f"{array.lock_name}.lock").exists():
+            raise StaleHandleError(repr(array), "it was freed or its run has ended")
         try:
             mapped = np.load(array.path, mmap_mode="r+", allow_pickle=False)
         except FileNotFoundError:

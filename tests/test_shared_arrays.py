@@ -180,6 +180,10 @@ async def test_a_npy_file_is_mapped_shared_and_outlives_the_run(tmp_path: Path) 
             await rt.shared_array(None, path=tmp_path / "missing.npy")
         with pytest.raises(InvalidSharedArrayError, match=".npy"):
             await rt.shared_array((3,), path=tmp_path / "data.bin")
+        await rt.free(again)
+        with pytest.raises(StaleHandleError, match="freed"):
+            np.asarray(pickle.loads(pickle.dumps(again)))
+    assert path.exists()  # freeing a mapped file keeps the file
 
 
 async def test_bad_shapes_dtypes_and_handles_get_errors_that_say_what_to_do(
