@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from ._actor import Actor as Actor
 from ._context import ActorContext as ActorContext
+from ._context import Timer as Timer
 from ._errors import ActorDeadError as ActorDeadError
 from ._errors import ActorNameTakenError as ActorNameTakenError
 from ._errors import ActorNotFoundError as ActorNotFoundError
 from ._errors import ActorsError as ActorsError
 from ._errors import ActorStartError as ActorStartError
 from ._errors import AskTimeoutError as AskTimeoutError
+from ._errors import EscalationError as EscalationError
 from ._errors import InvalidSharedArrayError as InvalidSharedArrayError
 from ._errors import InvalidSpawnError as InvalidSpawnError
 from ._errors import LockOwnerDiedError as LockOwnerDiedError
@@ -31,8 +33,19 @@ from ._shared import Permit as Permit
 from ._shared import SharedArray as SharedArray
 from ._shared import SharedMemoryService as SharedMemoryService
 from ._shared import SharedSemaphore as SharedSemaphore
+from ._supervision import DEFAULT_MAX_RESTARTS as DEFAULT_MAX_RESTARTS
+from ._supervision import DEFAULT_PERIOD as DEFAULT_PERIOD
+from ._supervision import Backoff as Backoff
+from ._supervision import Failure as Failure
+from ._supervision import OnError as OnError
+from ._supervision import RestartType as RestartType
+from ._supervision import Strategy as Strategy
+from ._supervision import Supervisor as Supervisor
+from ._supervision import Terminated as Terminated
 
 __all__ = [
+    "DEFAULT_MAX_RESTARTS",
+    "DEFAULT_PERIOD",
     "Actor",
     "ActorContext",
     "ActorDeadError",
@@ -42,6 +55,9 @@ __all__ = [
     "ActorStartError",
     "ActorsError",
     "AskTimeoutError",
+    "Backoff",
+    "EscalationError",
+    "Failure",
     "InvalidSharedArrayError",
     "InvalidSpawnError",
     "LockOwnerDiedError",
@@ -49,6 +65,7 @@ __all__ = [
     "MailboxFullError",
     "MessageNotSerializableError",
     "MessageTooLargeError",
+    "OnError",
     "RemoteActorError",
     "Permit",
     "Reply",
@@ -58,4 +75,8 @@ __all__ = [
     "SharedMemoryService",
     "SharedSemaphore",
     "StaleHandleError",
+    "Strategy",
+    "Supervisor",
+    "Terminated",
+    "Timer",
 ]

@@ -10,6 +10,7 @@ from ._reply import Reply
 if TYPE_CHECKING:
     from ._context import ActorContext
     from ._ref import ActorRef
+    from ._supervision import Failure
 
 __all__ = ["Actor"]
 
@@ -62,18 +63,32 @@ class Actor:
         return self.__context
 
     async def on_start(self) -> None:
-        """Run once before the first message. An exception here fails the ``spawn``."""
+        """Run once before the first message, in every incarnation.
+
+        An exception here fails the ``spawn``; in a restarted incarnation it counts as a
+        failed restart.
+        """
+
+    async def on_restart(self, failure: Failure) -> None:
+        """Run before ``on_start`` in a restarted incarnation, on its fresh instance.
+
+        ``failure`` says why the previous incarnation ended (see ``actors.Failure``).
+        """
 
     async def receive(self, message: Any) -> Any:
         """Handle one message; the return value answers an ``ask``.
 
-        An exception fails the ask with the same type and message (and is logged for a
-        ``tell``); the actor keeps serving the next message.
+        An exception fails the ask with the same type and message (and is logged as
+        ``message.failed``). Then, by default, this incarnation ends and its supervisor
+        restarts the actor (``on_error="crash"``); spawned with ``on_error="resume"``, it
+        keeps serving the next message instead.
         """
         return None
 
     async def on_stop(self) -> None:
-        """Run once after the last message, when the actor stops on request or shutdown."""
+        """Run once at the end of an incarnation: stopped on request, at shutdown, or
+        after ``receive`` raised (``on_error="crash"``). Not run when the process is killed.
+        """
 
     def defer_reply(self) -> Reply:
         """Answer the current ask later, without blocking the mailbox.

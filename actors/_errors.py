@@ -9,6 +9,7 @@ __all__ = [
     "ActorStartError",
     "ActorsError",
     "AskTimeoutError",
+    "EscalationError",
     "InvalidSharedArrayError",
     "InvalidSpawnError",
     "LockOwnerDiedError",
@@ -43,6 +44,7 @@ class ActorDeadError(ActorsError):
             "stopped": "has stopped",
             "died": "died (its process ended without stopping)",
             "unreachable": "is not running (it stopped or died)",
+            "restarting": "is being restarted and was not back in time",
         }.get(reason, reason)
         text = f"actor {actor} {what}"
         if detail:
@@ -286,3 +288,25 @@ class LockOwnerDiedError(ActorsError):
 
     def __reduce__(self) -> tuple[type[LockOwnerDiedError], tuple[str, int, int]]:
         return (type(self), (self.what, self.pid, self.epoch))
+
+
+class EscalationError(ActorsError):
+    """The root supervisor gave up: a child failed more often than its restart intensity.
+
+    Raised out of ``async with Runtime()`` after every actor was stopped, newest first.
+    """
+
+    def __init__(self, supervisor: str, actor: str, reason: str, restarts: int, period: float):
+        self.supervisor = supervisor
+        self.actor = actor
+        self.reason = reason
+        self.restarts = restarts
+        self.period = period
+        super().__init__(
+            f"supervisor {supervisor} gave up: {actor} failed ({reason}) after {restarts} "
+            f"restarts within {period:g} s, so every actor was stopped; fix the cause in its "
+            "log, or allow more restarts with max_restarts= and period="
+        )
+
+    def __reduce__(self) -> tuple[type[EscalationError], tuple[str, str, str, int, float]]:
+        return (type(self), (self.supervisor, self.actor, self.reason, self.restarts, self.period))

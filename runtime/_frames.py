@@ -29,6 +29,7 @@ class Kind(enum.IntEnum):
     RETURN = 9  # sender -> receiver: ident = credit given back
     CLOSING = 10  # receiver -> sender: the actor stops; send nothing more
     CONTROL = 11  # control channel: body = pickled tuple
+    ACK = 12  # receiver -> sender: ident = this sender's messages finished so far (total)
 
 
 class ProtocolError(Exception):
@@ -66,7 +67,7 @@ class FrameDecoder:
             length, kind, ident = unpack(buf, pos)
             if length > self._max_body:
                 raise ProtocolError(f"frame of {length} bytes is above the {self._max_body} limit")
-            if not Kind.HELLO <= kind <= Kind.CONTROL:
+            if not Kind.HELLO <= kind <= Kind.ACK:
                 raise ProtocolError(f"unknown frame kind {kind}")
             stop = pos + hsize + length
             if stop > end:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import os
 import pickle
 import select
@@ -27,13 +28,21 @@ import numpy as np
 import numpy.typing as npt
 
 from actors import (
+    DEFAULT_MAX_RESTARTS,
+    DEFAULT_PERIOD,
     Actor,
     ActorDeadError,
     ActorRef,
+    Backoff,
     MessageNotSerializableError,
+    OnError,
     Reply,
+    RestartType,
     SharedArray,
     SharedSemaphore,
+    Strategy,
+    Supervisor,
+    Timer,
 )
 from actors._router import install_router
 from actors._shared import install_shared_memory
@@ -44,7 +53,7 @@ from ._logging import Log
 from ._mailbox import Envelope, Mailbox
 from ._segments import segments_of, unlink_segments
 from ._sharing import SharingService
-from ._spawning import ActorSpec, prepare_spawn
+from ._spawning import ActorSpec, check_options, prepare_spawn
 from ._transport import SenderInfo, Transport
 
 __all__ = ["Incarnation"]
@@ -70,14 +79,49 @@ class _Context:
         *args: Any,
         name: str | None = None,
         mailbox_size: int | None = None,
+        restart: RestartType = "permanent",
+        on_error: OnError = "crash",
+        supervisor: Supervisor | None = None,
+        message_deadline: float | None = None,
+        hang_timeout: float | None = None,
         **kwargs: Any,
     ) -> ActorRef:
+        options = check_options(restart, on_error, message_deadline, hang_timeout)
         payload, size = prepare_spawn(
             actor_class, args, kwargs, mailbox_size, self._inc.spec.max_message_size
         )
-        ref: ActorRef = await self._inc.request("spawn", actor_class.__name__, payload, name, size)
+        ref: ActorRef = await self._inc.request(
+            "spawn", actor_class.__name__, payload, name, size, options, supervisor
+        )
         await self._inc.transport.ensure_connected(ref)
         return ref
+
+    async def supervisor(
+        self,
+        name: str | None = None,
+        *,
+        strategy: Strategy = "one_for_one",
+        max_restarts: int = DEFAULT_MAX_RESTARTS,
+        period: float = DEFAULT_PERIOD,
+        backoff: Backoff | None = None,
+        supervisor: Supervisor | None = None,
+    ) -> Supervisor:
+        sup: Supervisor = await self._inc.request(
+            "supervisor", name, strategy, max_restarts, period, backoff, supervisor
+        )
+        return sup
+
+    async def watch(self, ref: ActorRef) -> None:
+        await self._inc.request("watch", ref)
+
+    async def unwatch(self, ref: ActorRef) -> None:
+        await self._inc.request("unwatch", ref)
+
+    def send_after(self, delay: float, message: object) -> Timer:
+        return self._inc.start_timer(delay, message, repeat=False)
+
+    def send_every(self, interval: float, message: object) -> Timer:
+        return self._inc.start_timer(interval, message, repeat=True)
 
     async def lookup(self, name: str) -> ActorRef:
         ref: ActorRef = await self._inc.request("lookup", name)
@@ -127,6 +171,19 @@ def _dtype_arg(dtype: npt.DTypeLike | None) -> object:
         return dtype
 
 
+class _Timer:
+    """``actors.Timer``: a task that tells this actor a message later (or repeatedly)."""
+
+    def __init__(self, timers: set[_Timer]) -> None:
+        self.scope = anyio.CancelScope()
+        self._timers = timers
+        timers.add(self)
+
+    def cancel(self) -> None:
+        self.scope.cancel()
+        self._timers.discard(self)
+
+
 class Incarnation:
     """Runs one actor in this process until it stops."""
 
@@ -147,8 +204,12 @@ class Incarnation:
         self._loop_scope = anyio.CancelScope()
         self._stop_reason: str | None = None
         self._stopped = anyio.Event()
+        self._crash: tuple[str, str] | None = None
+        self._handling_since = 0.0
+        self._timers: set[_Timer] = set()
         self.handled = 0
         self.failed = 0
+        self.dead = 0
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -159,18 +220,20 @@ class Incarnation:
             self._tg = tg
             self.transport = Transport(
                 tg,
-                SenderInfo(spec.name, spec.actor_id, os.getpid()),
+                SenderInfo(spec.name, spec.actor_id, os.getpid(), spec.box),
                 max_message_size=spec.max_message_size,
                 log=self.log,
                 trace=spec.log.trace,
-                shipper=Shipper(spec.log.run_id, spec.actor_id, spec.shm_threshold),
+                shipper=Shipper(spec.log.run_id, spec.box, spec.shm_threshold),
             )
+            self.transport.await_actor = self._await_actor
             install_router(self.transport)
             self.sharing = SharingService(spec.log.run_id, Path(spec.run_dir) / "locks", self.log)
             install_shared_memory(self.sharing)
             self.mailbox = Mailbox(
                 spec.mailbox_size,
                 spec.name,
+                box=spec.box,
                 max_body=spec.max_message_size,
                 log=self.log,
                 trace=spec.log.trace,
@@ -184,14 +247,19 @@ class Incarnation:
                 return 1
             tg.start_soon(self.mailbox.serve, tg)
             self.control.send("ready", os.getpid())
+            tg.start_soon(self._beat)
             self.log.info(
                 "actor.started",
                 actor_class=type(self.actor).__qualname__,
                 mailbox_size=spec.mailbox_size,
+                incarnation=spec.incarnation,
             )
             with self._loop_scope:
                 while (env := await self.mailbox.get()) is not None:
-                    await self._handle(env)
+                    if self._crash is None:
+                        await self._handle(env)
+                    else:
+                        self._dead_letter(env, "crashed")
             await self._finish()
             tg.cancel_scope.cancel()
         return 0
@@ -210,6 +278,8 @@ class Incarnation:
             actor._actor_bind(self.ref, _Context(self))
             self.actor = actor
             await self.mailbox.listen(self.spec.address)
+            if self.spec.failure is not None:
+                await actor.on_restart(self.spec.failure)
             await actor.on_start()
         except Exception as exc:
             tb = "".join(traceback.format_exception(exc))
@@ -225,6 +295,8 @@ class Incarnation:
             return
         self._stop_reason = reason
         self.log.info("actor.stopping", reason=reason, timeout_s=timeout)
+        for timer in list(self._timers):
+            timer.cancel()
         self.mailbox.close()
         if reason in ("interrupted", "parent_lost"):
             self._loop_scope.cancel()  # no draining: end the current handler at its next await
@@ -246,27 +318,32 @@ class Incarnation:
                     self.log.error(
                         "actor.on_stop_failed", error_type=type(exc).__name__, exc_info=exc
                     )
-        dead = 0
         for env in self.mailbox.take_leftovers():
-            dead += 1
-            self._dead_letter(env, "stopped")
+            self._dead_letter(env, "crashed" if self._crash else "stopped")
         for _env, reply in list(self._open_replies.values()):
             if not reply.settled:
                 reply.set_exception(
                     ActorDeadError(self.spec.name, "stopped", "before settling its deferred reply")
                 )
+        error_type, error = self._crash or ("", "")
+        in_doubt = self.transport.in_doubt_total + sum(
+            c.in_doubt for c in self.transport.connections()
+        )
         self.log.info(
             "actor.stopped",
             reason=reason,
             handled=self.handled,
             failed=self.failed,
-            dead_lettered=dead,
+            dead_lettered=self.dead,
+            in_doubt=in_doubt,
         )
-        self.control.send("stopped", reason, self.handled, self.failed, dead)
+        self.control.send(
+            "stopped", reason, self.handled, self.failed, self.dead, in_doubt, error_type, error
+        )
         await self.mailbox.aclose()
         await self.transport.aclose()
         # large arrays still addressed to us will never be read: every sender has closed
-        unlink_segments(segments_of(self.spec.log.run_id, f"m{self.spec.actor_id}_"))
+        unlink_segments(segments_of(self.spec.log.run_id, f"m{self.spec.box}_"))
         self.sharing.close()
         await self._flush_control()
 
@@ -278,6 +355,14 @@ class Incarnation:
     # -- messages ------------------------------------------------------------------------
 
     async def _handle(self, env: Envelope) -> None:
+        self._handling_since = time.monotonic()
+        try:
+            await self._handle_one(env)
+        finally:
+            self._handling_since = 0.0
+            self.mailbox.done(env)
+
+    async def _handle_one(self, env: Envelope) -> None:
         actor = self.actor
         assert actor is not None
         started = time.perf_counter()
@@ -324,6 +409,10 @@ class Incarnation:
                     reply.set_exception(exc)
             elif env.is_ask:
                 self.mailbox.reply(env, False, dumps_error(exc))
+            if self.spec.on_error == "crash" and self._crash is None:
+                # let it crash: this incarnation's state is suspect; its supervisor decides
+                self._crash = (type(exc).__name__, str(exc)[:500])
+                self.request_stop(self.spec.stop_timeout, "exception")
             return
         except BaseException:
             # cancelled by the stop deadline or an interrupting stop
@@ -380,6 +469,9 @@ class Incarnation:
         return reply
 
     def _dead_letter(self, env: Envelope, reason: str, *, handled_part: bool = False) -> None:
+        self.dead += 1
+        if not handled_part:
+            self.mailbox.done(env)
         self.log.warning(
             "message.dead_lettered",
             msg_id=env.msg_id,
@@ -390,9 +482,8 @@ class Incarnation:
         )
         if env.is_ask:
             detail = "while handling the message" if handled_part else "before handling the message"
-            self.mailbox.reply(
-                env, False, dumps_error(ActorDeadError(self.spec.name, "stopped", detail))
-            )
+            why = "died" if reason == "crashed" else "stopped"
+            self.mailbox.reply(env, False, dumps_error(ActorDeadError(self.spec.name, why, detail)))
 
     # -- control channel -----------------------------------------------------------------
 
@@ -409,6 +500,45 @@ class Incarnation:
         if not ok:
             raise loads_error(value)
         return value
+
+    async def _await_actor(self, ref: ActorRef, since: float) -> None:
+        try:
+            await self.request("await_actor", ref, since)
+        except ControlClosedError:
+            raise ActorDeadError(ref.name, "unreachable") from None
+
+    async def _beat(self) -> None:
+        """Tell the runtime the event loop runs, and since when a message is handled."""
+        interval = self.spec.heartbeat_interval
+        while True:
+            self.control.send("hb", self._handling_since)
+            await anyio.sleep(interval)
+
+    def start_timer(self, delay: float, message: object, *, repeat: bool) -> Timer:
+        if not (isinstance(delay, (int, float)) and delay >= 0 and math.isfinite(delay)):
+            raise ValueError(f"timer delay must be a number of seconds >= 0, not {delay!r}")
+        if repeat and delay <= 0:
+            raise ValueError("send_every needs a positive interval")
+        if self._stop_reason is not None:
+            raise RuntimeError("the actor is stopping: no new timers")
+        timer = _Timer(self._timers)
+
+        async def run() -> None:
+            with timer.scope:
+                next_at = anyio.current_time() + delay
+                while True:
+                    await anyio.sleep_until(next_at)
+                    await self.ref.tell(message)
+                    if not repeat:
+                        break
+                    now = anyio.current_time()
+                    next_at += delay
+                    if next_at < now:  # skip the ticks missed while the mailbox was full
+                        next_at += delay * math.ceil((now - next_at) / delay)
+            timer.cancel()
+
+        self._tg.start_soon(run)
+        return timer
 
     async def _is_peer(self, pid: int) -> bool:
         if pid in self._peers:

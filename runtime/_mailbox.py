@@ -37,6 +37,9 @@ class _Inbound(FramedConnection):
         self.peer_pid = pid
         self.peer_name = "?"
         self.peer_id = "?"
+        self.peer_box = "?"
+        self.done = 0  # messages from this sender handled, failed or dead-lettered
+        self.acked = 0  # ... of which the sender was told
         self.granted = 0
         self.owed = 0
         self.revoking = False
@@ -73,6 +76,7 @@ class Mailbox:
         capacity: int,
         owner: str,
         *,
+        box: str,
         max_body: int,
         log: Log,
         trace: bool,
@@ -80,6 +84,7 @@ class Mailbox:
     ) -> None:
         self.capacity = capacity
         self.owner = owner
+        self.box = box
         self._max_body = max_body
         self._log = log
         self._trace = trace
@@ -147,8 +152,10 @@ class Mailbox:
                 raise ProtocolError("the first frame must be HELLO")
             hello = json.loads(body)
             conn.peer_name, conn.peer_id = str(hello["name"]), str(hello["actor_id"])
+            conn.peer_box = str(hello["box"])
             self._conns.add(conn)
-            conn.push_frame(Kind.HELLO, 0, json.dumps({"capacity": self.capacity}).encode())
+            greeting = {"capacity": self.capacity, "box": self.box}
+            conn.push_frame(Kind.HELLO, 0, json.dumps(greeting).encode())
             if self.closing:
                 conn.push_frame(Kind.CREDIT, 0)
                 conn.push_frame(Kind.CLOSING)
@@ -204,6 +211,9 @@ class Mailbox:
         conn.push_frame(Kind.CREDIT, n)
 
     def _flush(self, conn: _Inbound) -> None:
+        if conn.done > conn.acked:
+            conn.acked = conn.done
+            conn.push_frame(Kind.ACK, conn.done)
         if conn.owed:
             conn.granted += conn.owed
             conn.push_frame(Kind.CREDIT, conn.owed)
@@ -277,6 +287,20 @@ class Mailbox:
         env = self._queue.popleft()
         self._release(env)
         return env
+
+    def done(self, env: Envelope) -> None:
+        """``env`` was handled, failed or dead-lettered: its sender may forget it.
+
+        Told in batches (with credit, or when the mailbox runs empty), so that a sender
+        that loses the connection knows which of its messages are in doubt.
+        """
+        conn = env.conn
+        conn.done += 1
+        if conn.closed:
+            return
+        if not self._queue or conn.done - conn.acked >= self._flush_at:
+            conn.acked = conn.done
+            conn.push_frame(Kind.ACK, conn.done)
 
     def reply(self, env: Envelope, ok: bool, body: bytes) -> bool:
         """Send the answer to an ask; False if the asker is gone."""

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
+import math
 import os
-import pickle
 import shutil
 import signal
-import socket
 import tempfile
-from dataclasses import dataclass, field
+import threading
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -20,39 +17,44 @@ import anyio
 import anyio.abc
 import numpy as np
 import numpy.typing as npt
-from anyio.abc import UNIXSocketStream
 
 from actors import (
+    DEFAULT_MAX_RESTARTS,
+    DEFAULT_PERIOD,
     Actor,
-    ActorNameTakenError,
     ActorNotFoundError,
     ActorRef,
-    ActorStartError,
-    InvalidSpawnError,
+    Backoff,
+    EscalationError,
+    OnError,
+    RestartType,
     RuntimeClosedError,
     SharedArray,
     SharedSemaphore,
+    Strategy,
+    Supervisor,
 )
 from actors._router import install_router
 from actors._shared import install_shared_memory
 
-from ._codec import Shipper, dumps_error
-from ._control import ControlChannel, ControlClosedError
-from ._hosting import Host, HostedProcess, ProcessHost
+from ._codec import Shipper
+from ._hosting import Host, ProcessHost
 from ._logging import Log, LogConfig, open_log
 from ._loop_noise import install_noise_filter
 from ._main_import import MainImportStop, in_actor_process_main_import
 from ._rundir import RunDirectory
-from ._segments import segments_of, sweep_stale_segments, unlink_segments
+from ._segments import sweep_stale_segments
 from ._sharing import SharedRegistry, SharingService
-from ._spawning import ActorSpec, prepare_spawn
+from ._spawning import check_options, prepare_spawn
+from ._supervision import ActorRecord, ShutdownReport
 from ._transport import SenderInfo, Transport
+from ._tree import ActorTree, TreeConfig
 
 __all__ = ["Runtime", "default_log_root"]
 
 _KEEP_RUN_LOGS = 20
-_KILL_WAIT = 5.0
-_TERM_WAIT = 1.0
+#: exit status of a process ended by SIGTERM, by shell convention
+_SIGTERM_EXIT = 128 + signal.SIGTERM
 
 
 def default_log_root() -> Path:
@@ -66,28 +68,8 @@ def _trace_from_env() -> bool:
     return os.environ.get("ACTORS_TRACE", "").lower() in {"1", "true", "yes", "on"}
 
 
-@dataclass(eq=False)
-class _Record:
-    """The runtime's view of one actor."""
-
-    ref: ActorRef
-    actor_class: str
-    parent: str | None
-    control: ControlChannel | None = None
-    process: HostedProcess | None = None
-    pid: int = 0
-    running: anyio.Event = field(default_factory=anyio.Event)
-    exited: anyio.Event = field(default_factory=anyio.Event)
-    control_done: anyio.Event = field(default_factory=anyio.Event)
-    start_error: tuple[str, str, str] | None = None
-    stop_report: tuple[str, int, int, int] | None = None
-    exit_code: int | None = None
-    exit_reason: str = ""
-    killed: bool = False
-
-
 class Runtime:
-    """Runs actors, each in its own process, for the duration of an ``async with`` block.
+    """Runs and supervises actors, each in its own process, for an ``async with`` block.
 
     Example::
 
@@ -96,9 +78,16 @@ class Runtime:
             await agg.tell(("count", 5))
             print(await agg.ask("total", timeout=5.0))
 
+    Every actor is supervised: spawned with no options it is ``permanent`` under the root
+    supervisor (``one_for_one``, at most ``DEFAULT_MAX_RESTARTS`` restarts within
+    ``DEFAULT_PERIOD`` seconds). If the root supervisor gives up, every actor is stopped
+    and ``async with`` raises ``EscalationError``.
+
     Leaving the block stops every actor still running, newest first: each gets
     ``stop_timeout`` seconds to finish what is in its mailbox and run ``on_stop``, then
-    SIGTERM, then SIGKILL. Nothing is left behind: no process, no socket file.
+    SIGTERM, then SIGKILL. ``report`` then says what happened. Nothing is left behind: no
+    process, no socket file, no shared memory. SIGTERM to the script's process stops
+    everything the same way and ends the script with exit status 143.
 
     Args:
         log_dir: where every process writes its JSON-lines log. Default: a directory per
@@ -114,6 +103,13 @@ class Runtime:
             replies travel through shared memory instead of the socket (``None``: never).
         shm_budget: most bytes the run's shared arrays may hold at once (default: what
             ``/dev/shm`` has room for).
+        restart_wait: seconds a message to an actor that is being restarted waits for
+            the new incarnation before the send fails with ``ActorDeadError``.
+        hang_timeout: seconds an actor's event loop may go without a heartbeat before it
+            is declared hung, its stack dumped and its process killed (``None``: never;
+            per actor with ``spawn(..., hang_timeout=...)``).
+        heartbeat_interval: seconds between heartbeats of every actor.
+        handle_sigterm: turn SIGTERM into an orderly stop (main thread only).
         host: how actor processes are started (default: one process per actor).
     """
 
@@ -128,12 +124,24 @@ class Runtime:
         max_message_size: int = 64 * 1024 * 1024,
         shm_threshold: int | None = 1 << 20,
         shm_budget: int | None = None,
+        restart_wait: float = 5.0,
+        hang_timeout: float | None = 60.0,
+        heartbeat_interval: float = 0.5,
+        handle_sigterm: bool = True,
         host: Host | None = None,
     ) -> None:
         if isinstance(mailbox_size, bool) or not isinstance(mailbox_size, int) or mailbox_size < 1:
             raise ValueError(f"mailbox_size must be a positive int, not {mailbox_size!r}")
-        if not stop_timeout > 0 or not start_timeout > 0:
-            raise ValueError("stop_timeout and start_timeout must be positive seconds")
+        for what, value in (
+            ("stop_timeout", stop_timeout),
+            ("start_timeout", start_timeout),
+            ("restart_wait", restart_wait),
+            ("heartbeat_interval", heartbeat_interval),
+        ):
+            if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
+                raise ValueError(f"{what} must be a positive number of seconds, not {value!r}")
+        if hang_timeout is not None and not hang_timeout > heartbeat_interval:
+            raise ValueError("hang_timeout must be longer than heartbeat_interval, or None")
         if max_message_size < 1:
             raise ValueError("max_message_size must be a positive number of bytes")
         if shm_threshold is not None and shm_threshold < 1:
@@ -148,15 +156,17 @@ class Runtime:
         self.stop_timeout = stop_timeout
         self.start_timeout = start_timeout
         self.max_message_size = max_message_size
+        self.restart_wait = restart_wait
+        self.hang_timeout = hang_timeout
+        self.heartbeat_interval = heartbeat_interval
+        self.handle_sigterm = handle_sigterm
         self._host_arg = host
         self._state = "new"
-        self._records: dict[str, _Record] = {}
-        self._names: dict[str, _Record] = {}
-        self._order: list[_Record] = []
-        self._ids = itertools.count(1)
-        self._auto_names: dict[str, itertools.count[int]] = {}
         self._log: Log = None
         self._log_file: IO[bytes] | None = None
+        self._escalation: EscalationError | None = None
+        self._terminated = False
+        self._report: ShutdownReport | None = None
 
     # -- properties ------------------------------------------------------------------------
 
@@ -172,6 +182,16 @@ class Runtime:
         self._require("running", "closed")
         return self._log_config.log_dir
 
+    @property
+    def report(self) -> ShutdownReport:
+        """What the run did: who stopped, who was killed, messages handled and dead-lettered.
+
+        Complete once the ``async with`` block has exited.
+        """
+        if self._report is None:
+            raise RuntimeError("the report is made when the Runtime exits")
+        return self._report
+
     # -- lifecycle -------------------------------------------------------------------------
 
     async def __aenter__(self) -> Runtime:
@@ -181,7 +201,7 @@ class Runtime:
             raise MainImportStop
         if self._state != "new":
             raise RuntimeError("a Runtime can be entered once; create a new one")
-        self._host: Host = self._host_arg or ProcessHost()
+        host: Host = self._host_arg or ProcessHost()
         self._rundir, swept = RunDirectory.create()
         swept_segments = sweep_stale_segments(RunDirectory.existing_run_ids())
         log_dir = self._log_dir_arg or _new_run_log_dir(self._rundir.run_id)
@@ -209,6 +229,23 @@ class Runtime:
             self._rundir.run_id, self._rundir.lock_dir, self._log, self.shm_budget
         )
         self._sharing = SharingService(self._rundir.run_id, self._rundir.lock_dir, self._log)
+        self._tree = ActorTree(
+            TreeConfig(
+                stop_timeout=self.stop_timeout,
+                start_timeout=self.start_timeout,
+                max_message_size=self.max_message_size,
+                shm_threshold=self.shm_threshold,
+                restart_wait=self.restart_wait,
+                heartbeat_interval=self.heartbeat_interval,
+                hang_timeout=self.hang_timeout,
+            ),
+            host,
+            self._rundir,
+            self._log_config,
+            self._log,
+            self._on_escalation,
+        )
+        self._tree.serve_request = self._serve_request
         # The runtime's own tasks live in a task of their own, not in a task group entered
         # here: the script's code runs inside this call's scopes, and cancelling it (Ctrl-C,
         # a timeout) must not cancel the machinery that stops the actors in order.
@@ -220,15 +257,21 @@ class Runtime:
         await started.wait()
         self._transport = Transport(
             self._tg,
-            SenderInfo("main", "a0", os.getpid()),
+            SenderInfo("main", "a0", os.getpid(), "a0"),
             max_message_size=self.max_message_size,
             log=self._log,
             trace=self.trace,
             shipper=Shipper(self._rundir.run_id, "a0", self.shm_threshold),
         )
-        self._transport.explain_unreachable = self._explain
+        self._transport.explain_unreachable = self._tree.explain
+        self._transport.await_actor = self._tree.await_actor
+        self._tree.tg = self._tg
+        self._tree.transport = self._transport
         install_router(self._transport)
         install_shared_memory(self._sharing)
+        # the script's body runs inside this scope: an escalation or SIGTERM cancels it
+        self._body = anyio.CancelScope()
+        self._body.__enter__()
         self._state = "running"
         return self
 
@@ -240,13 +283,18 @@ class Runtime:
     ) -> None:
         if self._state != "running":
             return
+        ours = self._body.cancel_called and self._body.__exit__(exc_type, exc, tb)
+        if not ours:
+            self._body.__exit__(None, None, None)
         self._state = "stopping"
+        if ours:
+            reason = "escalated" if self._escalation is not None else "sigterm"
+        else:
+            # leaving on an error or Ctrl-C: interrupt handlers instead of draining
+            reason = "shutdown" if exc is None else "interrupted"
         try:
             with anyio.CancelScope(shield=True):
-                # leaving on an error or Ctrl-C: interrupt handlers instead of draining
-                reason = "requested" if exc is None else "interrupted"
-                for rec in reversed(self._order):
-                    await self._stop_record(rec, self.stop_timeout, reason)
+                await self._tree.shutdown(reason)
                 await self._transport.aclose()
         finally:
             install_router(None)
@@ -258,25 +306,53 @@ class Runtime:
                 with anyio.CancelScope(shield=True):
                     await self._service
             finally:
-                killed = [r.ref.name for r in self._order if r.killed]
+                report = self._report = self._tree.report
+                report.in_doubt += self._transport.in_doubt_total
                 self._log.info(
                     "runtime.stopped",
-                    actors=len(self._order),
-                    killed=killed,
-                    interrupted=exc is not None,
+                    reason=reason,
+                    actors=len(self._tree.ended),
+                    stopped=report.stopped,
+                    killed=report.killed,
+                    handled=sum(report.handled.values()),
+                    failed=sum(report.failed.values()),
+                    dead_lettered=report.dead_lettered,
+                    restarts={k: v for k, v in report.restarts.items() if v},
+                    in_doubt=report.in_doubt,
+                    escalated=report.escalated,
+                    interrupted=exc is not None and not ours,
                     segments_unlinked=segments,
                 )
                 self._rundir.remove()
                 if self._log_file is not None:
                     self._log_file.close()
                 self._state = "closed"
+        if self._escalation is not None:
+            raise self._escalation
+        if ours and self._terminated:
+            raise SystemExit(_SIGTERM_EXIT)
 
     async def _serve(self, started: anyio.Event) -> None:
         async with anyio.create_task_group() as tg:
             self._tg = tg
+            if self.handle_sigterm and threading.current_thread() is threading.main_thread():
+                tg.start_soon(self._watch_sigterm)
             started.set()
             await self._service_done.wait()
             tg.cancel_scope.cancel()
+
+    async def _watch_sigterm(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+            async for _ in signals:
+                if self._state == "running" and not self._terminated:
+                    self._terminated = True
+                    self._log.warning("runtime.sigterm")
+                    self._body.cancel()
+
+    def _on_escalation(self, error: EscalationError) -> None:
+        if self._escalation is None:
+            self._escalation = error
+            self._body.cancel()
 
     # -- the public API --------------------------------------------------------------------
 
@@ -286,22 +362,41 @@ class Runtime:
         *args: Any,
         name: str | None = None,
         mailbox_size: int | None = None,
+        restart: RestartType = "permanent",
+        on_error: OnError = "crash",
+        supervisor: Supervisor | None = None,
+        message_deadline: float | None = None,
+        hang_timeout: float | None = None,
         **kwargs: Any,
     ) -> ActorRef:
         """Start ``actor_class(*args, **kwargs)`` in a new process; return its ref once running.
+
+        The ref stays valid across restarts: messages sent while the actor is being
+        restarted wait up to ``restart_wait`` seconds for the new incarnation.
 
         Args:
             actor_class: a subclass of ``actors.Actor`` defined at module top level.
             name: a unique name for ``lookup`` and the logs; default ``<class>-<n>``.
             mailbox_size: capacity of its mailbox in messages (default: the runtime's).
+            restart: ``permanent`` (default), ``transient`` or ``temporary``.
+            on_error: ``crash`` (default: an exception escaping ``receive`` ends the
+                incarnation and the supervisor restarts it) or ``resume``.
+            supervisor: the supervisor it goes under (default: the root one).
+            message_deadline: seconds one message may take before the actor is declared
+                hung, its stack dumped and its process killed (and restarted).
+            hang_timeout: the runtime's ``hang_timeout``, for this actor.
+
+        These keyword names are the runtime's; the actor's ``__init__`` gets the rest.
 
         Raises:
-            InvalidSpawnError: not an Actor class, or arguments its ``__init__`` can't take.
+            InvalidSpawnError: not an Actor class, arguments its ``__init__`` can't take,
+                or a bad option.
             MessageNotSerializableError: an argument cannot be pickled.
             ActorNameTakenError: a running actor already has ``name``.
             ActorStartError: its ``__init__`` or ``on_start`` raised, or it never got ready.
         """
         self._require("running")
+        options = check_options(restart, on_error, message_deadline, hang_timeout)
         payload, size = prepare_spawn(
             actor_class,
             args,
@@ -309,36 +404,68 @@ class Runtime:
             self.mailbox_size if mailbox_size is None else mailbox_size,
             self.max_message_size,
         )
-        ref = await self._spawn(actor_class.__name__, payload, name, size, parent=None)
+        node = self._tree.node_for(supervisor, None)
+        ref = await self._tree.spawn(
+            actor_class.__name__, payload, name, size, options, node, parent_id=None
+        )
         await self._transport.ensure_connected(ref)
         return ref
 
-    async def lookup(self, name: str) -> ActorRef:
-        """Return the ref of the running actor called ``name``.
+    async def supervisor(
+        self,
+        name: str | None = None,
+        *,
+        strategy: Strategy = "one_for_one",
+        max_restarts: int = DEFAULT_MAX_RESTARTS,
+        period: float = DEFAULT_PERIOD,
+        backoff: Backoff | None = None,
+        supervisor: Supervisor | None = None,
+    ) -> Supervisor:
+        """Create a supervisor (under the root one, or under ``supervisor``).
 
-        Raises:
-            ActorNotFoundError: no running actor has that name.
+        Spawn its children with ``spawn(..., supervisor=sup)``, in the order they should
+        start. When a child fails, ``strategy`` says which children restart; more than
+        ``max_restarts`` restarts within ``period`` seconds make it give up: it stops all
+        its children, newest first, and its own supervisor handles that as a failure.
+
+        Example::
+
+            pipeline = await rt.supervisor("pipeline", strategy="rest_for_one")
+            source = await rt.spawn(Source, supervisor=pipeline)
+            sink = await rt.spawn(Sink, source, supervisor=pipeline)
         """
         self._require("running")
-        ref = self._lookup(name)
+        parent = self._tree.node_for(supervisor, None)
+        return self._tree.add_supervisor(
+            name, strategy, max_restarts, period, backoff, parent, owner=None
+        )
+
+    async def lookup(self, name: str) -> ActorRef:
+        """Return the ref of the actor called ``name`` (running, or being restarted).
+
+        Raises:
+            ActorNotFoundError: no actor has that name.
+        """
+        self._require("running")
+        ref = self._tree.lookup(name)
         await self._transport.ensure_connected(ref)
         return ref
 
     async def stop(self, ref: ActorRef) -> None:
-        """Stop ``ref`` in order and wait until its process has exited.
+        """Stop ``ref`` in order, for good, and wait until its process has exited.
 
-        It finishes what is already in its mailbox and runs ``on_stop``; after
-        ``stop_timeout`` seconds it is terminated, then killed. Stopping an actor that
-        already stopped does nothing.
+        Its own children stop first. It finishes what is already in its mailbox and runs
+        ``on_stop``; after ``stop_timeout`` seconds it is terminated, then killed. It is
+        not restarted, whatever its restart type. Stopping an actor that already stopped
+        does nothing.
 
         Raises:
             ActorNotFoundError: ``ref`` does not belong to this runtime.
         """
         self._require("running")
-        rec = self._records.get(ref.actor_id)
-        if rec is None or rec.ref != ref:
-            raise ActorNotFoundError(ref.name)
-        await self._stop_record(rec, self.stop_timeout)
+        if ref.actor_id in self._tree.ended:
+            return
+        await self._tree.stop(self._tree.record_of(ref))
 
     async def shared_array(
         self,
@@ -412,7 +539,7 @@ class Runtime:
             shape, dtype, name, None if path is None else os.fspath(path)
         )
 
-    # -- spawning --------------------------------------------------------------------------
+    # -- requests from actors --------------------------------------------------------------
 
     def _require(self, *states: str) -> None:
         if self._state not in states:
@@ -423,231 +550,60 @@ class Runtime:
             }.get(self._state, self._state)
             raise RuntimeClosedError(detail)
 
-    def _name_for(self, class_name: str, name: str | None) -> str:
-        if name is None:
-            counter = self._auto_names.setdefault(class_name, itertools.count(1))
-            auto = f"{class_name.lower()}-{next(counter)}"
-            while auto in self._names:
-                auto = f"{class_name.lower()}-{next(counter)}"
-            return auto
-        if not isinstance(name, str) or not name or len(name) > 200:
-            raise InvalidSpawnError(f"an actor name must be a non-empty str, not {name!r}")
-        if name in self._names or name == "main":
-            raise ActorNameTakenError(name)
-        return name
-
-    async def _spawn(
-        self, class_name: str, payload: bytes, name: str | None, size: int, parent: str | None
-    ) -> ActorRef:
-        name = self._name_for(class_name, name)
-        actor_id = f"a{next(self._ids)}"
-        ref = ActorRef(actor_id, name, self._rundir.socket_path(actor_id))
-        rec = _Record(ref, class_name, parent)
-        self._records[actor_id] = rec
-        self._names[name] = rec
-        self._order.append(rec)
-        spec = ActorSpec(
-            actor_id=actor_id,
-            name=name,
-            address=ref.address,
-            mailbox_size=size,
-            payload=payload,
-            log=self._log_config,
-            max_message_size=self.max_message_size,
-            stop_timeout=self.stop_timeout,
-            runtime_pid=os.getpid(),
-            peers=frozenset({os.getpid(), *(r.pid for r in self._order if r.pid)}),
-            run_dir=str(self._rundir.path),
-            shm_threshold=self.shm_threshold,
-        )
-        ours, theirs = socket.socketpair()
-        try:
-            rec.process = await self._host.start(f"actor:{name}", pickle.dumps(spec), theirs)
-        except BaseException:
-            ours.close()
-            self._forget(rec)
-            raise
-        finally:
-            theirs.close()
-        rec.pid = rec.process.pid
-        rec.control = ControlChannel(await UNIXSocketStream.from_socket(ours))
-        self._tg.start_soon(self._watch, rec)
-        self._log.info(
-            "actor.spawned",
-            actor=name,
-            actor_id=actor_id,
-            pid=rec.pid,
-            actor_class=class_name,
-            parent=parent or "main",
-            mailbox_size=size,
-        )
-        with anyio.move_on_after(self.start_timeout) as scope:
-            async with anyio.create_task_group() as tg:
-
-                async def settled(event: anyio.Event) -> None:
-                    await event.wait()
-                    tg.cancel_scope.cancel()
-
-                tg.start_soon(settled, rec.running)
-                tg.start_soon(settled, rec.exited)
-        if rec.running.is_set() and not rec.exited.is_set():
-            return ref
-        if scope.cancelled_caught:
-            rec.process.kill()
-            await rec.exited.wait()
-            raise ActorStartError(
-                name, "TimeoutError", f"not ready within start_timeout={self.start_timeout:g} s"
+    async def _serve_request(
+        self, rec: ActorRecord, rid: int, op: str, args: tuple[Any, ...]
+    ) -> Any:
+        tree = self._tree
+        if op == "await_actor":
+            await tree.await_actor(args[0], float(args[1]))
+            return None
+        if self._state != "running":
+            raise RuntimeClosedError("the runtime is shutting down")
+        if op == "spawn":
+            class_name, payload, name, size, options, handle = args
+            node = tree.node_for(handle, rec)
+            return await tree.spawn(
+                class_name, payload, name, size, options, node, parent_id=rec.ref.actor_id
             )
-        await rec.exited.wait()
-        if rec.start_error is not None:
-            raise ActorStartError(name, *rec.start_error)
-        raise ActorStartError(
-            name,
-            "ProcessExited",
-            f"its process exited with code {rec.exit_code} before it was ready",
-        )
-
-    def _forget(self, rec: _Record) -> None:
-        if self._names.get(rec.ref.name) is rec:
-            del self._names[rec.ref.name]
-
-    def _lookup(self, name: str) -> ActorRef:
-        rec = self._names.get(name)
-        if rec is None or not rec.running.is_set() or rec.exited.is_set():
-            raise ActorNotFoundError(name)
-        return rec.ref
-
-    def _explain(self, ref: ActorRef) -> str:
-        rec = self._records.get(ref.actor_id)
-        if rec is None or not rec.exited.is_set():
-            return "unreachable"
-        return "stopped" if rec.stop_report is not None else "died"
-
-    # -- watching and stopping -------------------------------------------------------------
-
-    async def _watch(self, rec: _Record) -> None:
-        assert rec.process is not None
-        assert rec.control is not None
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(rec.control.run_writer)
-            tg.start_soon(self._read_control, rec)
-            code = await rec.process.wait()
-            # the child's last control messages ("stopped") are still in the socket
-            with anyio.move_on_after(1.0):
-                await rec.control_done.wait()
-            tg.cancel_scope.cancel()
-        await rec.control.aclose()
-        rec.exit_code = code
-        rec.exit_reason = self._exit_reason(rec, code)
-        self._forget(rec)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(rec.ref.address)
-        # large arrays sent to it and never read (it was killed): nobody else will map them
-        unlink_segments(segments_of(self._rundir.run_id, f"m{rec.ref.actor_id}_"))
-        fields: dict[str, Any] = {}
-        if rec.stop_report is not None:
-            _, fields["handled"], fields["failed"], fields["dead_lettered"] = rec.stop_report
-        level = self._log.info if code == 0 and not rec.killed else self._log.warning
-        level(
-            "actor.exited",
-            actor=rec.ref.name,
-            actor_id=rec.ref.actor_id,
-            pid=rec.pid,
-            exit_code=code,
-            reason=rec.exit_reason,
-            killed=rec.killed,
-            **fields,
-        )
-        rec.exited.set()
-
-    @staticmethod
-    def _exit_reason(rec: _Record, code: int) -> str:
-        if rec.start_error is not None:
-            return "start_failed"
-        if code < 0:
-            try:
-                return f"signal:{signal.Signals(-code).name}"
-            except ValueError:
-                return f"signal:{-code}"
-        if rec.stop_report is not None and code == 0:
-            return rec.stop_report[0]
-        return f"exit:{code}"
-
-    async def _read_control(self, rec: _Record) -> None:
-        assert rec.control is not None
-        try:
-            while True:
-                item = await rec.control.receive()
-                kind = item[0]
-                if kind == "ready":
-                    rec.running.set()
-                elif kind == "start_failed":
-                    rec.start_error = (str(item[1]), str(item[2]), str(item[3]))
-                elif kind == "stopped":
-                    rec.stop_report = (str(item[1]), int(item[2]), int(item[3]), int(item[4]))
-                elif kind == "request":
-                    self._tg.start_soon(self._serve_request, rec, item[1], item[2], item[3:])
-        except ControlClosedError:
-            pass
-        finally:
-            rec.control_done.set()
-
-    async def _serve_request(self, rec: _Record, rid: int, op: str, args: tuple[Any, ...]) -> None:
-        assert rec.control is not None
-        try:
-            if self._state != "running":
-                raise RuntimeClosedError("the runtime is shutting down")
-            value: Any
-            if op == "spawn":
-                class_name, payload, name, size = args
-                value = await self._spawn(class_name, payload, name, size, parent=rec.ref.actor_id)
-            elif op == "lookup":
-                value = self._lookup(args[0])
-            elif op == "stop":
-                target = self._records.get(args[0])
-                if target is None:
-                    raise ActorNotFoundError(str(args[0]))
-                await self._stop_record(target, self.stop_timeout)
-                value = None
-            elif op == "shared_array":
-                value = self._create_array(*args)
-            elif op == "semaphore":
-                value = self._registry.create_semaphore(*args)
-            elif op == "free":
-                self._free(args[0])
-                value = None
-            elif op == "is_peer":
-                pid = int(args[0])
-                value = pid == os.getpid() or any(
-                    r.pid == pid and not r.exited.is_set() for r in self._order
-                )
+        if op == "supervisor":
+            name, strategy, max_restarts, period, backoff, handle = args
+            parent = tree.node_for(handle, rec)
+            return tree.add_supervisor(
+                name, strategy, max_restarts, period, backoff, parent, owner=None
+            )
+        if op == "lookup":
+            return tree.lookup(args[0])
+        if op == "stop":
+            target = tree.records.get(args[0])
+            if target is None:
+                if args[0] in tree.ended:
+                    return None
+                raise ActorNotFoundError(str(args[0]))
+            await tree.stop(target)
+            return None
+        if op == "watch":
+            target = tree.records.get(args[0].actor_id)
+            if target is None:
+                tree.tg.start_soon(tree.notify_now, rec.ref, args[0], tree.explain(args[0]))
             else:
-                raise ValueError(f"unknown control request {op!r}")
-        except Exception as exc:
-            rec.control.send("reply", rid, False, dumps_error(exc))
-        else:
-            rec.control.send("reply", rid, True, value)
-
-    async def _stop_record(self, rec: _Record, timeout: float, reason: str = "requested") -> None:
-        """Stop in order; after ``timeout`` SIGTERM, then SIGKILL. Returns once it exited."""
-        if rec.exited.is_set() or rec.process is None:
-            return
-        assert rec.control is not None
-        rec.control.send("stop", timeout, reason)
-        with anyio.move_on_after(timeout):
-            await rec.exited.wait()
-            return
-        self._log.warning(
-            "actor.stop_timeout", actor=rec.ref.name, actor_id=rec.ref.actor_id, timeout_s=timeout
-        )
-        rec.process.terminate()
-        with anyio.move_on_after(_TERM_WAIT):
-            await rec.exited.wait()
-            return
-        rec.killed = True
-        rec.process.kill()
-        with anyio.move_on_after(_KILL_WAIT):
-            await rec.exited.wait()
+                target.watchers.add(rec.ref.actor_id)
+            return None
+        if op == "unwatch":
+            target = tree.records.get(args[0].actor_id)
+            if target is not None:
+                target.watchers.discard(rec.ref.actor_id)
+            return None
+        if op == "shared_array":
+            return self._create_array(*args)
+        if op == "semaphore":
+            return self._registry.create_semaphore(*args)
+        if op == "free":
+            self._free(args[0])
+            return None
+        if op == "is_peer":
+            pid = int(args[0])
+            return pid == os.getpid() or pid in tree.live_pids()
+        raise ValueError(f"unknown control request {op!r}")
 
 
 def _new_run_log_dir(run_id: str) -> Path:

@@ -6,12 +6,12 @@ import inspect
 from dataclasses import dataclass
 from typing import Any
 
-from actors import Actor, InvalidSpawnError, MessageNotSerializableError
+from actors import Actor, Failure, InvalidSpawnError, MessageNotSerializableError
 
 from ._codec import dumps
 from ._logging import LogConfig
 
-__all__ = ["ActorSpec", "DEFAULT_MAILBOX_SIZE", "prepare_spawn"]
+__all__ = ["ActorSpec", "ChildOptions", "DEFAULT_MAILBOX_SIZE", "check_options", "prepare_spawn"]
 
 DEFAULT_MAILBOX_SIZE = 1000
 
@@ -32,6 +32,49 @@ class ActorSpec:
     peers: frozenset[int]
     run_dir: str
     shm_threshold: int | None
+    incarnation: int
+    box: str  # names this incarnation (actor id and incarnation number)
+    on_error: str
+    heartbeat_interval: float
+    failure: Failure | None  # why the previous incarnation ended, for on_restart
+
+
+@dataclass(frozen=True, slots=True)
+class ChildOptions:
+    """How an actor is supervised (see ``Runtime.spawn``)."""
+
+    restart: str = "permanent"
+    on_error: str = "crash"
+    message_deadline: float | None = None
+    hang_timeout: float | None = None
+
+
+def _seconds(what: str, value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise InvalidSpawnError(
+            f"{what} must be a positive number of seconds or None, not {value!r}"
+        )
+    return float(value)
+
+
+def check_options(
+    restart: object, on_error: object, message_deadline: object, hang_timeout: object
+) -> ChildOptions:
+    """Validate spawn's supervision options; raise ``InvalidSpawnError`` saying what is allowed."""
+    if restart not in ("permanent", "transient", "temporary"):
+        raise InvalidSpawnError(
+            f"restart must be 'permanent', 'transient' or 'temporary', not {restart!r}"
+        )
+    if on_error not in ("crash", "resume"):
+        raise InvalidSpawnError(f"on_error must be 'crash' or 'resume', not {on_error!r}")
+    return ChildOptions(
+        str(restart),
+        str(on_error),
+        _seconds("message_deadline", message_deadline),
+        _seconds("hang_timeout", hang_timeout),
+    )
 
 
 def prepare_spawn(

@@ -13,7 +13,9 @@ import itertools
 import json
 import math
 import os
-from collections.abc import Callable
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +48,7 @@ class SenderInfo:
     name: str
     actor_id: str
     pid: int
+    box: str  # names this incarnation: large arrays in replies to it are named after it
 
 
 class _PendingAsk:
@@ -62,10 +65,11 @@ class _Outbound(FramedConnection):
     """This process's connection to one receiving actor."""
 
     def __init__(
-        self, ref: ActorRef, stream: anyio.abc.ByteStream, max_body: int, log: Log
+        self, ref: ActorRef, stream: anyio.abc.ByteStream, max_body: int, log: Log, sender_id: str
     ) -> None:
         super().__init__(stream, max_body)
         self.ref = ref
+        self.sender_id = sender_id
         self.log = log
         self.credit = 0
         self.capacity = 0
@@ -77,6 +81,12 @@ class _Outbound(FramedConnection):
         self.ready = anyio.Event()
         self.closing = False
         self.dead_reason: str | None = None
+        self.full_logged_at = 0.0
+        self.box = ref.actor_id  # the receiving incarnation, told in its HELLO
+        # messages sent and not yet finished by the receiver, oldest first: (ident, is_ask)
+        self.unacked: deque[tuple[int, bool]] = deque()
+        self.acked = 0
+        self.in_doubt = 0
 
     def check_open(self) -> None:
         if self.dead_reason is not None:
@@ -142,8 +152,15 @@ class _Outbound(FramedConnection):
                         give = (self.credit + 1) // 2
                         self.credit -= give
                         self.push_frame(Kind.RETURN, give)
+                    elif kind == Kind.ACK:
+                        unacked = self.unacked
+                        for _ in range(min(ident - self.acked, len(unacked))):
+                            unacked.popleft()
+                        self.acked = ident
                     elif kind == Kind.HELLO:
-                        self.capacity = int(json.loads(body)["capacity"])
+                        hello = json.loads(body)
+                        self.capacity = int(hello["capacity"])
+                        self.box = str(hello["box"])
                     elif kind == Kind.CLOSING:
                         self.closing = True
                         self._wake_credit()
@@ -167,9 +184,25 @@ class _Outbound(FramedConnection):
             pending.error = ActorDeadError(self.ref.name, self.dead_reason, "before answering")
             pending.event.set()
         self.pending.clear()
+        # nobody can tell whether the receiver handled these before it went: under
+        # at-most-once they are not resent, and each is recorded here
+        for ident, is_ask in self.unacked:
+            if not is_ask:  # a failed ask already raised ActorDeadError in the asker
+                self.in_doubt += 1
+                self.log.warning(
+                    "message.dead_lettered",
+                    msg_id=f"{self.sender_id}.{ident}",
+                    receiver=self.ref.name,
+                    reason="in_doubt",
+                )
+        self.unacked.clear()
         if self.dead_reason == "died":
             self.log.warning(
-                "connection.lost", peer=self.ref.name, peer_id=self.ref.actor_id, error=error
+                "connection.lost",
+                peer=self.ref.name,
+                peer_id=self.ref.actor_id,
+                error=error,
+                in_doubt=self.in_doubt,
             )
 
 
@@ -190,7 +223,7 @@ class Transport:
         self.shipper = shipper
         self.sender = sender
         self._hello = json.dumps(
-            {"name": sender.name, "actor_id": sender.actor_id, "pid": sender.pid}
+            {"name": sender.name, "actor_id": sender.actor_id, "pid": sender.pid, "box": sender.box}
         ).encode()
         self.max_message_size = max_message_size
         self._log = log
@@ -198,33 +231,46 @@ class Transport:
         self._conns: dict[str, _Outbound] = {}
         self._connecting: dict[str, anyio.Event] = {}
         self._ids = itertools.count(1)
+        #: waits, after a failed connect at ``since``, until the actor may be reachable
+        #: again (restarted); raises ActorDeadError when it will not be
+        self.await_actor: Callable[[ActorRef, float], Awaitable[None]] = _unreachable
         #: explains why an unreachable actor is gone ("stopped"/"died"), where known
         self.explain_unreachable: Callable[[ActorRef], str] = lambda ref: "unreachable"
+        #: messages recorded as in doubt because their receiver died before finishing them
+        self.in_doubt_total = 0
 
     # -- actors.Router -------------------------------------------------------------------
 
     async def tell(self, ref: ActorRef, message: object) -> None:
-        encoded = self.encode("message", message, ref.actor_id)
-        try:
+        while True:
             conn = await self._connection(ref)
-            await conn.acquire_credit()
-        except BaseException:
-            encoded.discard()
-            raise
-        self._send(conn, Kind.TELL, next(self._ids), encoded, message)
+            encoded = self.encode("message", message, conn.box)
+            try:
+                await conn.acquire_credit()
+            except ActorDeadError:
+                encoded.discard()
+                continue  # that incarnation ended before taking it: wait for the next one
+            except BaseException:
+                encoded.discard()
+                raise
+            self._send(conn, Kind.TELL, next(self._ids), encoded, message)
+            return
 
     def tell_nowait(self, ref: ActorRef, message: object) -> None:
-        encoded = self.encode("message", message, ref.actor_id)
+        conn = self._conns.get(ref.address)
+        if conn is None or not conn.ready.is_set() or conn.dead_reason is not None:
+            if not os.path.exists(ref.address):
+                raise ActorDeadError(ref.name, self.explain_unreachable(ref))
+            # refs from spawn, lookup and messages are connected ahead; this one is not yet
+            self._tg.start_soon(self._connect_quietly, ref)
+            raise MailboxFullError(ref.name, 0)
+        encoded = self.encode("message", message, conn.box)
         try:
-            conn = self._conns.get(ref.address)
-            if conn is None or not conn.ready.is_set():
-                if not os.path.exists(ref.address):
-                    raise ActorDeadError(ref.name, self.explain_unreachable(ref))
-                # refs from spawn, lookup and messages are connected ahead; this one is not yet
-                self._tg.start_soon(self._connect_quietly, ref)
-                raise MailboxFullError(ref.name, 0)
             if not conn.try_acquire_credit():
-                self._log.warning("mailbox.full", receiver=ref.name, capacity=conn.capacity)
+                now = time.monotonic()
+                if now - conn.full_logged_at > 1.0:  # once a second per receiver at most
+                    conn.full_logged_at = now
+                    self._log.warning("mailbox.full", receiver=ref.name, capacity=conn.capacity)
                 raise MailboxFullError(ref.name, conn.capacity)
         except BaseException:
             encoded.discard()
@@ -234,16 +280,20 @@ class Transport:
     async def ask(self, ref: ActorRef, message: object, timeout: float) -> Any:
         if not (timeout > 0 and math.isfinite(timeout)):
             raise ValueError(f"ask timeout must be a positive number of seconds, not {timeout!r}")
-        encoded = self.encode("message", message, ref.actor_id)
         pending = _PendingAsk()
         try:
             with anyio.fail_after(timeout):
-                try:
+                while True:
                     conn = await self._connection(ref)
-                    await conn.acquire_credit()
-                except BaseException:
-                    encoded.discard()
-                    raise
+                    encoded = self.encode("message", message, conn.box)
+                    try:
+                        await conn.acquire_credit()
+                        break
+                    except ActorDeadError:
+                        encoded.discard()  # ended before taking it: try the next incarnation
+                    except BaseException:
+                        encoded.discard()
+                        raise
                 ident = next(self._ids)
                 conn.pending[ident] = pending
                 try:
@@ -303,6 +353,10 @@ class Transport:
         """Connect to ``ref`` (raising ``ActorDeadError`` if it is not running)."""
         await self._connection(ref)
 
+    def connections(self) -> list[_Outbound]:
+        """The connections open now."""
+        return list(self._conns.values())
+
     async def aclose(self) -> None:
         """Close every connection; pending asks fail with ``ActorDeadError``."""
         await close_all(self._conns.values())
@@ -315,6 +369,7 @@ class Transport:
     ) -> None:
         body = encoded.body
         conn.push_frame(kind, ident, body)
+        conn.unacked.append((ident, kind == Kind.ASK))
         if self.trace:
             self._log.debug(
                 "message.sent",
@@ -333,10 +388,11 @@ class Transport:
     async def _connection(self, ref: ActorRef) -> _Outbound:
         while True:
             conn = self._conns.get(ref.address)
-            if conn is not None and conn.dead_reason is None:
+            if conn is not None and conn.dead_reason is None and not conn.closing:
                 await conn.ready.wait()
-                conn.check_open()
-                return conn
+                if conn.dead_reason is None and not conn.closing:
+                    return conn
+                continue  # that incarnation is going: reconnect, maybe to the next one
             connecting = self._connecting.get(ref.address)
             if connecting is None:
                 break
@@ -349,16 +405,19 @@ class Transport:
             done.set()
 
     async def _open(self, ref: ActorRef) -> _Outbound:
-        try:
-            stream = await anyio.connect_unix(ref.address)
-        except OSError:
-            raise ActorDeadError(ref.name, self.explain_unreachable(ref)) from None
-        conn = _Outbound(ref, stream, self.max_message_size, self._log)
+        while True:
+            since = time.monotonic()
+            try:
+                stream = await anyio.connect_unix(ref.address)
+                break
+            except OSError:
+                # down, or between two incarnations: wait for a restart (bounded), or raise
+                await self.await_actor(ref, since)
+        conn = _Outbound(ref, stream, self.max_message_size, self._log, self.sender.actor_id)
         self._conns[ref.address] = conn
         self._tg.start_soon(self._serve, conn)
         conn.push_frame(Kind.HELLO, 0, self._hello)
         await conn.ready.wait()
-        conn.check_open()
         return conn
 
     async def _serve(self, conn: _Outbound) -> None:
@@ -368,4 +427,9 @@ class Transport:
             tg.cancel_scope.cancel()
         if self._conns.get(conn.ref.address) is conn:
             del self._conns[conn.ref.address]
+        self.in_doubt_total += conn.in_doubt
         await conn.aclose()
+
+
+async def _unreachable(ref: ActorRef, since: float) -> None:
+    raise ActorDeadError(ref.name, "unreachable")

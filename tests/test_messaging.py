@@ -90,21 +90,23 @@ async def test_ask_timeout_raises_a_timeout_error(tmp_path: Path) -> None:
         assert await latch.ask("waiters", timeout=5) == 1
 
 
-async def test_handler_exception_fails_the_ask_with_its_type_and_the_actor_keeps_serving(
+async def test_handler_exception_fails_the_ask_with_its_type_and_a_resuming_actor_keeps_serving(
     tmp_path: Path,
 ) -> None:
     async with Runtime(log_dir=tmp_path) as rt:
-        faulty = await rt.spawn(Faulty)
+        faulty = await rt.spawn(Faulty, on_error="resume")
+        pid = await faulty.ask("pid", timeout=5)
         with pytest.raises(ValueError, match="^bad value 42$") as info:
             await faulty.ask("value-error", timeout=5)
         assert "raise ValueError" in str(info.value.__cause__)  # the remote traceback
         await faulty.tell("value-error")  # a failing tell is logged, not fatal
         assert await faulty.ask("ping", timeout=5) == "pong"
+        assert await faulty.ask("pid", timeout=5) == pid  # the same process throughout
 
 
 async def test_exceptions_that_do_not_pickle_arrive_as_remote_actor_error(tmp_path: Path) -> None:
     async with Runtime(log_dir=tmp_path) as rt:
-        faulty = await rt.spawn(Faulty)
+        faulty = await rt.spawn(Faulty, on_error="resume")
         with pytest.raises(RemoteActorError, match="UnpicklableError: holds a lock"):
             await faulty.ask("unpicklable-error", timeout=5)
         with pytest.raises(TypeError, match="reply of type _thread.lock cannot be pickled"):

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from actors import (
-    ActorDeadError,
     InvalidSharedArrayError,
     LockOwnerDiedError,
     LockTimeoutError,
@@ -84,8 +83,7 @@ async def test_a_holder_killed_inside_locked_frees_the_lock_and_the_next_holder_
             assert view[0] == -1  # the dead holder's partial write is visible
             view[0] = 0
         assert await other.ask(("try-lock", data, 5.0)) == ("ok", [0, 0, 0, 0])
-        with pytest.raises(ActorDeadError):
-            await holder.ask("pid")
+        assert await holder.ask("pid") != pid  # its supervisor restarted it
     died = [e for e in read_events(tmp_path) if e["event"] == "lock.owner_died"]
     assert died
     assert died[0]["previous_pid"] == pid

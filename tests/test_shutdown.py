@@ -32,9 +32,9 @@ async def test_leaving_the_runtime_stops_actors_newest_first(tmp_path: Path) -> 
     assert order_file.read_text().split() == ["third", "second", "first"]
     exits = [e for e in read_events(tmp_path) if e["event"] == "actor.exited"]
     assert [(e["actor"], e["reason"], e["exit_code"]) for e in exits] == [
-        ("third", "requested", 0),
-        ("second", "requested", 0),
-        ("first", "requested", 0),
+        ("third", "shutdown", 0),
+        ("second", "shutdown", 0),
+        ("first", "shutdown", 0),
     ]
 
 
@@ -50,7 +50,10 @@ async def test_an_actor_that_ignores_stop_and_sigterm_is_killed_after_the_deadli
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     (exited,) = [e for e in read_events(tmp_path) if e["event"] == "actor.exited"]
     assert exited["killed"] is True
-    assert exited["reason"] == "signal:SIGKILL"
+    assert exited["reason"] == "shutdown_timeout"  # F6: OTP's sup_stop_timeout
+    assert exited["exit_code"] == -signal.SIGKILL
+    assert rt.report.killed == ["stubborn"]
+    assert rt.report.stopped == []
 
 
 async def test_no_hidden_manager_process_is_started(tmp_path: Path) -> None:
