@@ -30,6 +30,7 @@ class Kind(enum.IntEnum):
     CLOSING = 10  # receiver -> sender: the actor stops; send nothing more
     CONTROL = 11  # control channel: body = pickled tuple
     ACK = 12  # receiver -> sender: ident = this sender's messages finished so far (total)
+    BOUNCE = 13  # receiver -> sender: ident = request id of an ask it ends without handling
 
 
 class ProtocolError(Exception):
@@ -67,7 +68,7 @@ class FrameDecoder:
             length, kind, ident = unpack(buf, pos)
             if length > self._max_body:
                 raise ProtocolError(f"frame of {length} bytes is above the {self._max_body} limit")
-            if not Kind.HELLO <= kind <= Kind.ACK:
+            if not Kind.HELLO <= kind <= Kind.BOUNCE:
                 raise ProtocolError(f"unknown frame kind {kind}")
             stop = pos + hsize + length
             if stop > end:

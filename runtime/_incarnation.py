@@ -469,9 +469,16 @@ class Incarnation:
         return reply
 
     def _dead_letter(self, env: Envelope, reason: str, *, handled_part: bool = False) -> None:
-        self.dead += 1
         if not handled_part:
             self.mailbox.done(env)
+            if env.is_ask and self.mailbox.bounce(env):
+                # never handled: the asker sends it again, to the next incarnation if any
+                if self.spec.log.trace:
+                    self.log.debug(
+                        "message.bounced", msg_id=env.msg_id, sender=env.sender, reason=reason
+                    )
+                return
+        self.dead += 1
         self.log.warning(
             "message.dead_lettered",
             msg_id=env.msg_id,

@@ -40,6 +40,8 @@ class _Inbound(FramedConnection):
         self.peer_box = "?"
         self.done = 0  # messages from this sender handled, failed or dead-lettered
         self.acked = 0  # ... of which the sender was told
+        self.queued = 0  # ... and still to be finished
+        self.idle: anyio.Event | None = None
         self.granted = 0
         self.owed = 0
         self.revoking = False
@@ -61,7 +63,7 @@ class Envelope:
 
     @property
     def msg_id(self) -> str:
-        return f"{self.conn.peer_id}.{self.ident}"
+        return f"{self.conn.peer_box}.{self.ident}"
 
     @property
     def sender(self) -> str:
@@ -138,6 +140,12 @@ class Mailbox:
             tg.start_soon(conn.run_writer)
             try:
                 await self._read(conn)
+                if conn.eof and conn.queued:
+                    # a sender that stopped writing still reads: its messages get their
+                    # replies, acks and bounces before the connection closes
+                    conn.idle = anyio.Event()
+                    await conn.idle.wait()
+                    await conn.wait_flushed()
             finally:
                 tg.cancel_scope.cancel()
                 self._drop(conn)
@@ -180,6 +188,7 @@ class Mailbox:
                 if conn.granted <= 0:
                     raise ProtocolError("message sent without credit")
                 conn.granted -= 1
+                conn.queued += 1
                 env = Envelope(conn, kind, ident, body)
                 self._queue.append(env)
                 if self._trace:
@@ -296,11 +305,21 @@ class Mailbox:
         """
         conn = env.conn
         conn.done += 1
+        conn.queued -= 1
         if conn.closed:
             return
+        if conn.queued == 0 and conn.idle is not None:
+            conn.idle.set()
         if not self._queue or conn.done - conn.acked >= self._flush_at:
             conn.acked = conn.done
             conn.push_frame(Kind.ACK, conn.done)
+
+    def bounce(self, env: Envelope) -> bool:
+        """Give an ask back unhandled: its sender sends it again to the next incarnation."""
+        if env.conn.closed:
+            return False
+        env.conn.push_frame(Kind.BOUNCE, env.ident)
+        return True
 
     def reply(self, env: Envelope, ok: bool, body: bytes) -> bool:
         """Send the answer to an ask; False if the asker is gone."""

@@ -42,6 +42,7 @@ from ._hosting import Host, ProcessHost
 from ._logging import Log, LogConfig, open_log
 from ._loop_noise import install_noise_filter
 from ._main_import import MainImportStop, in_actor_process_main_import
+from ._probe import EventProbe, PublishingLog
 from ._rundir import RunDirectory
 from ._segments import sweep_stale_segments
 from ._sharing import SharedRegistry, SharingService
@@ -229,6 +230,7 @@ class Runtime:
             self._rundir.run_id, self._rundir.lock_dir, self._log, self.shm_budget
         )
         self._sharing = SharingService(self._rundir.run_id, self._rundir.lock_dir, self._log)
+        self._events = PublishingLog(self._log)
         self._tree = ActorTree(
             TreeConfig(
                 stop_timeout=self.stop_timeout,
@@ -242,7 +244,7 @@ class Runtime:
             host,
             self._rundir,
             self._log_config,
-            self._log,
+            self._events,
             self._on_escalation,
         )
         self._tree.serve_request = self._serve_request
@@ -257,11 +259,11 @@ class Runtime:
         await started.wait()
         self._transport = Transport(
             self._tg,
-            SenderInfo("main", "a0", os.getpid(), "a0"),
+            SenderInfo("main", "a0", os.getpid(), "a0.1"),
             max_message_size=self.max_message_size,
             log=self._log,
             trace=self.trace,
-            shipper=Shipper(self._rundir.run_id, "a0", self.shm_threshold),
+            shipper=Shipper(self._rundir.run_id, "a0.1", self.shm_threshold),
         )
         self._transport.explain_unreachable = self._tree.explain
         self._transport.await_actor = self._tree.await_actor
@@ -439,6 +441,15 @@ class Runtime:
         return self._tree.add_supervisor(
             name, strategy, max_restarts, period, backoff, parent, owner=None
         )
+
+    def probe(self) -> EventProbe:
+        """Listen to the runtime's lifecycle events: ``async with rt.probe() as probe:``.
+
+        ``await probe.expect("actor.restarted", actor="worker")`` waits for a matching
+        event (see the README for the event names and their fields).
+        """
+        self._require("running")
+        return EventProbe(self._events)
 
     async def lookup(self, name: str) -> ActorRef:
         """Return the ref of the actor called ``name`` (running, or being restarted).

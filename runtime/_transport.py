@@ -52,11 +52,12 @@ class SenderInfo:
 
 
 class _PendingAsk:
-    __slots__ = ("body", "error", "event", "ok")
+    __slots__ = ("body", "bounced", "error", "event", "ok")
 
     def __init__(self) -> None:
         self.event = anyio.Event()
         self.ok = False
+        self.bounced = False
         self.body = b""
         self.error: BaseException | None = None
 
@@ -152,6 +153,11 @@ class _Outbound(FramedConnection):
                         give = (self.credit + 1) // 2
                         self.credit -= give
                         self.push_frame(Kind.RETURN, give)
+                    elif kind == Kind.BOUNCE:
+                        pending = self.pending.get(ident)
+                        if pending is not None:
+                            pending.bounced = True
+                            pending.event.set()
                     elif kind == Kind.ACK:
                         unacked = self.unacked
                         for _ in range(min(ident - self.acked, len(unacked))):
@@ -280,27 +286,13 @@ class Transport:
     async def ask(self, ref: ActorRef, message: object, timeout: float) -> Any:
         if not (timeout > 0 and math.isfinite(timeout)):
             raise ValueError(f"ask timeout must be a positive number of seconds, not {timeout!r}")
-        pending = _PendingAsk()
         try:
             with anyio.fail_after(timeout):
                 while True:
-                    conn = await self._connection(ref)
-                    encoded = self.encode("message", message, conn.box)
-                    try:
-                        await conn.acquire_credit()
+                    pending = await self._ask_once(ref, message)
+                    if not pending.bounced:
                         break
-                    except ActorDeadError:
-                        encoded.discard()  # ended before taking it: try the next incarnation
-                    except BaseException:
-                        encoded.discard()
-                        raise
-                ident = next(self._ids)
-                conn.pending[ident] = pending
-                try:
-                    self._send(conn, Kind.ASK, ident, encoded, message)
-                    await pending.event.wait()
-                finally:
-                    conn.pending.pop(ident, None)
+                    # its incarnation ended without handling it: the next one will
         except TimeoutError:
             raise AskTimeoutError(ref.name, timeout) from None
         if pending.error is not None:
@@ -315,6 +307,28 @@ class Transport:
                 f"{type(exc).__name__}: {exc}; is the reply's class "
                 "importable in the asking process?",
             ) from exc
+
+    async def _ask_once(self, ref: ActorRef, message: object) -> _PendingAsk:
+        pending = _PendingAsk()
+        while True:
+            conn = await self._connection(ref)
+            encoded = self.encode("message", message, conn.box)
+            try:
+                await conn.acquire_credit()
+                break
+            except ActorDeadError:
+                encoded.discard()  # ended before taking it: try the next incarnation
+            except BaseException:
+                encoded.discard()
+                raise
+        ident = next(self._ids)
+        conn.pending[ident] = pending
+        try:
+            self._send(conn, Kind.ASK, ident, encoded, message)
+            await pending.event.wait()
+        finally:
+            conn.pending.pop(ident, None)
+        return pending
 
     # -- helpers for the runtime -------------------------------------------------------
 
@@ -373,7 +387,7 @@ class Transport:
         if self.trace:
             self._log.debug(
                 "message.sent",
-                msg_id=f"{self.sender.actor_id}.{ident}",
+                msg_id=f"{self.sender.box}.{ident}",
                 sender=self.sender.name,
                 receiver=conn.ref.name,
                 msg_type=message_type(message),
@@ -413,7 +427,7 @@ class Transport:
             except OSError:
                 # down, or between two incarnations: wait for a restart (bounded), or raise
                 await self.await_actor(ref, since)
-        conn = _Outbound(ref, stream, self.max_message_size, self._log, self.sender.actor_id)
+        conn = _Outbound(ref, stream, self.max_message_size, self._log, self.sender.box)
         self._conns[ref.address] = conn
         self._tg.start_soon(self._serve, conn)
         conn.push_frame(Kind.HELLO, 0, self._hello)

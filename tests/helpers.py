@@ -174,6 +174,9 @@ class StopRecorder(Actor):
         with open(self.path, "a") as f:
             f.write(self.ref.name + "\n")
 
+    async def receive(self, message: Any) -> Any:
+        return os.getpid()
+
 
 class IgnoresTerm(Actor):
     """Blocks its loop and ignores SIGTERM: only SIGKILL ends it."""
@@ -267,4 +270,186 @@ class SharedUser(Actor):
                 return "freed"
             case "pid":
                 return os.getpid()
+        return None
+
+
+class Crashy(Actor):
+    """Counts, and fails in every way on request; remembers why it was restarted."""
+
+    def __init__(self, tag: str = "") -> None:
+        super().__init__()
+        self.tag = tag
+        self.count = 0
+        self.seen: list[Any] = []
+        self.failure: Any = None
+
+    async def on_restart(self, failure: Any) -> None:
+        self.failure = failure
+
+    async def receive(self, message: Any) -> Any:
+        import anyio
+
+        match message:
+            case "inc":
+                self.count += 1
+            case "get":
+                return self.count
+            case ("rec", value):
+                self.seen.append(value)
+            case "log":
+                return list(self.seen)
+            case "crash":
+                raise ValueError("crash on request")
+            case "exit":
+                os._exit(3)
+            case "segfault":
+                import ctypes
+
+                ctypes.string_at(0)
+            case "hang":
+                time.sleep(60)  # blocks the event loop
+            case ("hang-async", ActorRef() as latch):
+                await latch.tell("open")
+                await anyio.sleep_forever()  # the loop runs; only this message is stuck
+            case "failure":
+                return self.failure
+            case "pid":
+                return os.getpid()
+            case "tag":
+                return self.tag
+        return None
+
+
+class FailsOnRestart(Actor):
+    """Starts once; every restart fails in on_start (a crash loop)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.restarted = False
+
+    async def on_restart(self, failure: Any) -> None:
+        self.restarted = True
+
+    async def on_start(self) -> None:
+        if self.restarted:
+            raise RuntimeError("the database is still down")
+
+    async def receive(self, message: Any) -> Any:
+        if message == "crash":
+            raise ValueError("crash on request")
+        return os.getpid()
+
+
+class Watcher(Actor):
+    """Watches refs on request; keeps the Terminated messages it receives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.terminated: list[Any] = []
+        self.waiting: list[tuple[int, Reply]] = []
+
+    async def receive(self, message: Any) -> Any:
+        from actors import Terminated
+
+        match message:
+            case ("watch", ActorRef() as ref):
+                await self.context.watch(ref)
+                return "watching"
+            case ("unwatch", ActorRef() as ref):
+                await self.context.unwatch(ref)
+                return "unwatched"
+            case Terminated() as note:
+                self.terminated.append((note.ref.name, note.reason))
+                self._settle()
+            case ("wait", int(n)):
+                self.waiting.append((n, self.defer_reply()))
+                self._settle()
+            case "seen":
+                return list(self.terminated)
+        return None
+
+    def _settle(self) -> None:
+        for n, reply in list(self.waiting):
+            if len(self.terminated) >= n:
+                reply.set_result(list(self.terminated))
+                self.waiting.remove((n, reply))
+
+
+class Ticker(Actor):
+    """Counts the timer messages it sends itself; answers "wait" once n arrived."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ticks = 0
+        self.once = 0
+        self.timer: Any = None
+        self.waiting: list[tuple[int, Reply]] = []
+
+    async def receive(self, message: Any) -> Any:
+        match message:
+            case ("every", float(interval)):
+                self.timer = self.context.send_every(interval, "tick")
+            case ("after", float(delay)):
+                self.context.send_after(delay, "once")
+            case "tick":
+                self.ticks += 1
+                for n, reply in list(self.waiting):
+                    if self.ticks >= n:
+                        reply.set_result(self.ticks)
+                        self.waiting.remove((n, reply))
+            case "once":
+                self.once += 1
+            case ("wait", int(n)):
+                if self.ticks >= n:
+                    return self.ticks
+                self.waiting.append((n, self.defer_reply()))
+            case "cancel":
+                self.timer.cancel()
+                return self.ticks
+            case "counts":
+                return (self.ticks, self.once)
+        return None
+
+
+class Parent(Actor):
+    """Spawns two children of its own in on_start; tells their refs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.children: list[ActorRef] = []
+
+    async def on_start(self) -> None:
+        for i in range(2):
+            self.children.append(
+                await self.context.spawn(Crashy, f"child-{i}", name=f"{self.ref.name}.child-{i}")
+            )
+
+    async def receive(self, message: Any) -> Any:
+        match message:
+            case "children":
+                return list(self.children)
+            case "pid":
+                return os.getpid()
+        return None
+
+
+class Relay(Actor):
+    """Forwards ("item", n) to the next actor, or keeps them if it is the last one."""
+
+    def __init__(self, next_hop: ActorRef | None) -> None:
+        super().__init__()
+        self.next_hop = next_hop
+        self.kept = 0
+
+    async def receive(self, message: Any) -> Any:
+        match message:
+            case ("item", int(n)):
+                if self.next_hop is None:
+                    self.kept += 1
+                else:
+                    await self.next_hop.tell(("item", n))
+            case "pid":
+                return os.getpid()
+            case "kept":
+                return self.kept
         return None

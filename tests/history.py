@@ -1,0 +1,72 @@
+"""A history checker over a traced run's logs, in the spirit of Jepsen's total-queue.
+
+Every message sent by ``tell`` must end handled, failed or dead-lettered (a message whose
+receiver died before confirming it is dead-lettered by its sender, reason ``in_doubt``);
+none may be handled twice (at most once); and each receiving incarnation must handle each
+sender's messages in the order they were sent (FIFO per pair).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.helpers import read_events
+
+
+def _split(msg_id: str) -> tuple[str, int]:
+    box, _, ident = msg_id.rpartition(".")
+    return box, int(ident)
+
+
+@dataclass
+class History:
+    sent: set[str] = field(default_factory=set)
+    asked: set[str] = field(default_factory=set)
+    handled: Counter[str] = field(default_factory=Counter)
+    failed: set[str] = field(default_factory=set)
+    dead: dict[str, str] = field(default_factory=dict)
+    fifo_violations: list[tuple[str, str, int, int]] = field(default_factory=list)
+
+    @property
+    def unaccounted(self) -> set[str]:
+        return self.sent - set(self.handled) - self.failed - set(self.dead)
+
+    @property
+    def duplicated(self) -> list[str]:
+        return [m for m, n in self.handled.items() if n > 1]
+
+    @property
+    def unexpected(self) -> set[str]:
+        return set(self.handled) - self.sent - self.asked
+
+    def dead_by_reason(self) -> Counter[str]:
+        return Counter(self.dead.values())
+
+
+def check_history(log_dir: Path) -> History:
+    events = read_events(log_dir)
+    history = History()
+    # each receiving process's own order: sort by (pid, seq) within its file
+    by_receiver: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for event in events:
+        name = event["event"]
+        if name == "message.sent":
+            (history.asked if event.get("ask") else history.sent).add(event["msg_id"])
+        elif name == "message.handled":
+            history.handled[event["msg_id"]] += 1
+            by_receiver[event["pid"]].append(event)
+        elif name == "message.failed":
+            history.failed.add(event["msg_id"])
+        elif name == "message.dead_lettered":
+            history.dead.setdefault(event["msg_id"], event["reason"])
+    for pid, handled in by_receiver.items():
+        last: dict[str, int] = {}
+        for event in sorted(handled, key=lambda e: e["seq"]):
+            box, ident = _split(event["msg_id"])
+            if box in last and ident <= last[box]:
+                history.fifo_violations.append((str(pid), box, last[box], ident))
+            last[box] = ident
+    return history

@@ -1,0 +1,158 @@
+"""Hangs, overflow, SIGTERM, death watch and timers, with real processes (design notes 7.6)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from actors import ActorDeadError, MailboxFullError
+from runtime import Runtime
+from tests.helpers import Crashy, Gate, Latch, Ticker, Watcher, read_events
+
+pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _events(log_dir: Path, name: str, **match: Any) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in read_events(log_dir)
+        if e["event"] == name and all(e.get(k) == v for k, v in match.items())
+    ]
+
+
+async def test_f5_a_blocked_event_loop_is_dumped_killed_and_restarted(tmp_path: Path) -> None:
+    async with Runtime(log_dir=tmp_path, hang_timeout=1.0, heartbeat_interval=0.1) as rt:
+        stuck = await rt.spawn(Crashy, name="stuck")
+        pid = await stuck.ask("pid")
+        started = time.monotonic()
+        async with rt.probe() as probe:
+            await stuck.tell("hang")  # time.sleep(60) in the handler
+            hung = await probe.expect("actor.hung", actor="stuck")
+            await probe.expect("actor.restarted", actor="stuck")
+        elapsed = time.monotonic() - started
+        assert await stuck.ask("pid") != pid
+    assert elapsed < 1.0 + 1.0 + 2.0  # hang_timeout + dump and kill + a respawn
+    assert "no heartbeat" in hung["why"]
+    assert "time.sleep" in hung["stack"] or "in receive" in hung["stack"]
+    assert "in receive" in Path(hung["stack_file"]).read_text()  # the faulthandler dump
+    (exited, _) = _events(tmp_path, "actor.exited", actor="stuck")
+    assert exited["reason"] == "hung"
+
+
+async def test_f5_a_message_over_its_deadline_fails_its_ask_and_restarts_the_actor(
+    tmp_path: Path,
+) -> None:
+    async with Runtime(log_dir=tmp_path, heartbeat_interval=0.1) as rt:
+        latch = await rt.spawn(Latch)
+        slow = await rt.spawn(Crashy, name="slow", message_deadline=0.5)
+        await slow.tell("inc")
+        started = time.monotonic()
+        with pytest.raises(ActorDeadError, match="died"):
+            await slow.ask(("hang-async", latch), timeout=30)  # the loop runs; the message hangs
+        assert time.monotonic() - started < 3.0
+        assert await slow.ask("get") == 0  # a fresh incarnation
+    (hung,) = _events(tmp_path, "actor.hung", actor="slow")
+    assert "deadline 0.5 s" in hung["why"]
+
+
+async def test_f7_a_full_mailbox_suspends_tell_and_refuses_tell_nowait_logging_once(
+    tmp_path: Path,
+) -> None:
+    async with Runtime(log_dir=tmp_path) as rt:
+        latch = await rt.spawn(Latch)
+        gate = await rt.spawn(Gate, latch, mailbox_size=4)
+        await gate.tell("block")
+        for i in range(4):
+            await gate.tell(("item", i))
+        for _ in range(50):
+            with pytest.raises(MailboxFullError, match="capacity 4"):
+                gate.tell_nowait(("refused", 0))
+        done = anyio.Event()
+
+        async def producer() -> None:
+            await gate.tell(("item", 4))  # no room: suspends
+            done.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(producer)
+            with anyio.move_on_after(0.3):
+                await done.wait()
+            assert not done.is_set()  # still suspended: backpressure, not loss
+            await latch.tell("open")  # the gate drains its mailbox
+            await done.wait()
+        assert await gate.ask("log") == [("item", i) for i in range(5)]
+    assert len(_events(tmp_path, "mailbox.full", receiver=gate.name)) == 1  # rate-limited
+
+
+async def test_f12_sigterm_stops_every_actor_in_reverse_order_and_exits_143(
+    tmp_path: Path,
+) -> None:
+    order = tmp_path / "order.txt"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.scripts.hold_for_sigterm", str(order), str(tmp_path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        info = json.loads(proc.stdout.readline())
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 143
+    assert b"Traceback" not in err
+    assert order.read_text().split() == ["third", "second", "first"]
+    (stopped,) = _events(tmp_path, "runtime.stopped")
+    assert stopped["reason"] == "sigterm"
+    assert stopped["stopped"] == ["first", "second", "third"]
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in info["actors"])
+
+
+async def test_a_watcher_is_told_when_a_watched_actor_ends_but_not_when_it_restarts(
+    tmp_path: Path,
+) -> None:
+    async with Runtime(log_dir=tmp_path) as rt:
+        watcher = await rt.spawn(Watcher)
+        temporary = await rt.spawn(Crashy, name="temporary", restart="temporary")
+        permanent = await rt.spawn(Crashy, name="permanent")
+        stopped = await rt.spawn(Crashy, name="stopped")
+        for ref in (temporary, permanent, stopped):
+            await watcher.ask(("watch", ref))
+        async with rt.probe() as probe:
+            os.kill(await permanent.ask("pid"), signal.SIGKILL)
+            await probe.expect("actor.restarted", actor="permanent")
+        os.kill(await temporary.ask("pid"), signal.SIGKILL)
+        await rt.stop(stopped)
+        seen = await watcher.ask(("wait", 2))
+        assert sorted(seen) == [("stopped", "stopped"), ("temporary", "signal:SIGKILL")]
+        await watcher.ask(("watch", stopped))  # already gone: told at once
+        assert (await watcher.ask(("wait", 3)))[-1] == ("stopped", "stopped")
+
+
+async def test_timers_send_once_and_periodically_and_stop_with_the_actor(tmp_path: Path) -> None:
+    async with Runtime(log_dir=tmp_path) as rt:
+        ticker = await rt.spawn(Ticker)
+        await ticker.tell(("after", 0.05))
+        await ticker.tell(("every", 0.02))
+        assert await ticker.ask(("wait", 5)) >= 5
+        ticks = await ticker.ask("cancel")
+        assert await ticker.ask("counts") >= (ticks, 1)
+        await ticker.tell(("every", 0.01))
+        assert await ticker.ask(("wait", ticks + 3)) >= ticks + 3
+        await rt.stop(ticker)  # its timers end with it: no error, nothing left
+    assert not _events(tmp_path, "message.failed")
