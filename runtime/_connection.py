@@ -1,7 +1,9 @@
 """FramedConnection: one socket, a frame reader, and a coalescing writer.
 
-Frames queued by ``push`` are written by one writer task, many per ``send``, so a burst
-of tells costs one system call rather than one each.
+``push`` hands a frame to the kernel at once when nothing is waiting to be written, so a
+message that ``tell`` returned for has left the process even if the process is killed a
+moment later. Frames that cannot go at once (the socket is full, or others wait) are
+written by one writer task, many per ``send``.
 """
 
 from __future__ import annotations
@@ -35,14 +37,27 @@ class FramedConnection:
         self._wake: anyio.Event | None = None
         self._eof_after_flush = False
         self._flushed: anyio.Event | None = None
+        self._writing = False
+        raw = stream.extra(SocketAttribute.raw_socket, None)
+        self._raw: socket.socket | None = raw
         self.closed = False
         #: set once the socket is closed and the connection's tasks are done with it
         self.finished = anyio.Event()
 
     def push(self, frame: bytes) -> None:
-        """Queue ``frame`` for writing; never blocks."""
+        """Write ``frame`` now if the socket takes it, else queue it; never blocks."""
         if self.closed:
             return
+        if not self._wbuf and not self._writing and self._raw is not None:
+            try:
+                sent = self._raw.send(frame)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                sent = 0  # broken: the writer finds out and closes the connection
+            if sent == len(frame):
+                return
+            frame = frame[sent:]
         self._wbuf.append(frame)
         if self._wake is not None:
             self._wake.set()
@@ -74,7 +89,11 @@ class FramedConnection:
                     continue
                 data = b"".join(self._wbuf) if len(self._wbuf) > 1 else self._wbuf[0]
                 self._wbuf.clear()
-                await stream.send(data)
+                self._writing = True
+                try:
+                    await stream.send(data)
+                finally:
+                    self._writing = False
                 if not self._wbuf and self._flushed is not None:
                     self._flushed.set()
                     self._flushed = None

@@ -452,4 +452,8 @@ class Relay(Actor):
                 return os.getpid()
             case "kept":
                 return self.kept
+            case "barrier":  # answered once everything sent before it went through
+                if self.next_hop is None:
+                    return self.kept
+                return await self.next_hop.ask("barrier", timeout=60)
         return None

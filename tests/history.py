@@ -29,6 +29,9 @@ class History:
     failed: set[str] = field(default_factory=set)
     dead: dict[str, str] = field(default_factory=dict)
     fifo_violations: list[tuple[str, str, int, int]] = field(default_factory=list)
+    #: incarnations ("<actor_id>.<n>") that were killed: they may die between handing a
+    #: message to the kernel and logging message.sent, so its receipt has no sent record
+    killed_boxes: set[str] = field(default_factory=set)
 
     @property
     def unaccounted(self) -> set[str]:
@@ -40,7 +43,9 @@ class History:
 
     @property
     def unexpected(self) -> set[str]:
-        return set(self.handled) - self.sent - self.asked
+        """Handled, but never sent: only allowed from a sender killed right after sending."""
+        never_sent = set(self.handled) - self.sent - self.asked
+        return {m for m in never_sent if _split(m)[0] not in self.killed_boxes}
 
     def dead_by_reason(self) -> Counter[str]:
         return Counter(self.dead.values())
@@ -62,6 +67,8 @@ def check_history(log_dir: Path) -> History:
             history.failed.add(event["msg_id"])
         elif name == "message.dead_lettered":
             history.dead.setdefault(event["msg_id"], event["reason"])
+        elif name == "actor.exited" and str(event.get("reason", "")).startswith("signal:"):
+            history.killed_boxes.add(f"{event['actor_id']}.{event['incarnation']}")
     for pid, handled in by_receiver.items():
         last: dict[str, int] = {}
         for event in sorted(handled, key=lambda e: e["seq"]):
