@@ -103,6 +103,32 @@ def test_counter_demo_in_shared_mode_adds_into_shared_memory_under_a_semaphore(
     assert "aggregator" not in {e.get("actor") for e in events}
 
 
+def test_supervision_demo_shows_restarts_and_surfaces_the_escalation(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "demos.supervision",
+            *("--seconds", "2.5", "--escalate", "--log-dir", str(tmp_path)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr  # the crash loop escalated to the script
+    out = result.stdout
+    assert "restarted as incarnation" in out
+    assert "ended (exception ValueError)" in out
+    assert "gave up" in out
+    assert "EscalationError: supervisor root gave up: flaky failed" in out
+    assert "Traceback" not in result.stderr
+    events = read_events(tmp_path)
+    assert any(e["event"] == "actor.restarted" for e in events)
+    assert any(e["event"] == "supervisor.escalated" for e in events)
+
+
 def test_a_new_users_script_works_as_documented(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "tests/scripts/user_script.py")],
