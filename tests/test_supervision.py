@@ -355,3 +355,24 @@ class SelfStopper(Crashy):
             await self.context.stop()
             return None
         return await super().receive(message)
+
+
+@pytest.mark.parametrize(("how", "reason"), [("exit", "exit:3"), ("segfault", "signal:SIGSEGV")])
+async def test_an_exit_or_a_segfault_is_seen_at_once_and_the_name_reaches_the_new_incarnation(
+    tmp_path: Path, how: str, reason: str
+) -> None:
+    async with Runtime(log_dir=tmp_path) as rt:
+        ref = await rt.spawn(Crashy, name="fragile")
+        pid = await ref.ask("pid")
+        async with rt.probe() as probe:
+            await ref.tell(how)
+            exited = await probe.expect("actor.exited", actor="fragile")
+            await probe.expect("actor.restarted", actor="fragile")
+        assert exited["reason"] == reason
+        assert await rt.lookup("fragile") == ref
+        assert await ref.ask("pid") != pid
+        failure = await ref.ask("failure")
+        assert failure.reason == reason
+    if how == "segfault":  # faulthandler wrote the C-level crash next to the log
+        (dump,) = tmp_path.glob(f"fragile.*.{pid}.stderr")
+        assert "Segmentation fault" in dump.read_text()
