@@ -136,11 +136,13 @@ class Progress(Actor):
             self.bars.stop()
 
 
-async def run(workers: int, count: int, log_dir: str | None, progress: bool, mode: str) -> int:
+async def run(
+    workers: int, count: int, log_dir: str | None, progress: bool, mode: str, trace: bool
+) -> int:
     """Run the counter; return the total counted."""
     # a pure Python loop runs at roughly 10-50 M iterations/s; leave ample room
     deadline = 60 + count * 1e-6 * 5
-    async with Runtime(log_dir=log_dir) as rt:
+    async with Runtime(log_dir=log_dir, trace=trace or None) as rt:
         aggregator = shared = None
         if mode == "queue":
             aggregator = await rt.spawn(Aggregator, workers, name="aggregator")
@@ -188,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-dir", help="keep the run's JSON-lines logs in this directory")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars or lines")
     parser.add_argument(
+        "--trace", action="store_true", help="log every message (see python -m runtime.trace)"
+    )
+    parser.add_argument(
         "--mode",
         choices=("queue", "shared"),
         default="queue",
@@ -200,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         total = anyio.run(
-            run, args.workers, args.count, args.log_dir, not args.no_progress, args.mode
+            run, args.workers, args.count, args.log_dir, not args.no_progress, args.mode, args.trace
         )
     except KeyboardInterrupt:
         print("interrupted: every actor was stopped", file=sys.stderr)

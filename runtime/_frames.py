@@ -31,6 +31,8 @@ class Kind(enum.IntEnum):
     CONTROL = 11  # control channel: body = pickled tuple
     ACK = 12  # receiver -> sender: ident = this sender's messages finished so far (total)
     BOUNCE = 13  # receiver -> sender: ident = request id of an ask it ends without handling
+    TRACED_TELL = 14  # as TELL; body = trace id and parent id, then the pickle (_tracing)
+    TRACED_ASK = 15  # as ASK, likewise
 
 
 class ProtocolError(Exception):
@@ -68,7 +70,7 @@ class FrameDecoder:
             length, kind, ident = unpack(buf, pos)
             if length > self._max_body:
                 raise ProtocolError(f"frame of {length} bytes is above the {self._max_body} limit")
-            if not Kind.HELLO <= kind <= Kind.BOUNCE:
+            if not Kind.HELLO <= kind <= Kind.TRACED_ASK:
                 raise ProtocolError(f"unknown frame kind {kind}")
             stop = pos + hsize + length
             if stop > end:

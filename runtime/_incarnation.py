@@ -54,6 +54,7 @@ from ._mailbox import Envelope, Mailbox
 from ._segments import segments_of, unlink_segments
 from ._sharing import SharingService
 from ._spawning import ActorSpec, check_options, prepare_spawn
+from ._tracing import CURRENT
 from ._transport import SenderInfo, Transport
 
 __all__ = ["Incarnation"]
@@ -159,6 +160,13 @@ class _Context:
 
     async def free(self, handle: SharedArray | SharedSemaphore) -> None:
         await self._inc.request("free", handle)
+
+
+def _ids(env: Envelope) -> dict[str, str | None]:
+    """The trace keys of an envelope's events (none when it came untraced)."""
+    if not env.trace_id:
+        return {}
+    return {"trace_id": env.trace_id, "parent_id": env.parent_id or None}
 
 
 def _dtype_arg(dtype: npt.DTypeLike | None) -> object:
@@ -356,9 +364,13 @@ class Incarnation:
 
     async def _handle(self, env: Envelope) -> None:
         self._handling_since = time.monotonic()
+        # what the handler sends is caused by this message (only traced envelopes say so)
+        token = CURRENT.set((env.msg_id, env.trace_id)) if env.trace_id else None
         try:
             await self._handle_one(env)
         finally:
+            if token is not None:
+                CURRENT.reset(token)
             self._handling_since = 0.0
             self.mailbox.done(env)
 
@@ -373,6 +385,7 @@ class Incarnation:
             self.log.error(
                 "message.failed",
                 msg_id=env.msg_id,
+                **_ids(env),
                 sender=env.sender,
                 receiver=self.spec.name,
                 reason="undecodable",
@@ -398,6 +411,7 @@ class Incarnation:
             self.log.error(
                 "message.failed",
                 msg_id=env.msg_id,
+                **_ids(env),
                 sender=env.sender,
                 receiver=self.spec.name,
                 msg_type=message_type(message),
@@ -428,6 +442,7 @@ class Incarnation:
             self.log.debug(
                 "message.handled",
                 msg_id=env.msg_id,
+                **_ids(env),
                 sender=env.sender,
                 receiver=self.spec.name,
                 msg_type=message_type(message),
@@ -475,13 +490,18 @@ class Incarnation:
                 # never handled: the asker sends it again, to the next incarnation if any
                 if self.spec.log.trace:
                     self.log.debug(
-                        "message.bounced", msg_id=env.msg_id, sender=env.sender, reason=reason
+                        "message.bounced",
+                        msg_id=env.msg_id,
+                        **_ids(env),
+                        sender=env.sender,
+                        reason=reason,
                     )
                 return
         self.dead += 1
         self.log.warning(
             "message.dead_lettered",
             msg_id=env.msg_id,
+            **_ids(env),
             sender=env.sender,
             receiver=self.spec.name,
             reason=reason,

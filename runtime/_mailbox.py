@@ -23,6 +23,7 @@ from ._connection import ConnectionLostError, FramedConnection, close_all
 from ._frames import Kind, ProtocolError
 from ._logging import Log
 from ._rundir import peer_credentials
+from ._tracing import unpack_ids
 
 __all__ = ["Envelope", "Mailbox"]
 
@@ -56,10 +57,12 @@ class Envelope:
     kind: int
     ident: int
     body: bytes
+    trace_id: str = ""
+    parent_id: str = ""
 
     @property
     def is_ask(self) -> bool:
-        return self.kind == Kind.ASK
+        return self.kind == Kind.ASK or self.kind == Kind.TRACED_ASK
 
     @property
     def msg_id(self) -> str:
@@ -189,12 +192,22 @@ class Mailbox:
                     raise ProtocolError("message sent without credit")
                 conn.granted -= 1
                 conn.queued += 1
-                env = Envelope(conn, kind, ident, body)
+                self._queue.append(Envelope(conn, kind, ident, body))
+                self._wake()
+            elif kind == Kind.TRACED_TELL or kind == Kind.TRACED_ASK:
+                if conn.granted <= 0:
+                    raise ProtocolError("message sent without credit")
+                conn.granted -= 1
+                conn.queued += 1
+                trace_id, parent_id, body = unpack_ids(body)
+                env = Envelope(conn, kind, ident, body, trace_id, parent_id)
                 self._queue.append(env)
                 if self._trace:
                     self._log.debug(
                         "message.received",
                         msg_id=env.msg_id,
+                        trace_id=trace_id,
+                        parent_id=parent_id or None,
                         sender=conn.peer_name,
                         receiver=self.owner,
                         depth=len(self._queue),

@@ -35,6 +35,7 @@ from ._codec import Encoded, Shipper, loads_error, loads_shipped, message_type
 from ._connection import ConnectionLostError, FramedConnection, close_all
 from ._frames import Kind, ProtocolError
 from ._logging import Log
+from ._tracing import CURRENT, pack_ids
 
 __all__ = ["SenderInfo", "Transport"]
 
@@ -324,10 +325,22 @@ class Transport:
         ident = next(self._ids)
         conn.pending[ident] = pending
         try:
-            self._send(conn, Kind.ASK, ident, encoded, message)
+            trace_id = self._send(conn, Kind.ASK, ident, encoded, message)
+            started = time.perf_counter()
             await pending.event.wait()
         finally:
             conn.pending.pop(ident, None)
+        if trace_id and not pending.bounced:
+            # links the answer to its request: same msg_id
+            self._log.debug(
+                "reply.received",
+                msg_id=f"{self.sender.box}.{ident}",
+                trace_id=trace_id,
+                sender=conn.ref.name,
+                receiver=self.sender.name,
+                ok=pending.ok and pending.error is None,
+                round_trip_s=round(time.perf_counter() - started, 6),
+            )
         return pending
 
     # -- helpers for the runtime -------------------------------------------------------
@@ -380,20 +393,32 @@ class Transport:
 
     def _send(
         self, conn: _Outbound, kind: Kind, ident: int, encoded: Encoded, message: object
-    ) -> None:
+    ) -> str:
+        """Write the message; return its trace id ("" when tracing is off)."""
         body = encoded.body
-        conn.push_frame(kind, ident, body)
-        conn.unacked.append((ident, kind == Kind.ASK))
-        if self.trace:
-            self._log.debug(
-                "message.sent",
-                msg_id=f"{self.sender.box}.{ident}",
-                sender=self.sender.name,
-                receiver=conn.ref.name,
-                msg_type=message_type(message),
-                ask=kind == Kind.ASK,
-                size=len(body),
-            )
+        is_ask = kind == Kind.ASK
+        if not self.trace:
+            conn.push_frame(kind, ident, body)
+            conn.unacked.append((ident, is_ask))
+            return ""
+        msg_id = f"{self.sender.box}.{ident}"
+        cause = CURRENT.get()
+        parent_id, trace_id = cause if cause is not None else ("", msg_id)
+        traced = Kind.TRACED_ASK if is_ask else Kind.TRACED_TELL
+        conn.push_frame(traced, ident, pack_ids(trace_id, parent_id, body))
+        conn.unacked.append((ident, is_ask))
+        self._log.debug(
+            "message.sent",
+            msg_id=msg_id,
+            trace_id=trace_id,
+            parent_id=parent_id or None,
+            sender=self.sender.name,
+            receiver=conn.ref.name,
+            msg_type=message_type(message),
+            ask=is_ask,
+            size=len(body),
+        )
+        return trace_id
 
     async def _connect_quietly(self, ref: ActorRef) -> None:
         with contextlib.suppress(ActorDeadError):
