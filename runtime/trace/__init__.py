@@ -1,0 +1,34 @@
+"""Read a run's logs back: what every message did, as tables, trees and pictures.
+
+``python -m runtime.trace RUN_DIR`` prints a summary per actor, the flow matrix and the
+errors with their causal chains; ``--trace ID``, ``--mermaid FILE`` and ``--plot
+FILE.png`` show more. From Python::
+
+    from runtime.trace import load_run
+    run = load_run(rt.log_dir)
+    run.summary(), run.flow(), run.chain(msg_id), run.unaccounted()
+"""
+
+from __future__ import annotations
+
+from ._mermaid import sequence_diagram as sequence_diagram
+from ._plot import MissingPlotLibraryError as MissingPlotLibraryError
+from ._plot import plot_timeline as plot_timeline
+from ._report import render as render
+from ._run import ActorSummary as ActorSummary
+from ._run import Message as Message
+from ._run import Run as Run
+from ._run import load_run as load_run
+from ._run import merge_logs as merge_logs
+
+__all__ = [
+    "ActorSummary",
+    "Message",
+    "MissingPlotLibraryError",
+    "Run",
+    "load_run",
+    "merge_logs",
+    "plot_timeline",
+    "render",
+    "sequence_diagram",
+]

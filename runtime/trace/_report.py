@@ -1,0 +1,138 @@
+"""The viewer's tables and trees, drawn with rich."""
+
+from __future__ import annotations
+
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from ._run import Message, Run
+
+__all__ = ["error_report", "flow_table", "render", "summary_table", "trace_tree"]
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def summary_table(run: Run) -> Table:
+    table = Table(
+        title="Actors: messages in and out, outcomes, handle time, deepest mailbox",
+        title_justify="left",
+    )
+    table.add_column("actor", no_wrap=True)
+    for name in (
+        "in",
+        "out",
+        "handled",
+        "failed",
+        "dead",
+        "p50 ms",
+        "p99 ms",
+        "max depth",
+        "restarts",
+    ):
+        table.add_column(name, justify="right", no_wrap=True)
+    for row in run.summary():
+        table.add_row(
+            row.actor,
+            str(row.received),
+            str(row.sent),
+            str(row.handled),
+            str(row.failed),
+            str(row.dead_lettered),
+            _ms(row.p50_ms),
+            _ms(row.p99_ms),
+            "-" if row.max_depth is None else str(row.max_depth),
+            str(row.restarts),
+        )
+    return table
+
+
+def flow_table(run: Run) -> Table:
+    flow = run.flow()
+    names = run.actors()
+    senders = [n for n in names if any(s == n for s, _ in flow)]
+    receivers = [n for n in names if any(r == n for _, r in flow)]
+    table = Table(title="Flow: messages sent, sender → receiver", title_justify="left")
+    table.add_column("sender \\ receiver", no_wrap=True)
+    for name in receivers:
+        table.add_column(name, justify="right", no_wrap=True)
+    for sender in senders:
+        table.add_row(sender, *(str(flow.get((sender, r), "")) for r in receivers))
+    return table
+
+
+def _step(m: Message) -> str:
+    return f"{m.sender} → {m.receiver} {m.msg_type} ({m.msg_id})"
+
+
+def error_report(run: Run) -> RenderableType:
+    failures = run.failures()
+    crashes = run.crashes()
+    dead = [m for m in run.messages.values() if m.outcome == "dead_lettered"]
+    if not failures and not crashes and not dead:
+        return Text("Errors: none")
+    tree = Tree(
+        Text(
+            f"Errors: {len(failures)} failed, {len(dead)} dead-lettered, "
+            f"{len(crashes)} incarnations ended by failing"
+        )
+    )
+    for m in failures:
+        chain = run.chain(m.msg_id)
+        branch = tree.add(Text(f"✗ {m.receiver}: {m.error_type} handling {_step(m)}", "red"))
+        for cause in chain[:-1]:
+            branch.add(Text(f"caused by {_step(cause)}"))
+    reasons: dict[str, int] = {}
+    for m in dead:
+        key = f"{m.receiver} ({m.reason})"
+        reasons[key] = reasons.get(key, 0) + 1
+    for key, count in sorted(reasons.items()):
+        tree.add(Text(f"dead-lettered at {key}: {count}", "yellow"))
+    for event in crashes:
+        detail = f" {event['error_type']}" if event.get("error_type") else ""
+        tree.add(
+            Text(
+                f"✗ {event['actor']} incarnation {event.get('incarnation', '?')} ended: "
+                f"{event['reason']}{detail}",
+                "red",
+            )
+        )
+    return tree
+
+
+def trace_tree(run: Run, trace_id: str) -> RenderableType:
+    messages = run.trace(trace_id)
+    if not messages:
+        return Text(f"no messages in trace {trace_id!r}; trace ids are in message.sent events")
+    by_id = {m.msg_id: m for m in messages}
+    tree = Tree(Text(f"trace {trace_id}"))
+    nodes: dict[str, Tree] = {}
+    for m in messages:
+        outcome = m.outcome or "?"
+        if m.outcome == "handled" and m.duration_s is not None:
+            outcome += f" in {m.duration_s * 1000:.3f} ms"
+        elif m.outcome == "failed":
+            outcome += f": {m.error_type}"
+        elif m.outcome == "dead_lettered":
+            outcome += f": {m.reason}"
+        label = f"{_step(m)} [{outcome}]"
+        if m.ask and m.round_trip_s is not None:
+            label += f", answered after {m.round_trip_s * 1000:.3f} ms"
+        parent = nodes.get(m.parent_id) if m.parent_id in by_id else None
+        nodes[m.msg_id] = (parent or tree).add(Text(label))
+    return tree
+
+
+def render(run: Run, console: Console, trace_id: str | None = None) -> None:
+    if trace_id is not None:
+        console.print(trace_tree(run, trace_id))
+        return
+    span = run.end - run.start
+    console.print(
+        f"{len(run.events)} events, {len(run.messages)} messages, {span:.3f} s",
+        highlight=False,
+    )
+    console.print(Group(summary_table(run), flow_table(run), error_report(run)))
