@@ -65,4 +65,3 @@ def sequence_diagram(run: Run, *, trace_id: str | None = None, limit: int = 300)
         anchor = ids[names[0]] if names else "p0"
         lines.append(f"    Note over {anchor}: {len(messages) - limit} more messages not shown")
     return "\n".join(lines) + "\n"
-
