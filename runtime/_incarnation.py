@@ -49,7 +49,7 @@ from actors._shared import install_shared_memory
 
 from ._codec import Shipper, dumps_error, loads_error, message_type
 from ._control import ControlChannel, ControlClosedError
-from ._logging import Log
+from ._logging import Log, emitter
 from ._mailbox import Envelope, Mailbox
 from ._segments import segments_of, unlink_segments
 from ._sharing import SharingService
@@ -333,6 +333,7 @@ class Incarnation:
                 reply.set_exception(
                     ActorDeadError(self.spec.name, "stopped", "before settling its deferred reply")
                 )
+        emitter().flush()
         error_type, error = self._crash or ("", "")
         in_doubt = self.transport.in_doubt_total + sum(
             c.in_doubt for c in self.transport.connections()
@@ -439,14 +440,16 @@ class Incarnation:
         if env.is_ask and reply is None:
             self._answer(env, True, result)
         if self.spec.log.trace:
-            self.log.debug(
+            emitter().later(
                 "message.handled",
-                msg_id=env.msg_id,
-                **_ids(env),
-                sender=env.sender,
-                receiver=self.spec.name,
-                msg_type=message_type(message),
-                duration_s=round(time.perf_counter() - started, 6),
+                {
+                    "msg_id": env.msg_id,
+                    **_ids(env),
+                    "sender": env.sender,
+                    "receiver": self.spec.name,
+                    "msg_type": message_type(message),
+                    "duration_s": round(time.perf_counter() - started, 6),
+                },
             )
 
     def _answer(self, env: Envelope, ok: bool, value: object) -> None:

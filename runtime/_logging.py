@@ -9,9 +9,11 @@ processes it also configures structlog globally, so an actor's own
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import os
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -21,7 +23,7 @@ from structlog.processors import ExceptionRenderer
 from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-__all__ = ["Log", "LogConfig", "get_log", "open_log", "safe_name"]
+__all__ = ["Log", "LogConfig", "emit", "emitter", "get_log", "open_log", "safe_name"]
 
 Log = Any  # structlog's filtering bound loggers are built at run time
 
@@ -49,17 +51,96 @@ def safe_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:60]
 
 
-def _add_static(static: dict[str, object]) -> Processor:
-    counter = itertools.count()
+#: one sequence for every event of this process, whichever path wrote it
+_seq = itertools.count()
 
+
+def _add_static(static: dict[str, object]) -> Processor:
     def add(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
         # an event's own keys win: the runtime logs `actor=` for the actor it is about
         for key, value in static.items():
             event.setdefault(key, value)
-        event["seq"] = next(counter)
+        event["seq"] = next(_seq)
         return event
 
     return add
+
+
+class _Emitter:
+    """Writes per-message events (the hot path of tracing) without structlog's pipeline.
+
+    Same line format, same file, same sequence: a JSON object with the event's keys,
+    ``event``, ``level``, an ISO ``timestamp``, the process's static keys and ``seq``. The
+    timestamp's date and time are formatted once per second.
+    """
+
+    __slots__ = ("_file", "_pending", "_prefix", "_second", "_tail")
+
+    def __init__(self, file: IO[bytes] | None, static: dict[str, object]) -> None:
+        self._file = file
+        # the process's static keys, serialised once: `,"run_id":...,"pid":...,"seq":`
+        self._tail = b"," + orjson.dumps(static)[1:-1] + b',"seq":'
+        self._second = -1
+        self._prefix = ""
+        self._pending: list[bytes] = []
+
+    def later(self, event: str, fields: dict[str, Any]) -> None:
+        """Queue an event; it is written when the running task next lets the loop run.
+
+        Events of one step of the event loop go out in one system call. A process killed
+        in the middle of a step loses that step's queued events, never an earlier one's.
+        """
+        if not self._pending:
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:  # no loop (shutting down): write at once
+                self._pending.append(self.line(event, fields))
+                self.flush()
+                return
+        self._pending.append(self.line(event, fields))
+
+    def flush(self) -> None:
+        """Write queued events now."""
+        if self._pending:
+            self.write(b"")
+
+    def __call__(self, event: str, fields: dict[str, Any]) -> None:
+        if self._file is not None:
+            self._file.write(self.line(event, fields))
+
+    def write(self, lines: bytes) -> None:
+        """Write queued events and ``lines`` (made by ``line``), in one system call."""
+        if self._pending:
+            lines = b"".join(self._pending) + lines
+            self._pending.clear()
+        if self._file is not None and lines:
+            self._file.write(lines)
+
+    def line(self, event: str, fields: dict[str, Any]) -> bytes:
+        """One event as a JSON line, with its timestamp and sequence number taken now."""
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        fields["event"] = event
+        fields["level"] = "debug"
+        fields["timestamp"] = f"{self._prefix}.{int((now - second) * 1_000_000):06d}Z"
+        # per-message events never use the static keys: splice them in as bytes
+        return b"%b%b%d}\n" % (orjson.dumps(fields)[:-1], self._tail, next(_seq))
+
+
+_emit = _Emitter(None, {})
+
+
+def emit(event: str, **fields: Any) -> None:
+    """Log a per-message event (only called with tracing on) on the fast path."""
+    _emit(event, fields)
+
+
+def emitter() -> _Emitter:
+    """This process's per-message event writer, to batch lines made in one go."""
+    return _emit
 
 
 def _processors(static: dict[str, object]) -> list[Processor]:
@@ -93,10 +174,11 @@ def open_log(
 
     Returns the logger and its file, which the caller closes when the process ends.
     """
-    global _log
+    global _log, _emit
     config.log_dir.mkdir(parents=True, exist_ok=True)
     file = open(config.log_dir / f"{file_stem}.jsonl", "ab", buffering=0)  # noqa: SIM115
     static = {"run_id": config.run_id, "pid": os.getpid(), **static}
+    _emit = _Emitter(file, static)
     level = logging.DEBUG if config.trace else logging.INFO
     wrapper = structlog.make_filtering_bound_logger(level)
     _log = structlog.wrap_logger(

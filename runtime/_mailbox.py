@@ -20,14 +20,15 @@ import anyio.abc
 from anyio.abc import SocketAttribute
 
 from ._connection import ConnectionLostError, FramedConnection, close_all
-from ._frames import Kind, ProtocolError
-from ._logging import Log
+from ._frames import Kind, ProtocolError, encode
+from ._logging import Log, emitter
 from ._rundir import peer_credentials
 from ._tracing import unpack_ids
 
 __all__ = ["Envelope", "Mailbox"]
 
 _HELLO_TIMEOUT = 5.0
+_ACK_DELAY = 0.002
 
 
 class _Inbound(FramedConnection):
@@ -104,6 +105,8 @@ class Mailbox:
         self._listener: anyio.abc.SocketListener | None = None
         self._path: Path | None = None
         self._accept_scope = anyio.CancelScope()
+        self._acks_due: set[_Inbound] = set()
+        self._ack_wake: anyio.Event | None = None
         self.closing = False
 
     # -- serving -------------------------------------------------------------------------
@@ -117,6 +120,7 @@ class Mailbox:
         """Accept connections until ``close``."""
         listener = self._listener
         assert listener is not None
+        task_group.start_soon(self._acknowledge)
         with self._accept_scope:
             while not self.closing:
                 try:
@@ -143,11 +147,16 @@ class Mailbox:
             tg.start_soon(conn.run_writer)
             try:
                 await self._read(conn)
-                if conn.eof and conn.queued:
+                if conn.eof:
                     # a sender that stopped writing still reads: its messages get their
                     # replies, acks and bounces before the connection closes
-                    conn.idle = anyio.Event()
-                    await conn.idle.wait()
+                    if conn.queued:
+                        conn.idle = anyio.Event()
+                        await conn.idle.wait()
+                    if conn.done > conn.acked:
+                        self._log_before_ack()
+                        conn.acked = conn.done
+                        conn.push_frame(Kind.ACK, conn.done)
                     await conn.wait_flushed()
             finally:
                 tg.cancel_scope.cancel()
@@ -186,6 +195,17 @@ class Mailbox:
             )
 
     def _on_frames(self, conn: _Inbound, frames: list[tuple[int, int, bytes]]) -> None:
+        lines: list[bytes] | None = [] if self._trace else None
+        try:
+            self._take(conn, frames, lines)
+        finally:
+            if lines is not None:
+                # one write for the batch, and for the handled events queued before it
+                emitter().write(b"".join(lines))
+
+    def _take(
+        self, conn: _Inbound, frames: list[tuple[int, int, bytes]], lines: list[bytes] | None
+    ) -> None:
         for kind, ident, body in frames:
             if kind == Kind.TELL or kind == Kind.ASK:
                 if conn.granted <= 0:
@@ -202,16 +222,16 @@ class Mailbox:
                 trace_id, parent_id, body = unpack_ids(body)
                 env = Envelope(conn, kind, ident, body, trace_id, parent_id)
                 self._queue.append(env)
-                if self._trace:
-                    self._log.debug(
-                        "message.received",
-                        msg_id=env.msg_id,
-                        trace_id=trace_id,
-                        parent_id=parent_id or None,
-                        sender=conn.peer_name,
-                        receiver=self.owner,
-                        depth=len(self._queue),
-                    )
+                if lines is not None:
+                    fields = {
+                        "msg_id": env.msg_id,
+                        "trace_id": trace_id,
+                        "parent_id": parent_id or None,
+                        "sender": conn.peer_name,
+                        "receiver": self.owner,
+                        "depth": len(self._queue),
+                    }
+                    lines.append(emitter().line("message.received", fields))
                 self._wake()
             elif kind == Kind.DEMAND:
                 self._on_demand(conn)
@@ -233,14 +253,19 @@ class Mailbox:
         conn.push_frame(Kind.CREDIT, n)
 
     def _flush(self, conn: _Inbound) -> None:
+        """Return owed credit and acknowledge finished messages, in one write."""
+        frames = b""
         if conn.done > conn.acked:
+            self._log_before_ack()
             conn.acked = conn.done
-            conn.push_frame(Kind.ACK, conn.done)
+            frames += encode(Kind.ACK, conn.done)
         if conn.owed:
             conn.granted += conn.owed
-            conn.push_frame(Kind.CREDIT, conn.owed)
+            frames += encode(Kind.CREDIT, conn.owed)
             conn.owed = 0
         self._owing.discard(conn)
+        if frames:
+            conn.push(frames)
 
     def _on_demand(self, conn: _Inbound) -> None:
         if self.closing:
@@ -285,9 +310,11 @@ class Mailbox:
         self._owing.add(conn)
         if conn.owed >= self._flush_at:
             self._flush(conn)
-        if not self._queue:
-            for other in list(self._owing):
-                self._flush(other)
+        elif not self._queue and conn.granted < self._flush_at:
+            # the sender may run short before the next batch: give it back now; a sender
+            # that still holds plenty gets its credit back in batches (fewer frames, fewer
+            # wake-ups), or at once when it asks (DEMAND)
+            self._flush(conn)
 
     # -- the actor's side ----------------------------------------------------------------
 
@@ -302,6 +329,8 @@ class Mailbox:
     async def get(self) -> Envelope | None:
         """Take the next message; None once closed and every sender is done."""
         while not self._queue:
+            if self._trace:
+                emitter().flush()  # idle: what was handled goes to disk now
             if self._drained():
                 return None
             self._waiter = waiter = anyio.Event()
@@ -309,6 +338,28 @@ class Mailbox:
         env = self._queue.popleft()
         self._release(env)
         return env
+
+    def _log_before_ack(self) -> None:
+        # an acknowledged message is one its sender will not report in doubt: the
+        # events saying it was handled must be on disk first
+        if self._trace:
+            emitter().flush()
+
+    async def _acknowledge(self) -> None:
+        """Tell idle senders what was finished, at most every ``_ACK_DELAY`` seconds.
+
+        Each sender learns which of its messages are done (so a crash leaves few in doubt)
+        without one frame, and one wake-up of the sender, per message.
+        """
+        while True:
+            if not self._acks_due:
+                self._ack_wake = wake = anyio.Event()
+                await wake.wait()
+            await anyio.sleep(_ACK_DELAY)
+            due, self._acks_due = self._acks_due, set()
+            for conn in due:
+                if not conn.closed and (conn.done > conn.acked or conn.owed):
+                    self._flush(conn)
 
     def done(self, env: Envelope) -> None:
         """``env`` was handled, failed or dead-lettered: its sender may forget it.
@@ -323,9 +374,14 @@ class Mailbox:
             return
         if conn.queued == 0 and conn.idle is not None:
             conn.idle.set()
-        if not self._queue or conn.done - conn.acked >= self._flush_at:
-            conn.acked = conn.done
-            conn.push_frame(Kind.ACK, conn.done)
+        if conn.done - conn.acked >= self._flush_at:
+            self._flush(conn)
+        elif not self._queue:
+            # idle: acknowledge soon, once for everything finished meanwhile
+            self._acks_due.add(conn)
+            if self._ack_wake is not None:
+                self._ack_wake.set()
+                self._ack_wake = None
 
     def bounce(self, env: Envelope) -> bool:
         """Give an ask back unhandled: its sender sends it again to the next incarnation."""
@@ -365,6 +421,12 @@ class Mailbox:
     async def aclose(self) -> None:
         """Close every connection; senders see the actor gone."""
         self.close()
+        for conn in self._conns:
+            if not conn.closed and conn.done > conn.acked:
+                # every sender learns what was finished: nothing is left in doubt
+                self._log_before_ack()
+                conn.acked = conn.done
+                conn.push_frame(Kind.ACK, conn.done)
         await close_all(self._conns)
         if self._listener is not None:
             await self._listener.aclose()

@@ -21,6 +21,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from actors import (
     ActorDeadError,
@@ -34,12 +35,14 @@ from actors._router import collecting_refs
 from ._codec import Encoded, Shipper, loads_error, loads_shipped, message_type
 from ._connection import ConnectionLostError, FramedConnection, close_all
 from ._frames import Kind, ProtocolError
-from ._logging import Log
+from ._logging import Log, emit, emitter
 from ._tracing import CURRENT, pack_ids
 
 __all__ = ["SenderInfo", "Transport"]
 
 _CONNECT_AHEAD_TIMEOUT = 1.0
+#: a tell lets the event loop run at least this often (seconds)
+_YIELD_EVERY = 0.001
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,10 +248,17 @@ class Transport:
         self.explain_unreachable: Callable[[ActorRef], str] = lambda ref: "unreachable"
         #: messages recorded as in doubt because their receiver died before finishing them
         self.in_doubt_total = 0
+        self._yielded_at = 0.0
 
     # -- actors.Router -------------------------------------------------------------------
 
     async def tell(self, ref: ActorRef, message: object) -> None:
+        now = time.monotonic()
+        if now - self._yielded_at > _YIELD_EVERY:
+            # a handler that computes and tells in a loop must still let the event loop
+            # run (stop requests, heartbeats), but one round trip per tell halves the rate
+            self._yielded_at = now
+            await anyio.lowlevel.checkpoint()
         while True:
             conn = await self._connection(ref)
             encoded = self.encode("message", message, conn.box)
@@ -332,7 +342,7 @@ class Transport:
             conn.pending.pop(ident, None)
         if trace_id and not pending.bounced:
             # links the answer to its request: same msg_id
-            self._log.debug(
+            emit(
                 "reply.received",
                 msg_id=f"{self.sender.box}.{ident}",
                 trace_id=trace_id,
@@ -407,16 +417,18 @@ class Transport:
         traced = Kind.TRACED_ASK if is_ask else Kind.TRACED_TELL
         conn.push_frame(traced, ident, pack_ids(trace_id, parent_id, body))
         conn.unacked.append((ident, is_ask))
-        self._log.debug(
+        emitter().later(
             "message.sent",
-            msg_id=msg_id,
-            trace_id=trace_id,
-            parent_id=parent_id or None,
-            sender=self.sender.name,
-            receiver=conn.ref.name,
-            msg_type=message_type(message),
-            ask=is_ask,
-            size=len(body),
+            {
+                "msg_id": msg_id,
+                "trace_id": trace_id,
+                "parent_id": parent_id or None,
+                "sender": self.sender.name,
+                "receiver": conn.ref.name,
+                "msg_type": message_type(message),
+                "ask": is_ask,
+                "size": len(body),
+            },
         )
         return trace_id
 
@@ -428,6 +440,8 @@ class Transport:
         while True:
             conn = self._conns.get(ref.address)
             if conn is not None and conn.dead_reason is None and not conn.closing:
+                if conn.ready.is_set():
+                    return conn  # the common case: no event-loop round trip per message
                 await conn.ready.wait()
                 if conn.dead_reason is None and not conn.closing:
                     return conn
