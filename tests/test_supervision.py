@@ -138,8 +138,10 @@ async def test_f3_a_killed_actor_is_seen_at_once_restarted_and_the_stream_accoun
     (exited,) = _events(tmp_path, "actor.exited", actor="sink", incarnation=1)
     assert exited["reason"] == "signal:SIGKILL"
     assert exited["exit_code"] == -9
-    assert _at(exited) - killed_at < 0.1  # seen through the sentinel, no polling
-    assert lag < 0.1  # the runtime's loop kept running through the restart
+    # seen through the sentinel, not a polling interval or a timeout (typically a few ms;
+    # the bound is loose because the 2-core CI machine is shared)
+    assert _at(exited) - killed_at < 0.5
+    assert lag < 0.5  # the runtime's loop kept running through the restart
     assert len(_events(tmp_path, "actor.restarted", actor="sink")) == 1
     history = check_history(tmp_path)
     assert history.unaccounted == set()
