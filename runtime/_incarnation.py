@@ -437,9 +437,8 @@ class Incarnation:
         finally:
             actor._actor_set_deferral(None)
         self.handled += 1
-        if env.is_ask and reply is None:
-            self._answer(env, True, result)
         if self.spec.log.trace:
+            # logged before the answer leaves: an asker that then reads the logs sees it
             emitter().later(
                 "message.handled",
                 {
@@ -451,6 +450,8 @@ class Incarnation:
                     "duration_s": round(time.perf_counter() - started, 6),
                 },
             )
+        if env.is_ask and reply is None:
+            self._answer(env, True, result)
 
     def _answer(self, env: Envelope, ok: bool, value: object) -> None:
         encoded = None

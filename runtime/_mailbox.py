@@ -394,6 +394,8 @@ class Mailbox:
         """Send the answer to an ask; False if the asker is gone."""
         if env.conn.closed:
             return False
+        # the asker may read the logs once answered: what led to the answer is on disk
+        self._log_before_ack()
         env.conn.push_frame(Kind.REPLY if ok else Kind.FAIL, env.ident, body)
         return True
 
