@@ -28,8 +28,7 @@ pytest: $(STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_core.py
-	$(BIN)/python benchmarks/bench_shared.py
+	$(BIN)/python -m benchmarks --json bench.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

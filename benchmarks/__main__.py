@@ -1,0 +1,459 @@
+"""The benchmark suite: every speed figure next to a raw baseline from the same run.
+
+    python -m benchmarks [--quick] [--json PATH]      (or: make bench)
+
+Each figure is measured through the public API and reported with a baseline measured in
+the same run on the same machine, and their ratio: absolute times on shared 2-core
+machines swing by 2x, ratios much less. ``--quick`` (under a minute) uses small sizes and
+is what CI runs, as a smoke test: no test asserts a timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import multiprocessing
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+import anyio
+import numpy as np
+
+from benchmarks import bench_core, bench_shared
+from benchmarks._actors import Driver, Echo, Sink
+from benchmarks._baselines import pipe_sender
+from runtime import Runtime
+
+ROOT = Path(__file__).resolve().parent.parent
+
+FULL = {
+    "asks": 2000,
+    "tells": 50_000,
+    "spawns": 10,
+    "fleet": 50,
+    "mib": 100,
+    "handoffs": 5,
+    "kills": 20,
+    "count": 50_000_000,
+    "trace_tells": 30_000,
+}
+QUICK = {
+    "asks": 200,
+    "tells": 5_000,
+    "spawns": 3,
+    "fleet": 10,
+    "mib": 16,
+    "handoffs": 2,
+    "kills": 3,
+    "count": 2_000_000,
+    "trace_tells": 3_000,
+}
+
+
+@dataclass
+class Figure:
+    name: str
+    ours: float
+    unit: str
+    baseline_name: str
+    baseline: float | None
+    better: str  # "lower" or "higher"
+    target: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        if self.baseline in (None, 0):
+            return None
+        return self.ours / self.baseline  # type: ignore[operator]
+
+
+def _p(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# -- measurements ----------------------------------------------------------------------------
+
+
+async def _in_runtime(sizes: dict[str, int], logs: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    async with Runtime(log_dir=logs, trace=False, hang_timeout=None) as rt:
+        echo = await rt.spawn(Echo)
+        sink = await rt.spawn(Sink)
+        driver = await rt.spawn(Driver)
+        # ask round trips, from the script and from another actor
+        for i in range(50):
+            await echo.ask(i)
+        times = []
+        for i in range(sizes["asks"]):
+            started = time.perf_counter()
+            await echo.ask(i)
+            times.append(time.perf_counter() - started)
+        out["ask_rt"] = times
+        out["ask_aa"] = await driver.ask(("asks", echo, 50, sizes["asks"]), timeout=300)
+        # tell throughput, script -> actor and actor -> actor
+        n = sizes["tells"]
+        started = time.perf_counter()
+        for i in range(n):
+            await sink.tell(i)
+        await sink.ask("count", timeout=300)
+        out["tell_rt"] = n / (time.perf_counter() - started)
+        before = await sink.ask("count")
+        begun = await driver.ask(("tells", sink, n), timeout=300)
+        after = await sink.ask("count", timeout=300)
+        # perf_counter is CLOCK_MONOTONIC on Linux: the actor's start time compares with ours
+        out["tell_aa"] = (after - before) / (time.perf_counter() - begun)
+        # fan-in: four actors tell one at once
+        drivers = [await rt.spawn(Driver) for _ in range(4)]
+        before = await sink.ask("count")
+        started = time.perf_counter()
+
+        async def drive(d: Any) -> None:
+            await d.ask(("tells", sink, n // 4), timeout=300)
+
+        async with anyio.create_task_group() as tg:
+            for d in drivers:
+                tg.start_soon(drive, d)
+        got = await sink.ask("count", timeout=300) - before
+        out["fan_in"] = got / (time.perf_counter() - started)
+        # spawn-to-ready, one at a time, and a fleet at once
+        times = []
+        for _ in range(sizes["spawns"]):
+            started = time.perf_counter()
+            ref = await rt.spawn(Echo)
+            times.append(time.perf_counter() - started)
+            await rt.stop(ref)
+        out["spawn"] = times
+        started = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for _ in range(sizes["fleet"]):
+                tg.start_soon(rt.spawn, Echo)
+        out["fleet"] = time.perf_counter() - started
+    return out
+
+
+def _pipe_fan_in(n: int) -> float:
+    ctx = multiprocessing.get_context("forkserver")
+    pipes = []
+    procs = []
+    started = time.perf_counter()
+    for _ in range(4):
+        ours, theirs = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=pipe_sender, args=(theirs, n // 4), daemon=True)
+        proc.start()
+        theirs.close()  # so that a sender that dies gives EOF, not a hang
+        procs.append(proc)
+        pipes.append(ours)
+    got = 0
+    open_pipes = list(pipes)
+    while open_pipes:
+        for conn in wait(open_pipes):
+            assert isinstance(conn, Connection)
+            try:
+                message = conn.recv()
+            except EOFError:
+                open_pipes.remove(conn)
+                continue
+            if message is None:
+                open_pipes.remove(conn)
+            else:
+                got += 1
+    elapsed = time.perf_counter() - started
+    for proc in procs:
+        proc.join()
+    if got != n // 4 * 4:
+        raise RuntimeError(f"Pipe fan-in got {got} of {n // 4 * 4} messages")
+    return got / elapsed
+
+
+def _fleet_baseline(count: int) -> float:
+    ctx = multiprocessing.get_context("forkserver")
+    started = time.perf_counter()
+    procs, readers = [], []
+    for _ in range(count):
+        reader, writer = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=bench_core._ready_child, args=(writer,), daemon=True)
+        proc.start()
+        writer.close()
+        procs.append(proc)
+        readers.append(reader)
+    for reader in readers:
+        reader.recv()
+    elapsed = time.perf_counter() - started
+    for proc in procs:
+        proc.join()
+    return elapsed
+
+
+def _counter(count: int) -> tuple[float, float]:
+    def run(cmd: list[str]) -> float:
+        started = time.perf_counter()
+        subprocess.run(cmd, cwd=ROOT, capture_output=True, check=True)
+        return time.perf_counter() - started
+
+    with tempfile.TemporaryDirectory() as logs:
+        demo = run(
+            [
+                *(sys.executable, "-m", "demos.counter", "--no-progress"),
+                *("--count", str(count), "--log-dir", logs),
+            ]
+        )
+    base = run([sys.executable, "benchmarks/counter_baseline.py", "--count", str(count)])
+    return demo, base
+
+
+def measure(sizes: dict[str, int], progress: Any) -> list[Figure]:
+    from benchmarks import bench_restart, bench_trace
+
+    figures: list[Figure] = []
+    with tempfile.TemporaryDirectory() as logs:
+        progress("messages, spawns (ours)")
+        ours = anyio.run(_in_runtime, sizes, logs)
+    progress("Pipe baselines")
+    pipe_ask = bench_core._base_ask(50, sizes["asks"])
+    pipe_tell = bench_core._base_tell(sizes["tells"])
+    pipe_fan = _pipe_fan_in(sizes["tells"])
+    p50_pipe = statistics.median(pipe_ask)
+    figures += [
+        Figure(
+            "ask round trip p50, script→actor",
+            statistics.median(ours["ask_rt"]),
+            "s",
+            "Pipe ping-pong p50",
+            p50_pipe,
+            "lower",
+            "≤ 2x",
+        ),
+        Figure(
+            "ask round trip p99, script→actor",
+            _p(ours["ask_rt"], 0.99),
+            "s",
+            "Pipe ping-pong p99",
+            _p(pipe_ask, 0.99),
+            "lower",
+        ),
+        Figure(
+            "ask round trip p50, actor→actor",
+            statistics.median(ours["ask_aa"]),
+            "s",
+            "Pipe ping-pong p50",
+            p50_pipe,
+            "lower",
+            "≤ 2x",
+        ),
+        Figure(
+            "ask round trip p99, actor→actor",
+            _p(ours["ask_aa"], 0.99),
+            "s",
+            "Pipe ping-pong p99",
+            _p(pipe_ask, 0.99),
+            "lower",
+        ),
+        Figure(
+            "tell throughput, script→actor",
+            ours["tell_rt"],
+            "msg/s",
+            "Pipe send, child counts",
+            pipe_tell,
+            "higher",
+            "≥ 2x",
+        ),
+        Figure(
+            "tell throughput, actor→actor",
+            ours["tell_aa"],
+            "msg/s",
+            "Pipe send, child counts",
+            pipe_tell,
+            "higher",
+            "≥ 2x",
+        ),
+        Figure(
+            "fan-in 4→1 throughput",
+            ours["fan_in"],
+            "msg/s",
+            "our actor→actor 1→1",
+            ours["tell_aa"],
+            "higher",
+            "≥ 1x",
+        ),
+        Figure(
+            "fan-in 4→1 throughput (vs Pipe)",
+            ours["fan_in"],
+            "msg/s",
+            "4 Pipes into 1 process",
+            pipe_fan,
+            "higher",
+        ),
+    ]
+    progress("spawn baselines")
+    fork = bench_core._base_spawn("forkserver", sizes["spawns"])
+    figures += [
+        Figure(
+            "spawn to ready p50",
+            statistics.median(ours["spawn"]),
+            "s",
+            "forkserver child + Pipe p50",
+            statistics.median(fork),
+            "lower",
+            "≤ 30 ms",
+        ),
+        Figure(
+            f"{sizes['fleet']} actors ready",
+            ours["fleet"],
+            "s",
+            f"{sizes['fleet']} forkserver children ready",
+            _fleet_baseline(sizes["fleet"]),
+            "lower",
+        ),
+    ]
+    progress(f"{sizes['mib']} MiB hand-off")
+    array = np.random.default_rng(1).random(sizes["mib"] * 1024 * 1024 // 8)
+    shared = anyio.run(bench_shared._ours, array, sizes["handoffs"], 200)
+    pipe_handoff = statistics.median(bench_shared._pipe_handoff(array, sizes["handoffs"]))
+    figures += [
+        Figure(
+            f"{sizes['mib']} MiB hand-off, by handle",
+            statistics.median(shared["by handle, mapped"]),
+            "s",
+            "pickled through a Pipe",
+            pipe_handoff,
+            "lower",
+            "< 1 ms",
+        ),
+        Figure(
+            f"{sizes['mib']} MiB hand-off, inside a message",
+            statistics.median(shared["inside a message"]),
+            "s",
+            "pickled through a Pipe",
+            pipe_handoff,
+            "lower",
+            "≤ 0.1x",
+        ),
+    ]
+    progress("restart after SIGKILL")
+    restart = anyio.run(bench_restart._ours, sizes["kills"])
+    base_restart = bench_restart._baseline(sizes["kills"])
+    figures.append(
+        Figure(
+            "SIGKILL to restarted actor answering, p50",
+            statistics.median(restart),
+            "s",
+            "SIGKILL + fork + Pipe answer",
+            statistics.median(base_restart),
+            "lower",
+            "≤ 100 ms",
+        )
+    )
+    progress("counter demo")
+    demo, base = _counter(sizes["count"])
+    figures.append(
+        Figure(
+            "counter demo, whole process",
+            demo,
+            "s",
+            "multiprocessing.Queue script",
+            base,
+            "lower",
+            "≤ 1.05x",
+        )
+    )
+    progress("tracing")
+    off = anyio.run(bench_trace._ours, sizes["trace_tells"], False)
+    on = anyio.run(bench_trace._ours, sizes["trace_tells"], True)
+    figures.append(
+        Figure(
+            "tell throughput, tracing on",
+            on,
+            "msg/s",
+            "same, tracing off",
+            off,
+            "higher",
+            "≥ 0.25x",
+        )
+    )
+    return figures
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "s":
+        if value < 1e-3:
+            return f"{value * 1e6:.1f} µs"
+        if value < 1:
+            return f"{value * 1e3:.2f} ms"
+        return f"{value:.2f} s"
+    return f"{value:,.0f} {unit}"
+
+
+def machine() -> dict[str, Any]:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "load": os.getloadavg(),
+        "commit": commit,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes, under a minute")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results here")
+    args = parser.parse_args()
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+    sizes = QUICK if args.quick else FULL
+
+    def progress(text: str) -> None:
+        console.print(f"[dim]… {text}[/]")
+
+    began = time.perf_counter()
+    figures = measure(sizes, progress)
+    info = machine()
+    table = Table(
+        title=f"benchmarks ({'quick' if args.quick else 'full'}), {info['date']}, "
+        f"{info['cpus']} CPUs, CPython {info['python']}, commit {info['commit']}"
+    )
+    for column in ("figure", "ours", "baseline", "baseline value", "ratio", "target"):
+        table.add_column(column, justify="left" if column in ("figure", "baseline") else "right")
+    for f in figures:
+        ratio = "-" if f.ratio is None else f"{f.ratio:.2f}x"
+        table.add_row(
+            f.name, _fmt(f.ours, f.unit), f.baseline_name, _fmt(f.baseline, f.unit), ratio, f.target
+        )
+    console.print(table)
+    console.print(
+        f"ratio: ours / baseline (lower is better for times, higher for rates); "
+        f"took {time.perf_counter() - began:.0f} s"
+    )
+    if args.json:
+        report = {
+            "machine": info,
+            "sizes": sizes,
+            "figures": [asdict(f) | {"ratio": f.ratio} for f in figures],
+        }
+        args.json.write_text(json.dumps(report, indent=2))
+        console.print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""The benchmark suite runs (a smoke test: no timing is asserted here, ever)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.timeout(300)
+def test_the_quick_benchmark_suite_runs_and_writes_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    names = [f["name"] for f in report["figures"]]
+    for expected in (
+        "ask round trip p50, script→actor",
+        "ask round trip p50, actor→actor",
+        "tell throughput, script→actor",
+        "tell throughput, actor→actor",
+        "fan-in 4→1 throughput",
+        "spawn to ready p50",
+        "SIGKILL to restarted actor answering, p50",
+        "counter demo, whole process",
+        "tell throughput, tracing on",
+    ):
+        assert expected in names
+    assert all(f["ours"] > 0 and f["baseline"] > 0 for f in report["figures"])
