@@ -29,11 +29,25 @@ def bootstrap(unit: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     code = 1
     try:
-        code = anyio.run(unit.target, *unit.args, backend="asyncio")
+        code = anyio.run(
+            unit.target, *unit.args, backend="asyncio", backend_options=_loop_options()
+        )
     except BaseException as exc:  # last resort: the incarnation logs what it can catch
         sys.stderr.write(f"actor process {os.getpid()} crashed: {type(exc).__name__}: {exc}\n")
     sys.stdout.flush()
     sys.exit(code)
+
+
+def _loop_options() -> dict[str, Any]:
+    """uvloop for actor processes when ``ACTORS_UVLOOP=1`` and it is installed."""
+    if os.environ.get("ACTORS_UVLOOP", "").lower() not in ("1", "true", "yes", "on"):
+        return {}
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        sys.stderr.write("ACTORS_UVLOOP is set but uvloop is not installed: pip install uvloop\n")
+        return {}
+    return {"use_uvloop": True}
 
 
 async def actor_main(spec_data: bytes, control_sock: socket.socket) -> int:
