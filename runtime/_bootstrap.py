@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import faulthandler
+import importlib.util
 import os
 import signal
 import socket
@@ -42,9 +43,7 @@ def _loop_options() -> dict[str, Any]:
     """uvloop for actor processes when ``ACTORS_UVLOOP=1`` and it is installed."""
     if os.environ.get("ACTORS_UVLOOP", "").lower() not in ("1", "true", "yes", "on"):
         return {}
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("uvloop") is None:  # an optional extra, maybe not installed
         sys.stderr.write("ACTORS_UVLOOP is set but uvloop is not installed: pip install uvloop\n")
         return {}
     return {"use_uvloop": True}
