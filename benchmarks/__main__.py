@@ -30,8 +30,9 @@ import anyio
 import numpy as np
 
 from benchmarks import bench_core, bench_shared
-from benchmarks._actors import Driver, Echo, Sink
+from benchmarks._actors import Driver
 from benchmarks._baselines import pipe_sender
+from benchmarks.bench_core import Echo, Sink
 from runtime import Runtime
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,4 +1,7 @@
-"""Actors for the benchmark suite (importable by actor processes)."""
+"""The actor that drives workloads from inside an actor (importable by actor processes).
+
+The echo and counting actors are ``bench_core``'s.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +9,6 @@ import time
 from typing import Any
 
 from actors import Actor, ActorRef
-
-
-class Echo(Actor):
-    async def receive(self, message: Any) -> Any:
-        return message
-
-
-class Sink(Actor):
-    """Counts what it is told; "count" answers the total."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.n = 0
-
-    async def receive(self, message: Any) -> Any:
-        if message == "count":
-            return self.n
-        self.n += 1
-        return None
 
 
 class Driver(Actor):

@@ -55,7 +55,7 @@ def _rate(tell: Callable[[int], Any], finish: Callable[[], int], count: int) -> 
 def ours(asks: int, tells: int) -> Result:
     import anyio
 
-    from benchmarks._actors import Echo, Sink
+    from benchmarks.bench_core import Echo, Sink
     from runtime import Runtime
 
     async def run() -> Result:

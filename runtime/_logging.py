@@ -23,7 +23,7 @@ from structlog.processors import ExceptionRenderer
 from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-__all__ = ["Log", "LogConfig", "emit", "emitter", "get_log", "open_log", "safe_name"]
+__all__ = ["Log", "LogConfig", "emitter", "get_log", "open_log", "safe_name"]
 
 Log = Any  # structlog's filtering bound loggers are built at run time
 
@@ -104,10 +104,6 @@ class _Emitter:
         if self._pending:
             self.write(b"")
 
-    def __call__(self, event: str, fields: dict[str, Any]) -> None:
-        if self._file is not None:
-            self._file.write(self.line(event, fields))
-
     def write(self, lines: bytes) -> None:
         """Write queued events and ``lines`` (made by ``line``), in one system call."""
         if self._pending:
@@ -131,11 +127,6 @@ class _Emitter:
 
 
 _emit = _Emitter(None, {})
-
-
-def emit(event: str, **fields: Any) -> None:
-    """Log a per-message event (only called with tracing on) on the fast path."""
-    _emit(event, fields)
 
 
 def emitter() -> _Emitter:

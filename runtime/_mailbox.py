@@ -329,8 +329,6 @@ class Mailbox:
     async def get(self) -> Envelope | None:
         """Take the next message; None once closed and every sender is done."""
         while not self._queue:
-            if self._trace:
-                emitter().flush()  # idle: what was handled goes to disk now
             if self._drained():
                 return None
             self._waiter = waiter = anyio.Event()

@@ -19,7 +19,7 @@ import errno
 import mmap
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from actors import SharedMemoryFullError, StaleHandleError
@@ -54,6 +54,33 @@ def free_bytes() -> int:
     return st.f_bavail * st.f_frsize
 
 
+@contextlib.contextmanager
+def _new_segment(name: str, size: int) -> Iterator[int]:
+    """Create segment ``name`` (mode 0600) and yield its fd to fill it.
+
+    A full /dev/shm (checked first, then ENOSPC from the kernel) becomes
+    ``SharedMemoryFullError``; on any failure the half-made segment is removed.
+    """
+    path = _path(name)
+    available = free_bytes()
+    if size > available:
+        raise SharedMemoryFullError(size, available, str(SHM_DIR))
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        try:
+            yield fd
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.ENOMEM, errno.EFBIG):
+                raise SharedMemoryFullError(size, free_bytes(), str(SHM_DIR)) from None
+            raise
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        raise
+    finally:
+        os.close(fd)
+
+
 def create_segment(name: str, nbytes: int) -> mmap.mmap:
     """Create segment ``name`` (mode 0600) with ``nbytes`` reserved; return it mapped.
 
@@ -61,28 +88,12 @@ def create_segment(name: str, nbytes: int) -> mmap.mmap:
         SharedMemoryFullError: /dev/shm cannot hold it; nothing is left behind.
         FileExistsError: the name is taken.
     """
-    path = _path(name)
     size = max(nbytes, 1)  # an empty array still needs something to map
-    available = free_bytes()
-    if size > available:
-        raise SharedMemoryFullError(size, available, str(SHM_DIR))
-    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    try:
-        try:
-            # reserve every page now: on a full tmpfs this fails cleanly here, where an
-            # ftruncate would succeed and the first write would crash the writer (SIGBUS)
-            os.posix_fallocate(fd, 0, size)
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.ENOMEM, errno.EFBIG):
-                raise SharedMemoryFullError(size, free_bytes(), str(SHM_DIR)) from None
-            raise
+    with _new_segment(name, size) as fd:
+        # reserve every page now: on a full tmpfs this fails cleanly here, where an
+        # ftruncate would succeed and the first write would crash the writer (SIGBUS)
+        os.posix_fallocate(fd, 0, size)
         return mmap.mmap(fd, size)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        raise
-    finally:
-        os.close(fd)
 
 
 def write_segment(name: str, data: memoryview) -> None:
@@ -94,29 +105,13 @@ def write_segment(name: str, data: memoryview) -> None:
     Raises:
         SharedMemoryFullError: /dev/shm cannot hold it; nothing is left behind.
     """
-    path = _path(name)
     size = data.nbytes
-    available = free_bytes()
-    if size > available:
-        raise SharedMemoryFullError(size, available, str(SHM_DIR))
-    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    try:
+    with _new_segment(name, size) as fd:
         written = 0
         while written < size:
-            try:
-                written += os.pwrite(fd, data[written:], written)
-            except OSError as exc:
-                if exc.errno in (errno.ENOSPC, errno.ENOMEM, errno.EFBIG):
-                    raise SharedMemoryFullError(size, free_bytes(), str(SHM_DIR)) from None
-                raise
+            written += os.pwrite(fd, data[written:], written)
         if size == 0:
             os.ftruncate(fd, 1)  # an empty buffer still needs something to map
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        raise
-    finally:
-        os.close(fd)
 
 
 def attach_segment(name: str, nbytes: int, what: str) -> mmap.mmap:

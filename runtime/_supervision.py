@@ -73,7 +73,6 @@ class ActorRecord:
     failed: int = 0
     dead_lettered: int = 0
     in_doubt: int = 0
-    killed: int = 0
     failure: Failure | None = None
 
     def set_state(self, state: str) -> None:
@@ -92,8 +91,6 @@ class ActorRecord:
             self.failed += failed
             self.dead_lettered += dead
             self.in_doubt += in_doubt
-        if life.killed or life.hung:
-            self.killed += 1
 
 
 class SupervisorNode:

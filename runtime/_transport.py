@@ -35,7 +35,7 @@ from actors._router import collecting_refs
 from ._codec import Encoded, Shipper, loads_error, loads_shipped, message_type
 from ._connection import ConnectionLostError, FramedConnection, close_all
 from ._frames import Kind, ProtocolError
-from ._logging import Log, emit, emitter
+from ._logging import Log, emitter
 from ._tracing import CURRENT, pack_ids
 
 __all__ = ["SenderInfo", "Transport"]
@@ -342,14 +342,16 @@ class Transport:
             conn.pending.pop(ident, None)
         if trace_id and not pending.bounced:
             # links the answer to its request: same msg_id
-            emit(
+            emitter().later(
                 "reply.received",
-                msg_id=f"{self.sender.box}.{ident}",
-                trace_id=trace_id,
-                sender=conn.ref.name,
-                receiver=self.sender.name,
-                ok=pending.ok and pending.error is None,
-                round_trip_s=round(time.perf_counter() - started, 6),
+                {
+                    "msg_id": f"{self.sender.box}.{ident}",
+                    "trace_id": trace_id,
+                    "sender": conn.ref.name,
+                    "receiver": self.sender.name,
+                    "ok": pending.ok and pending.error is None,
+                    "round_trip_s": round(time.perf_counter() - started, 6),
+                },
             )
         return pending
 

@@ -594,9 +594,9 @@ class ActorTree:
                 "supervisor.restarting",
                 supervisor=node.name,
                 strategy=node.strategy,
-                failed=_name(child),
+                failed=child.name,
                 reason=reason,
-                restarting=[_name(t) for t in targets],
+                restarting=[t.name for t in targets],
                 restarts_in_period=len(node.restart_times),
             )
             for sibling in reversed(targets):
@@ -663,7 +663,7 @@ class ActorTree:
         self.log.error(
             "supervisor.escalated",
             supervisor=node.name,
-            failed=_name(child),
+            failed=child.name,
             reason=reason,
             max_restarts=node.max_restarts,
             period_s=node.period,
@@ -685,7 +685,7 @@ class ActorTree:
         else:
             self.report.escalated = node.name
             self.on_escalation(
-                EscalationError(node.name, _name(child), reason, node.max_restarts, node.period)
+                EscalationError(node.name, child.name, reason, node.max_restarts, node.period)
             )
 
     # -- stopping ------------------------------------------------------------------------
@@ -778,7 +778,3 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
-
-
-def _name(child: Child) -> str:
-    return child.name

@@ -6,7 +6,7 @@ import datetime as dt
 import json
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -275,7 +275,3 @@ class Run:
 def load_run(run_dir: str | Path) -> Run:
     """Read and join every log of a run (the directory of its ``.jsonl`` files)."""
     return Run(merge_logs(run_dir))
-
-
-def iter_ids(messages: Iterable[Message]) -> list[str]:
-    return [m.msg_id for m in messages]
