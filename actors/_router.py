@@ -6,8 +6,6 @@ in (the script's process, or an actor's process), and refs look it up when used.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._errors import RuntimeClosedError
@@ -53,13 +51,22 @@ def note_unpickled_ref(ref: ActorRef) -> None:
         _collected.append(ref)
 
 
-@contextmanager
-def collecting_refs() -> Iterator[list[ActorRef]]:
-    """Collect the refs unpickled inside the ``with`` block (not reentrant)."""
-    global _collected
-    refs: list[ActorRef] = []
-    _collected = refs
-    try:
-        yield refs
-    finally:
+class collecting_refs:  # noqa: N801 - used like a function: with collecting_refs() as refs
+    """Collect the refs unpickled inside the ``with`` block (not reentrant).
+
+    A class rather than a generator context manager: it runs once per received message.
+    """
+
+    __slots__ = ("refs",)
+
+    def __init__(self) -> None:
+        self.refs: list[ActorRef] = []
+
+    def __enter__(self) -> list[ActorRef]:
+        global _collected
+        _collected = self.refs
+        return self.refs
+
+    def __exit__(self, *exc_info: object) -> None:
+        global _collected
         _collected = None

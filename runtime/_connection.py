@@ -1,9 +1,10 @@
 """FramedConnection: one socket, a frame reader, and a coalescing writer.
 
-``push`` hands a frame to the kernel at once when nothing is waiting to be written, so a
-message that ``tell`` returned for has left the process even if the process is killed a
-moment later. Frames that cannot go at once (the socket is full, or others wait) are
-written by one writer task, many per ``send``.
+``push`` hands a frame to the kernel at once when nothing is waiting to be written.
+``push_batched`` (tells) does so for the first frame of an event-loop step and writes the
+rest of the step's frames together when it ends (``_batching``). Frames that cannot go at
+once (the socket is full, or others wait) are written by one writer task, many per
+``send``.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ import anyio
 import anyio.abc
 from anyio.abc import SocketAttribute
 
-from ._frames import FrameDecoder, Kind, ProtocolError, encode
+from ._batching import end_of_step
+from ._frames import HEADER, FrameDecoder, Kind, ProtocolError, encode
 
 __all__ = ["ConnectionLostError", "FramedConnection", "close_all"]
 
 _READ_SIZE = 1 << 18
+#: frames held for the end of a loop step are written at once past this many bytes
+_HOLD_LIMIT = 1 << 16
 
 
 class ConnectionLostError(Exception):
@@ -46,12 +50,54 @@ class FramedConnection:
         self._frames: list[tuple[int, int, bytes]] = []
         self._read_waiter: asyncio.Future[None] | None = None
         self._read_error: BaseException | None = None
+        self._held: list[bytes] = []  # frames held until the loop step ends (push_batched)
+        self._held_bytes = 0
+        self._in_step = False
         self.closed = False
         #: set once the socket is closed and the connection's tasks are done with it
         self.finished = anyio.Event()
 
     def push(self, frame: bytes) -> None:
-        """Write ``frame`` now if the socket takes it, else queue it; never blocks."""
+        """Write ``frame`` now if the socket takes it, else queue it; never blocks.
+
+        Frames held by ``push_batched`` go first.
+        """
+        if self._held:
+            self._held.append(frame)
+            self._release()
+            return
+        self._write(frame)
+
+    def push_batched(self, kind: Kind, ident: int, body: bytes) -> None:
+        """As ``push_frame``, but frames after the first of a loop step go out together.
+
+        They are written when the step ends (``_batching``), or once ``_HOLD_LIMIT``
+        bytes are held, or before any frame sent with ``push``: order is kept.
+        """
+        if not self._in_step:
+            self._in_step = True
+            end_of_step(self._end_step)
+            self._write(HEADER.pack(len(body), kind, ident) + body)
+            return
+        held = self._held
+        held.append(HEADER.pack(len(body), kind, ident))
+        held.append(body)
+        self._held_bytes += len(body)
+        if self._held_bytes >= _HOLD_LIMIT:
+            self._release()
+
+    def _end_step(self) -> None:
+        self._in_step = False
+        if self._held:
+            self._release()
+
+    def _release(self) -> None:
+        data = b"".join(self._held)
+        self._held.clear()
+        self._held_bytes = 0
+        self._write(data)
+
+    def _write(self, frame: bytes) -> None:
         if self.closed:
             return
         if not self._wbuf and not self._writing and self._raw is not None:
@@ -74,6 +120,8 @@ class FramedConnection:
 
     def send_eof_after_flush(self) -> None:
         """Half-close the write side once queued frames are written."""
+        if self._held:
+            self._release()
         self._eof_after_flush = True
         if self._wake is not None:
             self._wake.set()
@@ -111,6 +159,8 @@ class FramedConnection:
 
     async def wait_flushed(self) -> None:
         """Wait until every queued frame is written (or the connection is closed)."""
+        if self._held:
+            self._release()
         while self._wbuf and not self.closed:
             if self._flushed is None:
                 self._flushed = anyio.Event()
@@ -159,26 +209,52 @@ class FramedConnection:
             self._fd = -1
 
     def _on_readable(self) -> None:
+        if self._read_available():
+            self._wake_reader()
+
+    def _read_available(self) -> bool:
+        """Read what the socket holds now into ``_frames``; True if frames were added."""
         raw = self._raw
         assert raw is not None
         try:
             data = raw.recv(_READ_SIZE)
         except (BlockingIOError, InterruptedError):
-            return
+            return False
         except OSError as exc:
             self._fail_reading(exc)
-            return
+            return False
         if not data:
             self._fail_reading(EOFError("end of stream"))
-            return
+            return False
         try:
             frames = self._decoder.feed(data)
         except ProtocolError as exc:
             self._fail_reading(exc)
-            return
-        if frames:
-            self._frames.extend(frames)
-            self._wake_reader()
+            return False
+        if not frames:
+            return False
+        self._frames.extend(frames)
+        return True
+
+    def read_now(self) -> list[tuple[int, int, bytes]]:
+        """Take the frames that have arrived, reading the socket without waiting.
+
+        For busy-polling: the caller handles them synchronously, in order, before the
+        reader task (which handles whole batches synchronously too) can run again.
+        """
+        if self._fd < 0 or self._read_error is not None:
+            return []
+        self._read_available()
+        frames, self._frames = self._frames, []
+        return frames
+
+    def fail_reading(self, error: BaseException) -> None:
+        """Stop reading: the reader task raises ``error`` (or ``ConnectionLostError``)."""
+        self._fail_reading(error)
+
+    @property
+    def read_failed(self) -> bool:
+        return self._read_error is not None
 
     def _fail_reading(self, error: BaseException) -> None:
         self._read_error = error

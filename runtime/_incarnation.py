@@ -214,6 +214,8 @@ class Incarnation:
         self._stopped = anyio.Event()
         self._crash: tuple[str, str] | None = None
         self._handling_since = 0.0
+        self._env: Envelope | None = None  # the message being handled
+        self._reply: Reply | None = None  # ... and its deferred reply, if the handler took one
         self._timers: set[_Timer] = set()
         self.handled = 0
         self.failed = 0
@@ -235,6 +237,7 @@ class Incarnation:
                 shipper=Shipper(spec.log.run_id, spec.box, spec.shm_threshold),
             )
             self.transport.await_actor = self._await_actor
+            self.transport.ask_spin = spec.busy_poll
             install_router(self.transport)
             self.sharing = SharingService(spec.log.run_id, Path(spec.run_dir) / "locks", self.log)
             install_shared_memory(self.sharing)
@@ -247,6 +250,7 @@ class Incarnation:
                 trace=spec.log.trace,
                 is_peer=self._is_peer,
             )
+            self.mailbox.spin = spec.busy_poll
             tg.start_soon(self._read_control)
             tg.start_soon(self._watch_sigterm)
             self._start_lifeline()
@@ -284,6 +288,7 @@ class Incarnation:
                 ) from exc
             actor = actor_class(*args, **kwargs)
             actor._actor_bind(self.ref, _Context(self))
+            actor._actor_set_deferral(self._defer)
             self.actor = actor
             await self.mailbox.listen(self.spec.address)
             if self.spec.failure is not None:
@@ -375,12 +380,24 @@ class Incarnation:
             self._handling_since = 0.0
             self.mailbox.done(env)
 
+    def _defer(self) -> Reply:
+        """``Actor.defer_reply``: the reply to the message being handled, made once."""
+        env = self._env
+        if env is None:
+            raise RuntimeError("defer_reply() can only be called while receive() runs")
+        if self._reply is None:
+            self._reply = self._make_reply(env)
+        return self._reply
+
     async def _handle_one(self, env: Envelope) -> None:
         actor = self.actor
         assert actor is not None
-        started = time.perf_counter()
+        trace = self.spec.log.trace
+        started = time.perf_counter() if trace else 0.0
         try:
-            message = await self.transport.loads(env.body)
+            message, refs = self.transport.decode(env.body)
+            if refs:
+                await self.transport.connect_ahead(refs)
         except Exception as exc:
             self.failed += 1
             self.log.error(
@@ -396,18 +413,11 @@ class Incarnation:
             if env.is_ask:
                 self.mailbox.reply(env, False, dumps_error(exc))
             return
-        reply: Reply | None = None
-
-        def defer() -> Reply:
-            nonlocal reply
-            if reply is None:
-                reply = self._make_reply(env)
-            return reply
-
-        actor._actor_set_deferral(defer)
+        self._env = env
         try:
             result = await actor.receive(message)
         except Exception as exc:
+            reply = self._reply
             self.failed += 1
             self.log.error(
                 "message.failed",
@@ -431,13 +441,14 @@ class Incarnation:
             return
         except BaseException:
             # cancelled by the stop deadline or an interrupting stop
-            if reply is None:
+            if self._reply is None:
                 self._dead_letter(env, self._stop_reason or "cancelled", handled_part=True)
             raise
         finally:
-            actor._actor_set_deferral(None)
+            reply = self._reply
+            self._env = self._reply = None
         self.handled += 1
-        if self.spec.log.trace:
+        if trace:
             # logged before the answer leaves: an asker that then reads the logs sees it
             emitter().later(
                 "message.handled",

@@ -9,7 +9,6 @@ processes it also configures structlog globally, so an actor's own
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import os
@@ -22,6 +21,8 @@ import structlog
 from structlog.processors import ExceptionRenderer
 from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import EventDict, Processor, WrappedLogger
+
+from ._batching import end_of_step, flush_now
 
 __all__ = ["Log", "LogConfig", "emitter", "get_log", "open_log", "safe_name"]
 
@@ -90,14 +91,10 @@ class _Emitter:
         Events of one step of the event loop go out in one system call. A process killed
         in the middle of a step loses that step's queued events, never an earlier one's.
         """
-        if not self._pending:
-            try:
-                asyncio.get_running_loop().call_soon(self.flush)
-            except RuntimeError:  # no loop (shutting down): write at once
-                self._pending.append(self.line(event, fields))
-                self.flush()
-                return
+        first = not self._pending
         self._pending.append(self.line(event, fields))
+        if first:
+            end_of_step(self.flush)
 
     def flush(self) -> None:
         """Write queued events now."""
@@ -106,6 +103,7 @@ class _Emitter:
 
     def write(self, lines: bytes) -> None:
         """Write queued events and ``lines`` (made by ``line``), in one system call."""
+        flush_now()  # frames the step sent go first (see _batching)
         if self._pending:
             lines = b"".join(self._pending) + lines
             self._pending.clear()

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
@@ -29,6 +29,10 @@ __all__ = ["Envelope", "Mailbox"]
 
 _HELLO_TIMEOUT = 5.0
 _ACK_DELAY = 0.002
+#: after this many idle spins in a row that caught nothing, the actor mostly sleeps
+_SPIN_MISSES = 3
+#: ... and spins again once every this many times it goes idle
+_SPIN_PROBE_EVERY = 16
 
 
 class _Inbound(FramedConnection):
@@ -50,20 +54,27 @@ class _Inbound(FramedConnection):
         self.eof = False
 
 
-@dataclass(slots=True)
 class Envelope:
     """A message waiting in the mailbox, still pickled."""
 
-    conn: _Inbound
-    kind: int
-    ident: int
-    body: bytes
-    trace_id: str = ""
-    parent_id: str = ""
+    __slots__ = ("body", "conn", "ident", "is_ask", "kind", "parent_id", "trace_id")
 
-    @property
-    def is_ask(self) -> bool:
-        return self.kind == Kind.ASK or self.kind == Kind.TRACED_ASK
+    def __init__(
+        self,
+        conn: _Inbound,
+        kind: int,
+        ident: int,
+        body: bytes,
+        trace_id: str = "",
+        parent_id: str = "",
+    ) -> None:
+        self.conn = conn
+        self.kind = kind
+        self.ident = ident
+        self.body = body
+        self.trace_id = trace_id
+        self.parent_id = parent_id
+        self.is_ask = kind == Kind.ASK or kind == Kind.TRACED_ASK
 
     @property
     def msg_id(self) -> str:
@@ -108,6 +119,10 @@ class Mailbox:
         self._acks_due: set[_Inbound] = set()
         self._ack_wake: anyio.Event | None = None
         self.closing = False
+        #: how long the actor busy-polls for its next message before sleeping (0: never)
+        self.spin = 0.0
+        self._spin_misses = 0
+        self._spin_skipped = 0
 
     # -- serving -------------------------------------------------------------------------
 
@@ -331,11 +346,47 @@ class Mailbox:
         while not self._queue:
             if self._drained():
                 return None
+            if self.spin > 0 and self._should_spin() and self._spin(self.spin):
+                break
             self._waiter = waiter = anyio.Event()
             await waiter.wait()
         env = self._queue.popleft()
         self._release(env)
         return env
+
+    def _should_spin(self) -> bool:
+        if self._spin_misses < _SPIN_MISSES:
+            return True
+        self._spin_skipped += 1
+        if self._spin_skipped >= _SPIN_PROBE_EVERY:
+            self._spin_skipped = 0
+            return True
+        return False
+
+    def _spin(self, budget: float) -> bool:
+        """Busy-poll the senders' sockets for a message, for at most ``budget`` seconds.
+
+        An actor that is asked again microseconds after answering (a request loop, a
+        pipeline) would otherwise sleep in epoll and pay a wake-up longer than the round
+        trip. Only while messages keep coming in time: after misses it mostly sleeps.
+        """
+        deadline = time.perf_counter() + budget
+        conns = tuple(self._conns)
+        while True:
+            for conn in conns:
+                frames = conn.read_now()
+                if frames:
+                    try:
+                        self._on_frames(conn, frames)
+                    except ProtocolError as exc:
+                        conn.fail_reading(exc)  # its reader task logs it and closes
+            if self._queue:
+                self._spin_misses = 0
+                return True
+            if self.closing or time.perf_counter() >= deadline:
+                self._spin_misses += 1
+                return False
+            os.sched_yield()
 
     def _log_before_ack(self) -> None:
         # an acknowledged message is one its sender will not report in doubt: the

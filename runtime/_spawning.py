@@ -36,6 +36,7 @@ class ActorSpec:
     box: str  # names this incarnation (actor id and incarnation number)
     on_error: str
     heartbeat_interval: float
+    busy_poll: float  # seconds an idle actor or an asker busy-polls before sleeping
     failure: Failure | None  # why the previous incarnation ended, for on_restart
 
 

@@ -43,6 +43,10 @@ __all__ = ["SenderInfo", "Transport"]
 _CONNECT_AHEAD_TIMEOUT = 1.0
 #: a tell lets the event loop run at least this often (seconds)
 _YIELD_EVERY = 0.001
+#: after this many asks in a row not answered while spinning, an asker mostly stops spinning
+_SPIN_MISSES = 3
+#: ... and tries again once every this many asks
+_SPIN_PROBE_EVERY = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +96,8 @@ class _Outbound(FramedConnection):
         self.unacked: deque[tuple[int, bool]] = deque()
         self.acked = 0
         self.in_doubt = 0
+        self.spin_misses = 0
+        self.spin_skipped = 0
 
     def check_open(self) -> None:
         if self.dead_reason is not None:
@@ -140,43 +146,7 @@ class _Outbound(FramedConnection):
         error = ""
         try:
             while True:
-                for kind, ident, body in await self.read_frames():
-                    if kind == Kind.CREDIT:
-                        self.credit += ident
-                        self.demanded = False
-                        self._wake_credit()
-                        self.ready.set()
-                    elif kind == Kind.REPLY or kind == Kind.FAIL:
-                        pending = self.pending.get(ident)
-                        if pending is not None:
-                            pending.ok = kind == Kind.REPLY
-                            pending.body = body
-                            pending.event.set()
-                    elif kind == Kind.REVOKE:
-                        # always answer, even with 0: the receiver waits for it
-                        give = (self.credit + 1) // 2
-                        self.credit -= give
-                        self.push_frame(Kind.RETURN, give)
-                    elif kind == Kind.BOUNCE:
-                        pending = self.pending.get(ident)
-                        if pending is not None:
-                            pending.bounced = True
-                            pending.event.set()
-                    elif kind == Kind.ACK:
-                        unacked = self.unacked
-                        for _ in range(min(ident - self.acked, len(unacked))):
-                            unacked.popleft()
-                        self.acked = ident
-                    elif kind == Kind.HELLO:
-                        hello = json.loads(body)
-                        self.capacity = int(hello["capacity"])
-                        self.box = str(hello["box"])
-                    elif kind == Kind.CLOSING:
-                        self.closing = True
-                        self._wake_credit()
-                        self.send_eof_after_flush()
-                    else:
-                        raise ProtocolError(f"unexpected frame kind {kind} from a receiver")
+                self.dispatch(await self.read_frames())
         except ConnectionLostError:
             pass
         except ProtocolError as exc:
@@ -184,6 +154,80 @@ class _Outbound(FramedConnection):
             self.log.error("connection.protocol_error", peer=self.ref.name, error=error)
         finally:
             self._lost(error)
+
+    def dispatch(self, frames: list[tuple[int, int, bytes]]) -> None:
+        """Act on frames from the receiver; synchronous, so a batch is never split."""
+        for kind, ident, body in frames:
+            if kind == Kind.CREDIT:
+                self.credit += ident
+                self.demanded = False
+                self._wake_credit()
+                self.ready.set()
+            elif kind == Kind.REPLY or kind == Kind.FAIL:
+                pending = self.pending.get(ident)
+                if pending is not None:
+                    pending.ok = kind == Kind.REPLY
+                    pending.body = body
+                    pending.event.set()
+            elif kind == Kind.REVOKE:
+                # always answer, even with 0: the receiver waits for it
+                give = (self.credit + 1) // 2
+                self.credit -= give
+                self.push_frame(Kind.RETURN, give)
+            elif kind == Kind.BOUNCE:
+                pending = self.pending.get(ident)
+                if pending is not None:
+                    pending.bounced = True
+                    pending.event.set()
+            elif kind == Kind.ACK:
+                unacked = self.unacked
+                for _ in range(min(ident - self.acked, len(unacked))):
+                    unacked.popleft()
+                self.acked = ident
+            elif kind == Kind.HELLO:
+                hello = json.loads(body)
+                self.capacity = int(hello["capacity"])
+                self.box = str(hello["box"])
+            elif kind == Kind.CLOSING:
+                self.closing = True
+                self._wake_credit()
+                self.send_eof_after_flush()
+            else:
+                raise ProtocolError(f"unexpected frame kind {kind} from a receiver")
+
+    def spin(self, done: anyio.Event, budget: float) -> bool:
+        """Busy-poll the socket until ``done`` is set, for at most ``budget`` seconds.
+
+        Waking a process that sleeps in epoll costs more than the whole round trip of a
+        quick answer on a small VM (design notes: transport); an asker that expects its
+        answer within microseconds reads for it instead. Return whether it came.
+        """
+        deadline = time.perf_counter() + budget
+        while True:
+            frames = self.read_now()
+            if frames:
+                try:
+                    self.dispatch(frames)
+                except ProtocolError as exc:
+                    self.fail_reading(exc)
+                    return False
+            if done.is_set():
+                self.spin_misses = 0
+                return True
+            if self.read_failed or time.perf_counter() >= deadline:
+                self.spin_misses += 1
+                return False
+            os.sched_yield()  # on a busy machine, let the answering process have the CPU
+
+    def should_spin(self) -> bool:
+        """Spin while answers come in time; after misses, only probe now and then."""
+        if self.spin_misses < _SPIN_MISSES:
+            return True
+        self.spin_skipped += 1
+        if self.spin_skipped >= _SPIN_PROBE_EVERY:
+            self.spin_skipped = 0
+            return True
+        return False
 
     def _lost(self, error: str) -> None:
         self.dead_reason = "stopped" if self.closing else "died"
@@ -249,6 +293,8 @@ class Transport:
         #: messages recorded as in doubt because their receiver died before finishing them
         self.in_doubt_total = 0
         self._yielded_at = 0.0
+        #: how long an asker busy-polls for its answer before sleeping (0: never)
+        self.ask_spin = 0.0
 
     # -- actors.Router -------------------------------------------------------------------
 
@@ -337,7 +383,10 @@ class Transport:
         try:
             trace_id = self._send(conn, Kind.ASK, ident, encoded, message)
             started = time.perf_counter()
-            await pending.event.wait()
+            if self.ask_spin > 0 and conn.should_spin() and conn.spin(pending.event, self.ask_spin):
+                pass  # answered: no event-loop round trip
+            else:
+                await pending.event.wait()
         finally:
             conn.pending.pop(ident, None)
         if trace_id and not pending.bounced:
@@ -370,14 +419,19 @@ class Transport:
 
         Large arrays sent through shared memory are mapped, and their segments unlinked.
         """
-        with collecting_refs() as refs:
-            value, segments = loads_shipped(body)
-        if self.trace:
-            for name, nbytes in segments:
-                self._log.debug("segment.attached", segment=name, nbytes=nbytes, unlinked=True)
+        value, refs = self.decode(body)
         if refs:
             await self.connect_ahead(refs)
         return value
+
+    def decode(self, body: bytes) -> tuple[Any, list[ActorRef]]:
+        """Unpickle a message or reply; return it and the refs it carried (to connect)."""
+        with collecting_refs() as refs:
+            value, segments = loads_shipped(body)
+        if segments and self.trace:
+            for name, nbytes in segments:
+                self._log.debug("segment.attached", segment=name, nbytes=nbytes, unlinked=True)
+        return value, refs
 
     async def connect_ahead(self, refs: list[ActorRef]) -> None:
         """Connect to ``refs`` now, so that ``tell_nowait`` on them works at once."""
@@ -410,14 +464,20 @@ class Transport:
         body = encoded.body
         is_ask = kind == Kind.ASK
         if not self.trace:
-            conn.push_frame(kind, ident, body)
+            if is_ask:
+                conn.push_frame(kind, ident, body)
+            else:
+                conn.push_batched(kind, ident, body)
             conn.unacked.append((ident, is_ask))
             return ""
         msg_id = f"{self.sender.box}.{ident}"
         cause = CURRENT.get()
         parent_id, trace_id = cause if cause is not None else ("", msg_id)
         traced = Kind.TRACED_ASK if is_ask else Kind.TRACED_TELL
-        conn.push_frame(traced, ident, pack_ids(trace_id, parent_id, body))
+        if is_ask:
+            conn.push_frame(traced, ident, pack_ids(trace_id, parent_id, body))
+        else:
+            conn.push_batched(traced, ident, pack_ids(trace_id, parent_id, body))
         conn.unacked.append((ident, is_ask))
         emitter().later(
             "message.sent",

@@ -72,6 +72,7 @@ class TreeConfig:
     restart_wait: float
     heartbeat_interval: float
     hang_timeout: float | None
+    busy_poll: float
 
 
 class ActorTree:
@@ -247,6 +248,7 @@ class ActorTree:
             box=box,
             on_error=rec.options.on_error,
             heartbeat_interval=self.config.heartbeat_interval,
+            busy_poll=self.config.busy_poll,
             failure=rec.failure,
         )
         ours, theirs = socket.socketpair()

@@ -102,3 +102,9 @@ async def test_bad_ask_timeout_is_refused(tmp_path: Path) -> None:
         echo = await rt.spawn(Echo)
         with pytest.raises(ValueError, match="positive number of seconds"):
             await echo.ask("x", timeout=0)
+
+
+@pytest.mark.parametrize("value", [-1, 0.5, "fast"])
+async def test_bad_busy_poll_is_refused(tmp_path: Path, value: object) -> None:
+    with pytest.raises(ValueError, match="busy_poll must be between 0 and 0.01 seconds"):
+        Runtime(log_dir=tmp_path, busy_poll=value)  # type: ignore[arg-type]

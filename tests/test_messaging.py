@@ -155,3 +155,31 @@ async def test_actor_can_spawn_look_up_and_stop_others(tmp_path: Path) -> None:
         assert await spawner.ask(("stop", child), timeout=30) == "stopped"
         with pytest.raises(ActorDeadError):
             await child.ask("hi", timeout=5)
+
+
+async def test_with_busy_polling_off_asks_and_tells_behave_the_same(tmp_path: Path) -> None:
+    async with Runtime(log_dir=tmp_path, busy_poll=0) as rt:
+        echo = await rt.spawn(Echo)
+        fwd = await rt.spawn(Forwarder)
+        rec = await rt.spawn(Recorder)
+        assert [await echo.ask(i, timeout=5) for i in range(50)] == list(range(50))
+        assert await fwd.ask(("ask", echo, "hi"), timeout=5) == "hi"
+        assert await fwd.ask(("send-to", rec, 500, "t"), timeout=10) == 500
+        assert await rec.ask("log", timeout=5) == [("t", i) for i in range(500)]
+
+
+async def test_tells_batched_in_one_step_keep_their_order_around_asks(tmp_path: Path) -> None:
+    # tells after the first of a loop step are held and written when the step ends; an ask
+    # (written at once) must not overtake them
+    async with Runtime(log_dir=tmp_path) as rt:
+        rec = await rt.spawn(Recorder)
+        expected = []
+        for i in range(300):
+            if i % 7:
+                rec.tell_nowait(("t", i))
+            else:
+                await rec.tell(("t", i))
+            expected.append(("t", i))
+            if i % 50 == 49:
+                seen = await rec.ask("log", timeout=5)
+                assert seen == expected
