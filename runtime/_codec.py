@@ -66,14 +66,14 @@ class Encoded:
 
     __slots__ = ("body", "segments")
 
-    def __init__(self, body: bytes, segments: list[str]) -> None:
+    def __init__(self, body: bytes, segments: tuple[str, ...] = ()) -> None:
         self.body = body
         self.segments = segments
 
     def discard(self) -> None:
         """The message will not be sent: remove its segments."""
         unlink_segments(self.segments)
-        self.segments = []
+        self.segments = ()
 
 
 class Shipper:
@@ -89,6 +89,10 @@ class Shipper:
         self.sender_id = sender_id
         self.threshold = threshold
         self._ids = itertools.count(1)
+        # the segments of the message being pickled (encode is never reentered: pickling
+        # runs no code of ours that sends)
+        self._box = ""
+        self._shipped: list[tuple[str, int]] = []
 
     def encode(self, what: str, obj: object, limit: int, box: str) -> Encoded:
         """Pickle ``obj`` for receiver ``box``, raising clear errors before anything is sent.
@@ -99,29 +103,34 @@ class Shipper:
             SharedMemoryFullError: no room in /dev/shm for a large array.
         """
         if self.threshold is None:
-            return Encoded(dumps(what, obj, limit), [])
-        threshold = self.threshold
-        shipped: list[tuple[str, int]] = []
-
-        def out_of_band(buffer: pickle.PickleBuffer) -> bool:
-            raw = buffer.raw()
-            if raw.nbytes < threshold:
-                return True  # small: keep it in the pickle stream
-            name = f"actors_{self.run_id}_m{box}_{self.sender_id}.{next(self._ids)}"
-            write_segment(name, raw)
-            shipped.append((name, raw.nbytes))
-            return False
-
+            return Encoded(dumps(what, obj, limit))
+        self._box = box
+        shipped = self._shipped
         try:
-            data = _pickle(what, obj, out_of_band)
+            data = _pickle(what, obj, self._out_of_band)
             if shipped:
                 data = pickle.dumps(_Shipped(tuple(shipped), data), protocol=5)
             if len(data) > limit:
                 raise MessageTooLargeError(len(data), limit)
         except BaseException:
             unlink_segments(name for name, _ in shipped)
+            shipped.clear()
             raise
-        return Encoded(data, [name for name, _ in shipped])
+        if not shipped:
+            return Encoded(data)
+        names = tuple(name for name, _ in shipped)
+        shipped.clear()
+        return Encoded(data, names)
+
+    def _out_of_band(self, buffer: pickle.PickleBuffer) -> bool:
+        raw = buffer.raw()
+        assert self.threshold is not None
+        if raw.nbytes < self.threshold:
+            return True  # small: keep it in the pickle stream
+        name = f"actors_{self.run_id}_m{self._box}_{self.sender_id}.{next(self._ids)}"
+        write_segment(name, raw)
+        self._shipped.append((name, raw.nbytes))
+        return False
 
 
 def loads_shipped(body: bytes) -> tuple[Any, tuple[tuple[str, int], ...]]:
