@@ -6,14 +6,15 @@ in (the script's process, or an actor's process), and refs look it up when used.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ._errors import RuntimeClosedError
 
 if TYPE_CHECKING:
     from ._ref import ActorRef
 
-__all__ = ["Router", "collecting_refs", "current_router", "install_router", "note_unpickled_ref"]
+__all__ = ["Router", "unpickling_refs", "current_router", "install_router", "note_unpickled_ref"]
 
 
 class Router(Protocol):
@@ -43,6 +44,7 @@ def current_router() -> Router:
 
 
 _collected: list[ActorRef] | None = None
+_T = TypeVar("_T")
 
 
 def note_unpickled_ref(ref: ActorRef) -> None:
@@ -51,22 +53,16 @@ def note_unpickled_ref(ref: ActorRef) -> None:
         _collected.append(ref)
 
 
-class collecting_refs:  # noqa: N801 - used like a function: with collecting_refs() as refs
-    """Collect the refs unpickled inside the ``with`` block (not reentrant).
+def unpickling_refs(load: Callable[[bytes], _T], data: bytes) -> tuple[_T, list[ActorRef]]:
+    """Run ``load(data)``; return its result and the refs unpickled meanwhile.
 
-    A class rather than a generator context manager: it runs once per received message.
+    One call rather than a context manager: it runs once per received message.
     """
-
-    __slots__ = ("refs",)
-
-    def __init__(self) -> None:
-        self.refs: list[ActorRef] = []
-
-    def __enter__(self) -> list[ActorRef]:
-        global _collected
-        _collected = self.refs
-        return self.refs
-
-    def __exit__(self, *exc_info: object) -> None:
-        global _collected
+    global _collected
+    refs: list[ActorRef] = []
+    _collected = refs
+    try:
+        value = load(data)
+    finally:
         _collected = None
+    return value, refs

@@ -44,13 +44,22 @@ def encode(kind: Kind, ident: int = 0, body: bytes = b"") -> bytes:
     return HEADER.pack(len(body), kind, ident) + body
 
 
-class FrameDecoder:
-    """Cuts a byte stream into frames, whatever the chunk boundaries."""
+_FIRST_KIND = int(min(Kind))
+_LAST_KIND = int(max(Kind))
 
-    __slots__ = ("_buf", "_max_body")
+
+class FrameDecoder:
+    """Cuts a byte stream into frames, whatever the chunk boundaries.
+
+    Frames are sliced straight out of each chunk read; only a frame cut by the end of a
+    chunk is copied aside, and it is joined once it is complete.
+    """
+
+    __slots__ = ("_buf", "_max_body", "_need")
 
     def __init__(self, max_body: int) -> None:
         self._buf = bytearray()
+        self._need = 0  # bytes the held partial frame needs before it can be parsed
         self._max_body = max_body
 
     def feed(self, data: bytes) -> list[tuple[int, int, bytes]]:
@@ -60,23 +69,32 @@ class FrameDecoder:
             ProtocolError: a header announces a body above the limit or an unknown kind.
         """
         buf = self._buf
-        buf += data
+        if buf:
+            buf += data
+            if len(buf) < self._need:
+                return []
+            data = bytes(buf)
+            buf.clear()
         frames: list[tuple[int, int, bytes]] = []
         pos = 0
-        end = len(buf)
+        end = len(data)
         hsize = HEADER.size
         unpack = HEADER.unpack_from
+        max_body = self._max_body
+        need = hsize
         while end - pos >= hsize:
-            length, kind, ident = unpack(buf, pos)
-            if length > self._max_body:
-                raise ProtocolError(f"frame of {length} bytes is above the {self._max_body} limit")
-            if not Kind.HELLO <= kind <= Kind.TRACED_ASK:
+            length, kind, ident = unpack(data, pos)
+            if length > max_body:
+                raise ProtocolError(f"frame of {length} bytes is above the {max_body} limit")
+            if not _FIRST_KIND <= kind <= _LAST_KIND:
                 raise ProtocolError(f"unknown frame kind {kind}")
             stop = pos + hsize + length
             if stop > end:
+                need = hsize + length
                 break
-            frames.append((kind, ident, bytes(buf[pos + hsize : stop])))
+            frames.append((kind, ident, data[pos + hsize : stop]))
             pos = stop
-        if pos:
-            del buf[:pos]
+        if pos < end:
+            buf += memoryview(data)[pos:]
+            self._need = need
         return frames

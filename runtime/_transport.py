@@ -30,7 +30,7 @@ from actors import (
     MailboxFullError,
     RemoteActorError,
 )
-from actors._router import collecting_refs
+from actors._router import unpickling_refs
 
 from ._codec import Encoded, Shipper, loads_error, loads_shipped, message_type
 from ._connection import ConnectionLostError, FramedConnection, close_all
@@ -426,8 +426,7 @@ class Transport:
 
     def decode(self, body: bytes) -> tuple[Any, list[ActorRef]]:
         """Unpickle a message or reply; return it and the refs it carried (to connect)."""
-        with collecting_refs() as refs:
-            value, segments = loads_shipped(body)
+        (value, segments), refs = unpickling_refs(loads_shipped, body)
         if segments and self.trace:
             for name, nbytes in segments:
                 self._log.debug("segment.attached", segment=name, nbytes=nbytes, unlinked=True)

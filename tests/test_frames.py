@@ -1,0 +1,40 @@
+"""The frame decoder: whole frames, in order, whatever the chunk boundaries."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from runtime._frames import FrameDecoder, Kind, ProtocolError, encode
+
+
+def test_frames_cut_at_any_chunk_boundary_come_out_whole_and_in_order() -> None:
+    rng = random.Random(7)
+    frames = [
+        (rng.choice([Kind.TELL, Kind.ASK, Kind.REPLY]), rng.randrange(1 << 40), rng.randbytes(n))
+        for n in (rng.choice([0, 1, 10, 500, 70_000]) for _ in range(300))
+    ]
+    stream = b"".join(encode(kind, ident, body) for kind, ident, body in frames)
+    for _ in range(20):
+        decoder = FrameDecoder(1 << 20)
+        out: list[tuple[int, int, bytes]] = []
+        pos = 0
+        while pos < len(stream):
+            size = rng.choice([1, 5, 13, 100, 4096, 1 << 16, 1 << 18])
+            out += decoder.feed(stream[pos : pos + size])
+            pos += size
+        assert out == frames
+
+
+def test_a_frame_above_the_limit_is_refused_before_its_body_arrives() -> None:
+    decoder = FrameDecoder(10)
+    with pytest.raises(ProtocolError, match="frame of 11 bytes is above the 10 limit"):
+        decoder.feed(encode(Kind.TELL, 1, b"x" * 11)[:13])
+
+
+def test_an_unknown_frame_kind_is_refused() -> None:
+    frame = bytearray(encode(Kind.TELL, 1, b"x"))
+    frame[4] = 99
+    with pytest.raises(ProtocolError, match="unknown frame kind 99"):
+        FrameDecoder(10).feed(bytes(frame))
