@@ -6,6 +6,7 @@ import itertools
 import pickle
 import re
 import traceback
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +17,8 @@ from actors import (
     SharedMemoryFullError,
 )
 
-from ._segments import attach_segment, unlink_segment, unlink_segments, write_segment
+from ._pool import DATA_OFFSET, SegmentPool, give_back
+from ._segments import attach_segment, unlink_segment, write_segment
 
 __all__ = [
     "Encoded",
@@ -48,39 +50,53 @@ def dumps(what: str, obj: object, limit: int) -> bytes:
     return data
 
 
+#: a large buffer sent out of band: (segment name, bytes, offset of the data in it); an
+#: offset of 0 is a one-off segment its reader unlinks, else a segment lent from a pool
+Placement = tuple[str, int, int]
+
+
 class _Shipped:
     """A pickle whose large buffers travel in shared-memory segments, listed by name."""
 
     __slots__ = ("data", "segments")
 
-    def __init__(self, segments: tuple[tuple[str, int], ...], data: bytes) -> None:
+    def __init__(self, segments: tuple[Placement, ...], data: bytes) -> None:
         self.segments = segments
         self.data = data
 
-    def __reduce__(self) -> tuple[type[_Shipped], tuple[tuple[tuple[str, int], ...], bytes]]:
+    def __reduce__(self) -> tuple[type[_Shipped], tuple[tuple[Placement, ...], bytes]]:
         return (_Shipped, (self.segments, self.data))
 
 
 class Encoded:
     """A pickled message, plus the names of the segments that carry its large arrays."""
 
-    __slots__ = ("body", "segments")
+    __slots__ = ("body", "pool", "segments")
 
-    def __init__(self, body: bytes, segments: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, body: bytes, segments: tuple[str, ...] = (), pool: SegmentPool | None = None
+    ) -> None:
         self.body = body
         self.segments = segments
+        self.pool = pool
 
     def discard(self) -> None:
-        """The message will not be sent: remove its segments."""
-        unlink_segments(self.segments)
+        """The message will not be sent: free its pool segments, remove one-off ones."""
+        for name in self.segments:
+            if self.pool is not None and self.pool.owns(name):
+                self.pool.give_back(name)
+            else:
+                unlink_segment(name)
         self.segments = ()
 
 
 class Shipper:
     """Moves large buffers (numpy arrays) of outgoing messages into shared memory.
 
-    The sender creates one segment per large buffer, named after the run, the receiving
-    process and itself; the receiver maps it and unlinks the name as it unpickles. If the
+    A large buffer goes into a segment of the sender's pool (``_pool``), lent to the
+    receiving process, which gives it back when done. When the pool has none to lend, or
+    the receiver's pid is unknown, it goes into a one-off segment named after the run, the
+    receiving process and the sender, which the receiver unlinks as it unpickles; if the
     receiver dies first, the runtime unlinks what was addressed to it.
     """
 
@@ -92,10 +108,14 @@ class Shipper:
         # the segments of the message being pickled (encode is never reentered: pickling
         # runs no code of ours that sends)
         self._box = ""
-        self._shipped: list[tuple[str, int]] = []
+        self._pid = 0
+        self._shipped: list[Placement] = []
+        self.pool = SegmentPool(run_id, sender_id)
 
-    def encode(self, what: str, obj: object, limit: int, box: str) -> Encoded:
-        """Pickle ``obj`` for receiver ``box``, raising clear errors before anything is sent.
+    def encode(self, what: str, obj: object, limit: int, box: str, pid: int = 0) -> Encoded:
+        """Pickle ``obj`` for receiver ``box`` (process ``pid``, 0 if unknown).
+
+        Raises clear errors before anything is sent.
 
         Raises:
             MessageNotSerializableError: ``obj`` cannot be pickled.
@@ -105,6 +125,7 @@ class Shipper:
         if self.threshold is None:
             return Encoded(dumps(what, obj, limit))
         self._box = box
+        self._pid = pid
         shipped = self._shipped
         try:
             data = _pickle(what, obj, self._out_of_band)
@@ -113,45 +134,59 @@ class Shipper:
             if len(data) > limit:
                 raise MessageTooLargeError(len(data), limit)
         except BaseException:
-            unlink_segments(name for name, _ in shipped)
+            Encoded(b"", tuple(name for name, _, _ in shipped), self.pool).discard()
             shipped.clear()
             raise
         if not shipped:
             return Encoded(data)
-        names = tuple(name for name, _ in shipped)
+        names = tuple(name for name, _, _ in shipped)
         shipped.clear()
-        return Encoded(data, names)
+        return Encoded(data, names, self.pool)
 
     def _out_of_band(self, buffer: pickle.PickleBuffer) -> bool:
         raw = buffer.raw()
         assert self.threshold is not None
         if raw.nbytes < self.threshold:
             return True  # small: keep it in the pickle stream
+        if self._pid:
+            lent = self.pool.lend(raw, self._pid)
+            if lent is not None:
+                self._shipped.append((lent, raw.nbytes, DATA_OFFSET))
+                return False
         name = f"actors_{self.run_id}_m{self._box}_{self.sender_id}.{next(self._ids)}"
         write_segment(name, raw)
-        self._shipped.append((name, raw.nbytes))
+        self._shipped.append((name, raw.nbytes, 0))
         return False
 
 
-def loads_shipped(body: bytes) -> tuple[Any, tuple[tuple[str, int], ...]]:
-    """Unpickle a message body; map (and unlink) the segments of its large arrays.
+def loads_shipped(body: bytes) -> tuple[Any, tuple[Placement, ...]]:
+    """Unpickle a message body; map the segments of its large arrays.
 
-    Returns the value and the segments it came with, for the logs.
+    One-off segments are unlinked at once; lent ones are given back to their pool when
+    the last array viewing them is collected. Returns the value and the segments it came
+    with, for the logs.
     """
     value = pickle.loads(body)
     if type(value) is not _Shipped:
         return value, ()
     segments = value.segments
+    views = []
     try:
-        buffers = [
-            attach_segment(name, nbytes, f"large array of a message ({name})")
-            for name, nbytes in segments
-        ]
+        for name, nbytes, offset in segments:
+            mapping = attach_segment(name, offset + nbytes, f"large array of a message ({name})")
+            if offset:
+                weakref.finalize(mapping, give_back, name)
+            # numpy rebuilds each array as a view of the mapping: no copy
+            views.append(memoryview(mapping)[offset : offset + nbytes])
+    except BaseException:
+        for name, _, offset in segments[len(views) + 1 :]:
+            if offset:
+                give_back(name)  # never mapped here: nothing else will give it back
+        raise
     finally:
-        for name, _ in segments:
-            unlink_segment(name)  # the only reader is here: the mappings keep the memory
-    # numpy rebuilds each array as a view of its mapping: no copy
-    views = [memoryview(m)[:n] for m, (_, n) in zip(buffers, segments, strict=True)]
+        for name, _, offset in segments:
+            if not offset:
+                unlink_segment(name)  # the only reader is here: the mapping keeps the memory
     return pickle.loads(value.data, buffers=views), segments
 
 

@@ -358,6 +358,7 @@ class Incarnation:
         await self.transport.aclose()
         # large arrays still addressed to us will never be read: every sender has closed
         unlink_segments(segments_of(self.spec.log.run_id, f"m{self.spec.box}_"))
+        self.transport.shipper.pool.close()
         self.sharing.close()
         await self._flush_control()
 
@@ -468,7 +469,7 @@ class Incarnation:
         encoded = None
         if ok:
             try:
-                encoded = self.transport.encode("reply", value, env.conn.peer_id)
+                encoded = self.transport.encode("reply", value, env.conn.peer_id, env.conn.peer_pid)
                 body = encoded.body
             except (MessageNotSerializableError, ValueError, MemoryError) as exc:
                 self.log.error(

@@ -195,7 +195,8 @@ class Mailbox:
                 conn.push_frame(Kind.CREDIT, 0)
                 conn.push_frame(Kind.CLOSING)
             else:
-                self._grant(conn, self._free)
+                # half of what is free: a sender that connects later still gets room at once
+                self._grant(conn, (self._free + 1) // 2)
             self._on_frames(conn, frames[1:])
             while True:
                 self._on_frames(conn, await conn.read_frames())

@@ -36,6 +36,7 @@ from ._codec import Encoded, Shipper, loads_error, loads_shipped, message_type
 from ._connection import ConnectionLostError, FramedConnection, close_all
 from ._frames import Kind, ProtocolError
 from ._logging import Log, emitter
+from ._rundir import peer_credentials
 from ._tracing import CURRENT, pack_ids
 
 __all__ = ["SenderInfo", "Transport"]
@@ -79,6 +80,8 @@ class _Outbound(FramedConnection):
         super().__init__(stream, max_body)
         self.ref = ref
         self.sender_id = sender_id
+        # the receiving process, for lending it shared memory (0: unknown, lend nothing)
+        self.peer_pid = peer_credentials(self._raw)[0] if self._raw is not None else 0
         self.log = log
         self.credit = 0
         self.capacity = 0
@@ -307,7 +310,7 @@ class Transport:
             await anyio.lowlevel.checkpoint()
         while True:
             conn = await self._connection(ref)
-            encoded = self.encode("message", message, conn.box)
+            encoded = self.encode("message", message, conn.box, conn.peer_pid)
             try:
                 await conn.acquire_credit()
             except ActorDeadError:
@@ -327,7 +330,7 @@ class Transport:
             # refs from spawn, lookup and messages are connected ahead; this one is not yet
             self._tg.start_soon(self._connect_quietly, ref)
             raise MailboxFullError(ref.name, 0)
-        encoded = self.encode("message", message, conn.box)
+        encoded = self.encode("message", message, conn.box, conn.peer_pid)
         try:
             if not conn.try_acquire_credit():
                 now = time.monotonic()
@@ -369,7 +372,7 @@ class Transport:
         pending = _PendingAsk()
         while True:
             conn = await self._connection(ref)
-            encoded = self.encode("message", message, conn.box)
+            encoded = self.encode("message", message, conn.box, conn.peer_pid)
             try:
                 await conn.acquire_credit()
                 break
@@ -406,9 +409,9 @@ class Transport:
 
     # -- helpers for the runtime -------------------------------------------------------
 
-    def encode(self, what: str, value: object, box: str) -> Encoded:
-        """Pickle ``value`` for the process of actor ``box``; large arrays go to segments."""
-        encoded = self.shipper.encode(what, value, self.max_message_size, box)
+    def encode(self, what: str, value: object, box: str, pid: int = 0) -> Encoded:
+        """Pickle ``value`` for actor ``box`` (process ``pid``); large arrays go to segments."""
+        encoded = self.shipper.encode(what, value, self.max_message_size, box, pid)
         if self.trace and encoded.segments:
             for name in encoded.segments:
                 self._log.debug("segment.created", segment=name, purpose=what, receiver=box)
@@ -428,8 +431,15 @@ class Transport:
         """Unpickle a message or reply; return it and the refs it carried (to connect)."""
         (value, segments), refs = unpickling_refs(loads_shipped, body)
         if segments and self.trace:
-            for name, nbytes in segments:
-                self._log.debug("segment.attached", segment=name, nbytes=nbytes, unlinked=True)
+            for name, nbytes, offset in segments:
+                # a lent segment goes back to its sender's pool once its arrays are gone
+                self._log.debug(
+                    "segment.attached",
+                    segment=name,
+                    nbytes=nbytes,
+                    unlinked=not offset,
+                    lent=bool(offset),
+                )
         return value, refs
 
     async def connect_ahead(self, refs: list[ActorRef]) -> None:

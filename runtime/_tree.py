@@ -43,6 +43,7 @@ from actors import (
 from ._control import ControlChannel, ControlClosedError
 from ._hosting import Host
 from ._logging import Log, LogConfig, safe_name
+from ._pool import orphan_pool
 from ._rundir import RunDirectory
 from ._segments import segments_of, unlink_segments
 from ._spawning import ActorSpec, ChildOptions
@@ -413,6 +414,8 @@ class ActorTree:
             os.unlink(rec.ref.address)
         # large arrays sent to it and never read: nobody else will map them
         unlink_segments(segments_of(self.rundir.run_id, f"m{rec.ref.actor_id}.{life.number}_"))
+        # and the segments it lent out: free ones go now, lent ones when their reader is done
+        orphan_pool(self.rundir.run_id, f"{rec.ref.actor_id}.{life.number}")
         fields: dict[str, Any] = {}
         if life.stop_report is not None:
             _, fields["handled"], fields["failed"], fields["dead_lettered"] = life.stop_report[:4]

@@ -91,7 +91,10 @@ class Latch(Actor):
 
 
 class Gate(Actor):
-    """On "block", waits on the latch before handling anything else; records the rest."""
+    """On "block", waits on the latch before handling anything else; records the rest.
+
+    "log" returns what it recorded, "clear" forgets it.
+    """
 
     def __init__(self, latch: ActorRef) -> None:
         super().__init__()
@@ -104,6 +107,8 @@ class Gate(Actor):
                 await self.latch.ask("wait", timeout=60)
             case "log":
                 return list(self.seen)
+            case "clear":
+                self.seen.clear()
             case _:
                 self.seen.append(message)
         return None

@@ -183,3 +183,12 @@ async def test_tells_batched_in_one_step_keep_their_order_around_asks(tmp_path: 
             if i % 50 == 49:
                 seen = await rec.ask("log", timeout=5)
                 assert seen == expected
+
+
+async def test_a_sender_that_connects_second_can_tell_nowait_at_once(tmp_path: Path) -> None:
+    async with Runtime(log_dir=tmp_path) as rt:
+        rec = await rt.spawn(Recorder)
+        await rec.tell("from main")  # the script connected first, and holds credit
+        fwd = await rt.spawn(Forwarder)
+        assert await fwd.ask(("tell-nowait", rec, "from fwd"), timeout=5) == "sent"
+        assert sorted(await rec.ask("log", timeout=5)) == ["from fwd", "from main"]
