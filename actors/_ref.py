@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +32,7 @@ class ActorRef:
     name: str
     address: str
 
-    async def tell(self, message: object) -> None:
+    def tell(self, message: object) -> Coroutine[Any, Any, None]:
         """Send ``message`` without waiting for it to be handled.
 
         Concurrency: waits while the receiver's mailbox is full (backpressure). A cancelled
@@ -41,7 +42,8 @@ class ActorRef:
             MessageNotSerializableError: the message cannot be pickled; nothing was sent.
             ActorDeadError: the actor is not running.
         """
-        await current_router().tell(self, message)
+        # the router's coroutine itself, not one wrapping it: a tell is a hot path
+        return current_router().tell(self, message)
 
     def tell_nowait(self, message: object) -> None:
         """Send ``message`` if the receiver's mailbox has room right now.

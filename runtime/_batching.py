@@ -6,6 +6,11 @@ event loop goes to the kernel at once (a lone message is not delayed), and the f
 follow it in the same step are held and written together when the step ends: when the
 sending task next waits, and at the latest after ``tell``'s 1 ms yield.
 
+A frame written at once (an ask, a reply, credit) first releases every held frame of the
+process, on every connection: a process's tells are on their way before any answer or
+question it sends after them. A busy-polling wait (``busy_poll``) releases them too,
+since the loop does not run while it polls.
+
 Per-message log events are batched per step as well; they are written after the frames of
 the step, so a process killed between the two leaves the same record as before batching:
 a message may be handled without its ``message.sent`` line, never the reverse.
@@ -16,7 +21,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-__all__ = ["end_of_step", "flush_now"]
+__all__ = ["end_of_step", "flush_now", "pending"]
 
 _due: list[Callable[[], None]] = []
 
@@ -30,6 +35,11 @@ def end_of_step(flush: Callable[[], None]) -> None:
             flush()
             return
     _due.append(flush)
+
+
+def pending() -> bool:
+    """Whether flushes are due at the end of this step."""
+    return bool(_due)
 
 
 def flush_now() -> None:

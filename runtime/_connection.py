@@ -18,7 +18,7 @@ import anyio
 import anyio.abc
 from anyio.abc import SocketAttribute
 
-from ._batching import end_of_step
+from ._batching import end_of_step, flush_now, pending
 from ._frames import HEADER, FrameDecoder, Kind, ProtocolError, encode
 
 __all__ = ["ConnectionLostError", "FramedConnection", "close_all"]
@@ -60,8 +60,12 @@ class FramedConnection:
     def push(self, frame: bytes) -> None:
         """Write ``frame`` now if the socket takes it, else queue it; never blocks.
 
-        Frames held by ``push_batched`` go first.
+        Frames held by ``push_batched`` go first, on this connection and every other one:
+        what a process told before it answers or asks is on its way before the answer or
+        the question, so whoever reacts to those finds the tells there.
         """
+        if pending():
+            flush_now()
         if self._held:
             self._held.append(frame)
             self._release()
@@ -247,6 +251,10 @@ class FramedConnection:
         self._read_available()
         frames, self._frames = self._frames, []
         return frames
+
+    def fileno(self) -> int:
+        """The socket's file descriptor, or -1."""
+        return self._raw.fileno() if self._raw is not None else -1
 
     def fail_reading(self, error: BaseException) -> None:
         """Stop reading: the reader task raises ``error`` (or ``ConnectionLostError``)."""

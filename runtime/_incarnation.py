@@ -369,18 +369,6 @@ class Incarnation:
 
     # -- messages ------------------------------------------------------------------------
 
-    async def _handle(self, env: Envelope) -> None:
-        self._handling_since = time.monotonic()
-        # what the handler sends is caused by this message (only traced envelopes say so)
-        token = CURRENT.set((env.msg_id, env.trace_id)) if env.trace_id else None
-        try:
-            await self._handle_one(env)
-        finally:
-            if token is not None:
-                CURRENT.reset(token)
-            self._handling_since = 0.0
-            self.mailbox.done(env)
-
     def _defer(self) -> Reply:
         """``Actor.defer_reply``: the reply to the message being handled, made once."""
         env = self._env
@@ -390,80 +378,93 @@ class Incarnation:
             self._reply = self._make_reply(env)
         return self._reply
 
-    async def _handle_one(self, env: Envelope) -> None:
-        actor = self.actor
-        assert actor is not None
-        trace = self.spec.log.trace
-        started = time.perf_counter() if trace else 0.0
+    async def _handle(self, env: Envelope) -> None:
+        """Handle one message: decode it, run ``receive``, answer, and account for it.
+
+        One coroutine per message (no nested ones): this is the receiving hot path.
+        """
+        self._handling_since = time.monotonic()
+        # what the handler sends is caused by this message (only traced envelopes say so)
+        token = CURRENT.set((env.msg_id, env.trace_id)) if env.trace_id else None
         try:
-            message, refs = self.transport.decode(env.body)
-            if refs:
-                await self.transport.connect_ahead(refs)
-        except Exception as exc:
-            self.failed += 1
-            self.log.error(
-                "message.failed",
-                msg_id=env.msg_id,
-                **_ids(env),
-                sender=env.sender,
-                receiver=self.spec.name,
-                reason="undecodable",
-                error_type=type(exc).__name__,
-                error=str(exc),
-            )
-            if env.is_ask:
-                self.mailbox.reply(env, False, dumps_error(exc))
-            return
-        self._env = env
-        try:
-            result = await actor.receive(message)
-        except Exception as exc:
-            reply = self._reply
-            self.failed += 1
-            self.log.error(
-                "message.failed",
-                msg_id=env.msg_id,
-                **_ids(env),
-                sender=env.sender,
-                receiver=self.spec.name,
-                msg_type=message_type(message),
-                error_type=type(exc).__name__,
-                exc_info=exc,
-            )
-            if reply is not None:
-                if not reply.settled:
-                    reply.set_exception(exc)
-            elif env.is_ask:
-                self.mailbox.reply(env, False, dumps_error(exc))
-            if self.spec.on_error == "crash" and self._crash is None:
-                # let it crash: this incarnation's state is suspect; its supervisor decides
-                self._crash = (type(exc).__name__, str(exc)[:500])
-                self.request_stop(self.spec.stop_timeout, "exception")
-            return
-        except BaseException:
-            # cancelled by the stop deadline or an interrupting stop
-            if self._reply is None:
-                self._dead_letter(env, self._stop_reason or "cancelled", handled_part=True)
-            raise
-        finally:
-            reply = self._reply
-            self._env = self._reply = None
-        self.handled += 1
-        if trace:
-            # logged before the answer leaves: an asker that then reads the logs sees it
-            emitter().later(
-                "message.handled",
-                {
-                    "msg_id": env.msg_id,
+            actor = self.actor
+            assert actor is not None
+            trace = self.spec.log.trace
+            started = time.perf_counter() if trace else 0.0
+            try:
+                message, refs = self.transport.decode(env.body)
+                if refs:
+                    await self.transport.connect_ahead(refs)
+            except Exception as exc:
+                self.failed += 1
+                self.log.error(
+                    "message.failed",
+                    msg_id=env.msg_id,
                     **_ids(env),
-                    "sender": env.sender,
-                    "receiver": self.spec.name,
-                    "msg_type": message_type(message),
-                    "duration_s": round(time.perf_counter() - started, 6),
-                },
-            )
-        if env.is_ask and reply is None:
-            self._answer(env, True, result)
+                    sender=env.sender,
+                    receiver=self.spec.name,
+                    reason="undecodable",
+                    error_type=type(exc).__name__,
+                    error=str(exc),
+                )
+                if env.is_ask:
+                    self.mailbox.reply(env, False, dumps_error(exc))
+                return
+            self._env = env
+            try:
+                result = await actor.receive(message)
+            except Exception as exc:
+                reply = self._reply
+                self.failed += 1
+                self.log.error(
+                    "message.failed",
+                    msg_id=env.msg_id,
+                    **_ids(env),
+                    sender=env.sender,
+                    receiver=self.spec.name,
+                    msg_type=message_type(message),
+                    error_type=type(exc).__name__,
+                    exc_info=exc,
+                )
+                if reply is not None:
+                    if not reply.settled:
+                        reply.set_exception(exc)
+                elif env.is_ask:
+                    self.mailbox.reply(env, False, dumps_error(exc))
+                if self.spec.on_error == "crash" and self._crash is None:
+                    # let it crash: this incarnation's state is suspect; its supervisor decides
+                    self._crash = (type(exc).__name__, str(exc)[:500])
+                    self.request_stop(self.spec.stop_timeout, "exception")
+                return
+            except BaseException:
+                # cancelled by the stop deadline or an interrupting stop
+                if self._reply is None:
+                    self._dead_letter(env, self._stop_reason or "cancelled", handled_part=True)
+                raise
+            finally:
+                reply = self._reply
+                self._env = self._reply = None
+            self.handled += 1
+            if trace:
+                # logged before the answer leaves: an asker that then reads the logs sees it
+                emitter().later(
+                    "message.handled",
+                    {
+                        "msg_id": env.msg_id,
+                        **_ids(env),
+                        "sender": env.sender,
+                        "receiver": self.spec.name,
+                        "msg_type": message_type(message),
+                        "duration_s": round(time.perf_counter() - started, 6),
+                    },
+                )
+            if env.is_ask and reply is None:
+                self._answer(env, True, result)
+        finally:
+            if token is not None:
+                CURRENT.reset(token)
+            self._handling_since = 0.0
+            self.mailbox.done(env)
 
     def _answer(self, env: Envelope, ok: bool, value: object) -> None:
         encoded = None

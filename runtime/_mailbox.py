@@ -8,8 +8,10 @@ hold unused credit give half of it back when another sender is starved.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import select
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -19,6 +21,7 @@ import anyio
 import anyio.abc
 from anyio.abc import SocketAttribute
 
+from ._batching import flush_now
 from ._connection import ConnectionLostError, FramedConnection, close_all
 from ._frames import Kind, ProtocolError, encode
 from ._logging import Log, emitter
@@ -123,6 +126,11 @@ class Mailbox:
         self.spin = 0.0
         self._spin_misses = 0
         self._spin_skipped = 0
+        # the senders' sockets in the order they became readable, for busy polling (as
+        # the event loop sees them): a sender's tells that reached the kernel before
+        # another sender's ask are queued before it
+        self._poller = select.epoll()
+        self._by_fd: dict[int, _Inbound] = {}
 
     # -- serving -------------------------------------------------------------------------
 
@@ -189,6 +197,7 @@ class Mailbox:
             conn.peer_name, conn.peer_id = str(hello["name"]), str(hello["actor_id"])
             conn.peer_box = str(hello["box"])
             self._conns.add(conn)
+            self._watch(conn)
             greeting = {"capacity": self.capacity, "box": self.box}
             conn.push_frame(Kind.HELLO, 0, json.dumps(greeting).encode())
             if self.closing:
@@ -371,10 +380,15 @@ class Mailbox:
         pipeline) would otherwise sleep in epoll and pay a wake-up longer than the round
         trip. Only while messages keep coming in time: after misses it mostly sleeps.
         """
+        flush_now()  # the loop does not run while we poll: what we hold must go now
         deadline = time.perf_counter() + budget
-        conns = tuple(self._conns)
+        poll = self._poller.poll
+        by_fd = self._by_fd
         while True:
-            for conn in conns:
+            for fd, _ in poll(0):
+                conn = by_fd.get(fd)
+                if conn is None:
+                    continue
                 frames = conn.read_now()
                 if frames:
                     try:
@@ -480,10 +494,26 @@ class Mailbox:
                 conn.acked = conn.done
                 conn.push_frame(Kind.ACK, conn.done)
         await close_all(self._conns)
+        self._poller.close()
         if self._listener is not None:
             await self._listener.aclose()
 
+    def _watch(self, conn: _Inbound) -> None:
+        fd = conn.fileno()
+        if fd >= 0:
+            self._by_fd[fd] = conn
+            with contextlib.suppress(OSError):
+                self._poller.register(fd, select.EPOLLIN)
+
+    def _unwatch(self, conn: _Inbound) -> None:
+        for fd, known in list(self._by_fd.items()):
+            if known is conn:
+                del self._by_fd[fd]
+                with contextlib.suppress(OSError, ValueError):
+                    self._poller.unregister(fd)
+
     def _drop(self, conn: _Inbound) -> None:
+        self._unwatch(conn)
         if conn in self._conns:
             self._conns.discard(conn)
             self._owing.discard(conn)

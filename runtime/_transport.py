@@ -308,6 +308,19 @@ class Transport:
             # run (stop requests, heartbeats), but one round trip per tell halves the rate
             self._yielded_at = now
             await anyio.lowlevel.checkpoint()
+        conn = self._conns.get(ref.address)
+        if (
+            conn is not None
+            and conn.credit > 0  # so connected: credit comes after the receiver's HELLO
+            and conn.waiters == 0
+            and conn.dead_reason is None
+            and not conn.closing
+        ):
+            # the common case, with no await at all: connected, and room in the mailbox
+            encoded = self.encode("message", message, conn.box, conn.peer_pid)
+            conn.credit -= 1
+            self._send(conn, Kind.TELL, next(self._ids), encoded, message)
+            return
         while True:
             conn = await self._connection(ref)
             encoded = self.encode("message", message, conn.box, conn.peer_pid)

@@ -52,7 +52,9 @@ async def test_two_actor_senders_keep_their_own_order_into_a_small_mailbox(
         async with anyio.create_task_group() as tg:
             for tag, sender in zip("ab", senders, strict=True):
                 tg.start_soon(flood, sender, tag)
-        seen = await sink.ask("log", timeout=30)
+        # order holds per sender->receiver pair: each sender's ask comes after its tells
+        await senders[0].ask(("ask", sink, "log"), timeout=30)
+        seen = await senders[1].ask(("ask", sink, "log"), timeout=30)
         for tag in "ab":
             assert [i for t, i in seen if t == tag] == list(range(3000))
 
@@ -165,7 +167,8 @@ async def test_with_busy_polling_off_asks_and_tells_behave_the_same(tmp_path: Pa
         assert [await echo.ask(i, timeout=5) for i in range(50)] == list(range(50))
         assert await fwd.ask(("ask", echo, "hi"), timeout=5) == "hi"
         assert await fwd.ask(("send-to", rec, 500, "t"), timeout=10) == 500
-        assert await rec.ask("log", timeout=5) == [("t", i) for i in range(500)]
+        log = await fwd.ask(("ask", rec, "log"), timeout=5)  # behind its tells
+        assert log == [("t", i) for i in range(500)]
 
 
 async def test_tells_batched_in_one_step_keep_their_order_around_asks(tmp_path: Path) -> None:
@@ -192,3 +195,19 @@ async def test_a_sender_that_connects_second_can_tell_nowait_at_once(tmp_path: P
         fwd = await rt.spawn(Forwarder)
         assert await fwd.ask(("tell-nowait", rec, "from fwd"), timeout=5) == "sent"
         assert sorted(await rec.ask("log", timeout=5)) == ["from fwd", "from main"]
+
+
+@pytest.mark.parametrize("busy_poll", [0.0, 0.0002])
+async def test_an_actors_batched_tells_arrive_before_its_later_ask_to_the_same_actor(
+    tmp_path: Path, busy_poll: float
+) -> None:
+    # the forwarder's tells are held for the end of a loop step, its ask is written at once
+    async with Runtime(log_dir=tmp_path, busy_poll=busy_poll) as rt:
+        fwd = await rt.spawn(Forwarder)
+        rec = await rt.spawn(Recorder)
+        sent = 0
+        for round_ in range(20):
+            sent += await fwd.ask(("send-to", rec, 10 + round_ * 7, "t"), timeout=10)
+            log = await fwd.ask(("ask", rec, "log"), timeout=5)
+            assert log == [("t", i) for n in range(round_ + 1) for i in range(10 + n * 7)]
+            assert len(log) == sent
