@@ -266,8 +266,12 @@ class Incarnation:
                 mailbox_size=spec.mailbox_size,
                 incarnation=spec.incarnation,
             )
+            mailbox = self.mailbox
             with self._loop_scope:
-                while (env := await self.mailbox.get()) is not None:
+                while True:
+                    env = mailbox.take()
+                    if env is None and (env := await mailbox.get()) is None:
+                        break
                     if self._crash is None:
                         await self._handle(env)
                     else:

@@ -31,6 +31,9 @@ from ._tracing import unpack_ids
 __all__ = ["Envelope", "Mailbox"]
 
 _HELLO_TIMEOUT = 5.0
+# frame kinds as plain ints: compared for every frame
+_TELL, _ASK = int(Kind.TELL), int(Kind.ASK)
+_TRACED_TELL, _TRACED_ASK = int(Kind.TRACED_TELL), int(Kind.TRACED_ASK)
 _ACK_DELAY = 0.002
 #: after this many idle spins in a row that caught nothing, the actor mostly sleeps
 _SPIN_MISSES = 3
@@ -60,24 +63,17 @@ class _Inbound(FramedConnection):
 class Envelope:
     """A message waiting in the mailbox, still pickled."""
 
-    __slots__ = ("body", "conn", "ident", "is_ask", "kind", "parent_id", "trace_id")
+    __slots__ = ("body", "conn", "ident", "is_ask")
 
-    def __init__(
-        self,
-        conn: _Inbound,
-        kind: int,
-        ident: int,
-        body: bytes,
-        trace_id: str = "",
-        parent_id: str = "",
-    ) -> None:
+    # untraced messages share these: one fewer thing to set per message
+    trace_id = ""
+    parent_id = ""
+
+    def __init__(self, conn: _Inbound, ident: int, body: bytes, is_ask: bool) -> None:
         self.conn = conn
-        self.kind = kind
         self.ident = ident
         self.body = body
-        self.trace_id = trace_id
-        self.parent_id = parent_id
-        self.is_ask = kind == Kind.ASK or kind == Kind.TRACED_ASK
+        self.is_ask = is_ask
 
     @property
     def msg_id(self) -> str:
@@ -86,6 +82,19 @@ class Envelope:
     @property
     def sender(self) -> str:
         return self.conn.peer_name
+
+
+class TracedEnvelope(Envelope):
+    """A message that came with its trace id and the id of the message that caused it."""
+
+    __slots__ = ("parent_id", "trace_id")
+
+    def __init__(
+        self, conn: _Inbound, ident: int, body: bytes, is_ask: bool, trace_id: str, parent_id: str
+    ) -> None:
+        super().__init__(conn, ident, body, is_ask)
+        self.trace_id = trace_id
+        self.parent_id = parent_id
 
 
 class Mailbox:
@@ -231,21 +240,23 @@ class Mailbox:
     def _take(
         self, conn: _Inbound, frames: list[tuple[int, int, bytes]], lines: list[bytes] | None
     ) -> None:
+        queue = self._queue
         for kind, ident, body in frames:
-            if kind == Kind.TELL or kind == Kind.ASK:
+            if kind in (_TELL, _ASK):
                 if conn.granted <= 0:
                     raise ProtocolError("message sent without credit")
                 conn.granted -= 1
                 conn.queued += 1
-                self._queue.append(Envelope(conn, kind, ident, body))
-                self._wake()
-            elif kind == Kind.TRACED_TELL or kind == Kind.TRACED_ASK:
+                queue.append(Envelope(conn, ident, body, kind == _ASK))
+                if self._waiter is not None:
+                    self._wake()
+            elif kind in (_TRACED_TELL, _TRACED_ASK):
                 if conn.granted <= 0:
                     raise ProtocolError("message sent without credit")
                 conn.granted -= 1
                 conn.queued += 1
                 trace_id, parent_id, body = unpack_ids(body)
-                env = Envelope(conn, kind, ident, body, trace_id, parent_id)
+                env = TracedEnvelope(conn, ident, body, kind == _TRACED_ASK, trace_id, parent_id)
                 self._queue.append(env)
                 if lines is not None:
                     fields = {
@@ -350,6 +361,14 @@ class Mailbox:
 
     def _drained(self) -> bool:
         return self.closing and not self._queue and all(c.eof or c.closed for c in self._conns)
+
+    def take(self) -> Envelope | None:
+        """Take the next message if one is queued (no await: the common case)."""
+        if not self._queue:
+            return None
+        env = self._queue.popleft()
+        self._release(env)
+        return env
 
     async def get(self) -> Envelope | None:
         """Take the next message; None once closed and every sender is done."""
