@@ -455,8 +455,9 @@ class Incarnation:
                     "message.handled",
                     {
                         "msg_id": env.msg_id,
-                        **_ids(env),
-                        "sender": env.sender,
+                        "trace_id": env.trace_id or None,
+                        "parent_id": env.parent_id or None,
+                        "sender": env.conn.peer_name,
                         "receiver": self.spec.name,
                         "msg_type": message_type(message),
                         "duration_s": round(time.perf_counter() - started, 6),

@@ -82,7 +82,7 @@ class _Emitter:
         # the process's static keys, serialised once: `,"run_id":...,"pid":...,"seq":`
         self._tail = b"," + orjson.dumps(static)[1:-1] + b',"seq":'
         self._second = -1
-        self._prefix = ""
+        self._prefix = b""
         self._pending: list[bytes] = []
 
     def later(self, event: str, fields: dict[str, Any]) -> None:
@@ -110,19 +110,37 @@ class _Emitter:
         if self._file is not None and lines:
             self._file.write(lines)
 
-    def line(self, event: str, fields: dict[str, Any]) -> bytes:
-        """One event as a JSON line, with its timestamp and sequence number taken now."""
-        now = time.time()
+    def line(self, event: str, fields: dict[str, Any], now: float = 0.0) -> bytes:
+        """One event as a JSON line, with its timestamp (``now`` if given) and sequence."""
+        if not now:
+            now = time.time()
         second = int(now)
         if second != self._second:
             self._second = second
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        fields["event"] = event
-        fields["level"] = "debug"
-        fields["timestamp"] = f"{self._prefix}.{int((now - second) * 1_000_000):06d}Z"
-        # per-message events never use the static keys: splice them in as bytes
-        return b"%b%b%d}\n" % (orjson.dumps(fields)[:-1], self._tail, next(_seq))
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode()
+        head = _EVENT_KEYS.get(event)
+        if head is None:
+            head = _EVENT_KEYS[event] = (
+                b',"event":' + orjson.dumps(event) + b',"level":"debug","timestamp":"'
+            )
+        if fields:
+            body = orjson.dumps(fields)[:-1]
+        else:
+            body, head = b"{", head[1:]
+        # the event's keys, then event, level and timestamp, then the process's static keys
+        # and seq, spliced in as bytes: one dump of the event's own keys per line
+        return b'%b%b%b.%06dZ"%b%d}\n' % (
+            body,
+            head,
+            self._prefix,
+            int((now - second) * 1_000_000),
+            self._tail,
+            next(_seq),
+        )
 
+
+#: the bytes between an event's own keys and its timestamp, per event name
+_EVENT_KEYS: dict[str, bytes] = {}
 
 _emit = _Emitter(None, {})
 

@@ -87,14 +87,23 @@ class Envelope:
 class TracedEnvelope(Envelope):
     """A message that came with its trace id and the id of the message that caused it."""
 
-    __slots__ = ("parent_id", "trace_id")
+    __slots__ = ("_msg_id", "parent_id", "trace_id")
 
     def __init__(
         self, conn: _Inbound, ident: int, body: bytes, is_ask: bool, trace_id: str, parent_id: str
     ) -> None:
-        super().__init__(conn, ident, body, is_ask)
+        # no super().__init__: one call fewer per traced message
+        self.conn = conn
+        self.ident = ident
+        self.body = body
+        self.is_ask = is_ask
         self.trace_id = trace_id
         self.parent_id = parent_id
+        self._msg_id = f"{conn.peer_box}.{ident}"  # in every event of the message: made once
+
+    @property
+    def msg_id(self) -> str:
+        return self._msg_id
 
 
 class Mailbox:
@@ -241,6 +250,7 @@ class Mailbox:
         self, conn: _Inbound, frames: list[tuple[int, int, bytes]], lines: list[bytes] | None
     ) -> None:
         queue = self._queue
+        now = 0.0
         for kind, ident, body in frames:
             if kind in (_TELL, _ASK):
                 if conn.granted <= 0:
@@ -267,7 +277,9 @@ class Mailbox:
                         "receiver": self.owner,
                         "depth": len(self._queue),
                     }
-                    lines.append(emitter().line("message.received", fields))
+                    if now == 0.0:
+                        now = time.time()  # the frames of one read arrived together
+                    lines.append(emitter().line("message.received", fields, now))
                 self._wake()
             elif kind == Kind.DEMAND:
                 self._on_demand(conn)
