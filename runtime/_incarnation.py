@@ -54,7 +54,7 @@ from ._mailbox import Envelope, Mailbox
 from ._segments import segments_of, unlink_segments
 from ._sharing import SharingService
 from ._spawning import ActorSpec, check_options, prepare_spawn
-from ._tracing import CURRENT
+from ._tracing import CURRENT, handled_keys, json_str
 from ._transport import SenderInfo, Transport
 
 __all__ = ["Incarnation"]
@@ -451,17 +451,17 @@ class Incarnation:
             self.handled += 1
             if trace:
                 # logged before the answer leaves: an asker that then reads the logs sees it
-                emitter().later(
+                emitter().later_keys(
                     "message.handled",
-                    {
-                        "msg_id": env.msg_id,
-                        "trace_id": env.trace_id or None,
-                        "parent_id": env.parent_id or None,
-                        "sender": env.conn.peer_name,
-                        "receiver": self.spec.name,
-                        "msg_type": message_type(message),
-                        "duration_s": round(time.perf_counter() - started, 6),
-                    },
+                    handled_keys(
+                        env.msg_id,
+                        env.trace_id,
+                        env.parent_id,
+                        json_str(env.conn.peer_name),
+                        json_str(self.spec.name),
+                        json_str(message_type(message)),
+                        round(time.perf_counter() - started, 6),
+                    ),
                 )
             if env.is_ask and reply is None:
                 self._answer(env, True, result)

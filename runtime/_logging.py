@@ -110,6 +110,35 @@ class _Emitter:
         if self._file is not None and lines:
             self._file.write(lines)
 
+    def later_keys(self, event: str, keys: bytes) -> None:
+        """As ``later``, with the event's keys already serialised (``_tracing``)."""
+        first = not self._pending
+        self._pending.append(self.keys_line(event, keys))
+        if first:
+            end_of_step(self.flush)
+
+    def keys_line(self, event: str, keys: bytes, now: float = 0.0) -> bytes:
+        """As ``line``, with the event's keys already serialised: ``{"k":v,...`` unclosed."""
+        if not now:
+            now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode()
+        head = _EVENT_KEYS.get(event)
+        if head is None:
+            head = _EVENT_KEYS[event] = (
+                b',"event":' + orjson.dumps(event) + b',"level":"debug","timestamp":"'
+            )
+        return b'%b%b%b.%06dZ"%b%d}\n' % (
+            keys,
+            head,
+            self._prefix,
+            int((now - second) * 1_000_000),
+            self._tail,
+            next(_seq),
+        )
+
     def line(self, event: str, fields: dict[str, Any], now: float = 0.0) -> bytes:
         """One event as a JSON line, with its timestamp (``now`` if given) and sequence."""
         if not now:

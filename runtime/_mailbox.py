@@ -26,7 +26,7 @@ from ._connection import ConnectionLostError, FramedConnection, close_all
 from ._frames import Kind, ProtocolError, encode
 from ._logging import Log, emitter
 from ._rundir import peer_credentials
-from ._tracing import unpack_ids
+from ._tracing import BOX, json_str, received_keys, unpack_ids
 
 __all__ = ["Envelope", "Mailbox"]
 
@@ -214,6 +214,8 @@ class Mailbox:
             hello = json.loads(body)
             conn.peer_name, conn.peer_id = str(hello["name"]), str(hello["actor_id"])
             conn.peer_box = str(hello["box"])
+            if not BOX.fullmatch(conn.peer_box):
+                raise ProtocolError(f"HELLO names no actor incarnation: {conn.peer_box!r}")
             self._conns.add(conn)
             self._watch(conn)
             greeting = {"capacity": self.capacity, "box": self.box}
@@ -265,21 +267,24 @@ class Mailbox:
                     raise ProtocolError("message sent without credit")
                 conn.granted -= 1
                 conn.queued += 1
-                trace_id, parent_id, body = unpack_ids(body)
+                try:
+                    trace_id, parent_id, body = unpack_ids(body)
+                except ValueError as exc:
+                    raise ProtocolError(str(exc)) from None
                 env = TracedEnvelope(conn, ident, body, kind == _TRACED_ASK, trace_id, parent_id)
                 self._queue.append(env)
                 if lines is not None:
-                    fields = {
-                        "msg_id": env.msg_id,
-                        "trace_id": trace_id,
-                        "parent_id": parent_id or None,
-                        "sender": conn.peer_name,
-                        "receiver": self.owner,
-                        "depth": len(self._queue),
-                    }
+                    keys = received_keys(
+                        env.msg_id,
+                        trace_id,
+                        parent_id,
+                        json_str(conn.peer_name),
+                        json_str(self.owner),
+                        len(queue),
+                    )
                     if now == 0.0:
                         now = time.time()  # the frames of one read arrived together
-                    lines.append(emitter().line("message.received", fields, now))
+                    lines.append(emitter().keys_line("message.received", keys, now))
                 self._wake()
             elif kind == Kind.DEMAND:
                 self._on_demand(conn)

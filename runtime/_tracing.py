@@ -8,10 +8,21 @@ after itself. With tracing off nothing is carried and nothing is looked up.
 
 from __future__ import annotations
 
+import re
 import struct
 from contextvars import ContextVar
 
-__all__ = ["CURRENT", "pack_ids", "unpack_ids"]
+import orjson
+
+__all__ = [
+    "CURRENT",
+    "handled_keys",
+    "json_str",
+    "pack_ids",
+    "received_keys",
+    "sent_keys",
+    "unpack_ids",
+]
 
 #: (msg_id, trace_id) of the message whose handler is running in this task
 CURRENT: ContextVar[tuple[str, str] | None] = ContextVar("actors_current_message", default=None)
@@ -38,8 +49,82 @@ def unpack_ids(data: bytes) -> tuple[str, str, bytes]:
     end = start + lt + lp
     if end > len(data):
         raise ValueError("traced frame ids run past its end")
+    trace_id = data[start : start + lt].decode("ascii")
+    parent_id = data[start + lt : end].decode("ascii")
+    # ids go into log lines unescaped (see *_keys): they must be ours
+    if not _MSG_ID.fullmatch(trace_id) or (parent_id and not _MSG_ID.fullmatch(parent_id)):
+        raise ValueError("traced frame ids are not message ids")
+    return trace_id, parent_id, data[end:]
+
+
+# -- the keys of per-message events, serialised without a dict ---------------------------
+#
+# These three events are most of a traced run's log. Each is built with one %-format:
+# message ids are checked to be ``<box>.<n>`` (``_MSG_ID``, on the wire by
+# ``unpack_ids``, in HELLO by the mailbox), names and types are JSON-encoded once and
+# cached. The result is the same JSON object as ``orjson.dumps`` of the dict gives, without
+# its closing brace (the emitter adds event, level, timestamp and the static keys).
+
+_MSG_ID = re.compile(r"a[0-9]+\.[0-9]+\.[0-9]+")
+BOX = re.compile(r"a[0-9]+\.[0-9]+")
+_json_cache: dict[str, str] = {}
+
+
+def json_str(text: str) -> str:
+    """``text`` as a JSON string literal, cached (names and message types repeat)."""
+    found = _json_cache.get(text)
+    if found is None:
+        if len(_json_cache) > 10_000:
+            _json_cache.clear()
+        found = _json_cache[text] = orjson.dumps(text).decode()
+    return found
+
+
+def sent_keys(
+    msg_id: str,
+    trace_id: str,
+    parent_id: str,
+    sender: str,
+    receiver: str,
+    msg_type: str,
+    ask: bool,
+    size: int,
+) -> bytes:
+    """``message.sent``; names and type already JSON (``json_str``)."""
+    parent = f'"{parent_id}"' if parent_id else "null"
+    flag = "true" if ask else "false"
     return (
-        data[start : start + lt].decode("ascii"),
-        data[start + lt : end].decode("ascii"),
-        data[end:],
-    )
+        f'{{"msg_id":"{msg_id}","trace_id":"{trace_id}","parent_id":{parent},'
+        f'"sender":{sender},"receiver":{receiver},"msg_type":{msg_type},"ask":{flag},'
+        f'"size":{size}'
+    ).encode()
+
+
+def received_keys(
+    msg_id: str, trace_id: str, parent_id: str, sender: str, receiver: str, depth: int
+) -> bytes:
+    """``message.received``; names already JSON (``json_str``)."""
+    parent = f'"{parent_id}"' if parent_id else "null"
+    return (
+        f'{{"msg_id":"{msg_id}","trace_id":"{trace_id}","parent_id":{parent},'
+        f'"sender":{sender},"receiver":{receiver},"depth":{depth}'
+    ).encode()
+
+
+def handled_keys(
+    msg_id: str,
+    trace_id: str,
+    parent_id: str,
+    sender: str,
+    receiver: str,
+    msg_type: str,
+    duration_s: float,
+) -> bytes:
+    """``message.handled``; names and type already JSON (``json_str``)."""
+    trace = f'"{trace_id}"' if trace_id else "null"
+    parent = f'"{parent_id}"' if parent_id else "null"
+    return (
+        f'{{"msg_id":"{msg_id}","trace_id":{trace},"parent_id":{parent},'
+        f'"sender":{sender},"receiver":{receiver},"msg_type":{msg_type},'
+        f'"duration_s":{duration_s!r}'
+    ).encode()

@@ -37,7 +37,7 @@ from ._connection import ConnectionLostError, FramedConnection, close_all
 from ._frames import Kind, ProtocolError
 from ._logging import Log, emitter
 from ._rundir import peer_credentials
-from ._tracing import CURRENT, pack_ids
+from ._tracing import CURRENT, json_str, pack_ids, sent_keys
 
 __all__ = ["SenderInfo", "Transport"]
 
@@ -501,18 +501,18 @@ class Transport:
         else:
             conn.push_batched(traced, ident, pack_ids(trace_id, parent_id, body))
         conn.unacked.append((ident, is_ask))
-        emitter().later(
+        emitter().later_keys(
             "message.sent",
-            {
-                "msg_id": msg_id,
-                "trace_id": trace_id,
-                "parent_id": parent_id or None,
-                "sender": self.sender.name,
-                "receiver": conn.ref.name,
-                "msg_type": message_type(message),
-                "ask": is_ask,
-                "size": len(body),
-            },
+            sent_keys(
+                msg_id,
+                trace_id,
+                parent_id,
+                json_str(self.sender.name),
+                json_str(conn.ref.name),
+                json_str(message_type(message)),
+                is_ask,
+                len(body),
+            ),
         )
         return trace_id
 
