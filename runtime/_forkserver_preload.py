@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import signal
 
+# anyio imports its asyncio backend on the first anyio.run: 10 ms per actor if not here
+import anyio._backends._asyncio  # noqa: F401
+
 from . import _bootstrap  # noqa: F401
 from ._main_import import install_main_import_hooks
 

@@ -7,6 +7,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 import numpy as np
 import pytest
 
@@ -92,11 +93,15 @@ async def test_large_messages_left_in_a_stopping_mailbox_are_dead_lettered_and_u
         latch = await rt.spawn(Latch)
         gate = await rt.spawn(Gate, latch, mailbox_size=2)
         await gate.tell("block")
-        await gate.tell(("keep", np.ones(2 * MiB, dtype=np.uint8)))
+        with anyio.fail_after(5):
+            while await latch.ask("waiters") < 1:
+                pass  # the gate is inside its handler now, its mailbox empty
+        for _ in range(2):  # fills both slots
+            await gate.tell(("keep", np.ones(2 * MiB, dtype=np.uint8)))
         with pytest.raises(MailboxFullError):
             gate.tell_nowait(("full", np.ones(2 * MiB, dtype=np.uint8)))
         states = sorted(segment_state(n) for n in segments_of(rt.run_id, "pa0.1."))
-        assert states == ["free", "lent"]  # the refused one was given back to the pool
+        assert states == ["free", "lent", "lent"]  # the refused one was given back
     dead = [e for e in read_events(tmp_path) if e["event"] == "message.dead_lettered"]
     assert dead  # the rest of the run is checked by the leak fixture: no segment remains
 
