@@ -7,7 +7,6 @@ import pickle
 import re
 import traceback
 import weakref
-from collections.abc import Callable
 from typing import Any
 
 from actors import (
@@ -128,7 +127,12 @@ class Shipper:
         self._pid = pid
         shipped = self._shipped
         try:
-            data = _pickle(what, obj, self._out_of_band)
+            try:
+                data = pickle.dumps(obj, protocol=5, buffer_callback=self._out_of_band)
+            except SharedMemoryFullError:
+                raise
+            except Exception as exc:
+                raise MessageNotSerializableError(what, _type_name(obj), _first_line(exc)) from exc
             if shipped:
                 data = pickle.dumps(_Shipped(tuple(shipped), data), protocol=5)
             if len(data) > limit:
@@ -188,15 +192,6 @@ def loads_shipped(body: bytes) -> tuple[Any, tuple[Placement, ...]]:
             if not offset:
                 unlink_segment(name)  # the only reader is here: the mapping keeps the memory
     return pickle.loads(value.data, buffers=views), segments
-
-
-def _pickle(what: str, obj: object, callback: Callable[[pickle.PickleBuffer], bool]) -> bytes:
-    try:
-        return pickle.dumps(obj, protocol=5, buffer_callback=callback)
-    except SharedMemoryFullError:
-        raise
-    except Exception as exc:
-        raise MessageNotSerializableError(what, _type_name(obj), _first_line(exc)) from exc
 
 
 def message_type(message: object) -> str:

@@ -72,7 +72,7 @@ class FramedConnection:
             return
         self._write(frame)
 
-    def push_batched(self, kind: Kind, ident: int, body: bytes) -> None:
+    def push_batched(self, kind: int, ident: int, body: bytes) -> None:
         """As ``push_frame``, but frames after the first of a loop step go out together.
 
         They are written when the step ends (``_batching``), or once ``_HOLD_LIMIT``

@@ -13,6 +13,7 @@ import itertools
 import json
 import math
 import os
+import pickle
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -44,6 +45,11 @@ __all__ = ["SenderInfo", "Transport"]
 _CONNECT_AHEAD_TIMEOUT = 1.0
 #: a tell lets the event loop run at least this often (seconds)
 _YIELD_EVERY = 0.001
+#: names that the pickle of an ActorRef, and of a message with large arrays, always contains
+_REF_MARK = b"_rebuild_ref"
+_SHIPPED_MARK = b"_Shipped"
+_NO_REFS: list[ActorRef] = []
+_TELL = int(Kind.TELL)
 #: after this many asks in a row not answered while spinning, an asker mostly stops spinning
 _SPIN_MISSES = 3
 #: ... and tries again once every this many asks
@@ -319,7 +325,12 @@ class Transport:
             # the common case, with no await at all: connected, and room in the mailbox
             encoded = self.encode("message", message, conn.box, conn.peer_pid)
             conn.credit -= 1
-            self._send(conn, Kind.TELL, next(self._ids), encoded, message)
+            if self.trace:
+                self._send(conn, Kind.TELL, next(self._ids), encoded, message)
+            else:
+                ident = next(self._ids)
+                conn.push_batched(_TELL, ident, encoded.body)
+                conn.unacked.append((ident, False))
             return
         while True:
             conn = await self._connection(ref)
@@ -442,6 +453,10 @@ class Transport:
 
     def decode(self, body: bytes) -> tuple[Any, list[ActorRef]]:
         """Unpickle a message or reply; return it and the refs it carried (to connect)."""
+        if _REF_MARK not in body and _SHIPPED_MARK not in body:
+            # neither a ref nor a large array (their pickles name these functions): the
+            # common case, one C call
+            return pickle.loads(body), _NO_REFS
         (value, segments), refs = unpickling_refs(loads_shipped, body)
         if segments and self.trace:
             for name, nbytes, offset in segments:

@@ -38,3 +38,21 @@ def test_an_unknown_frame_kind_is_refused() -> None:
     frame[4] = 99
     with pytest.raises(ProtocolError, match="unknown frame kind 99"):
         FrameDecoder(10).feed(bytes(frame))
+
+
+def test_pickles_of_refs_and_of_large_arrays_carry_the_marks_the_fast_decode_looks_for() -> None:
+    # Transport.decode skips ref collection and segment mapping for bodies without them
+    import pickle
+
+    import numpy as np
+
+    from actors import ActorRef
+    from runtime._codec import Shipper
+    from runtime._transport import _REF_MARK, _SHIPPED_MARK
+
+    assert _REF_MARK in pickle.dumps(ActorRef("a1", "n", "/x"), protocol=5)
+    encoded = Shipper("1-ab", "a0.1", 1 << 20).encode("m", np.zeros(1 << 18), 1 << 30, "a1.1")
+    try:
+        assert _SHIPPED_MARK in encoded.body
+    finally:
+        encoded.discard()
