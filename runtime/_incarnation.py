@@ -561,6 +561,7 @@ class Incarnation:
         interval = self.spec.heartbeat_interval
         while True:
             self.control.send("hb", self._handling_since)
+            self.transport.shipper.pool.trim()
             await anyio.sleep(interval)
 
     def start_timer(self, delay: float, message: object, *, repeat: bool) -> Timer:

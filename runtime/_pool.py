@@ -48,7 +48,7 @@ _STATE = struct.Struct("<qq")  # state, holder pid
 #: a pool holds at most this many segments, and this many bytes
 MAX_SEGMENTS = 8
 MAX_BYTES = 1 << 30
-#: a free segment unused this long is unlinked the next time the pool is used (seconds)
+#: a free segment unused this long is unlinked (seconds; see ``trim``)
 IDLE_UNLINK = 10.0
 _GRAIN = 1 << 16
 
@@ -100,6 +100,22 @@ class SegmentPool:
         _STATE.pack_into(mapping, 0, LENT, receiver_pid)
         segment.last_used = now
         return segment.name
+
+    def trim(self) -> int:
+        """Unlink free segments unused for ``IDLE_UNLINK`` seconds; return how many.
+
+        Called now and then (the actor's heartbeat, the runtime's housekeeping), so that
+        memory a sender no longer needs goes back to /dev/shm even if it sends no more.
+        """
+        now = time.monotonic()
+        idle = [
+            s
+            for s in self._segments
+            if now - s.last_used > IDLE_UNLINK and _STATE.unpack_from(s.mapping, 0)[0] == FREE
+        ]
+        for segment in idle:
+            self._drop(segment)
+        return len(idle)
 
     def give_back(self, name: str) -> None:
         """A message that was not sent: its segment is free again."""

@@ -351,9 +351,18 @@ class Runtime:
             self._tg = tg
             if self.handle_sigterm and threading.current_thread() is threading.main_thread():
                 tg.start_soon(self._watch_sigterm)
+            tg.start_soon(self._housekeeping)
             started.set()
             await self._service_done.wait()
             tg.cancel_scope.cancel()
+
+    async def _housekeeping(self) -> None:
+        """Now and then: give back shared memory the script's sends no longer use."""
+        while True:
+            await anyio.sleep(1.0)
+            transport: Transport | None = getattr(self, "_transport", None)
+            if transport is not None:
+                transport.shipper.pool.trim()
 
     async def _watch_sigterm(self) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM) as signals:
