@@ -65,6 +65,16 @@ def default_log_root() -> Path:
     return Path(tempfile.gettempdir()) / f"actors-logs-{os.getuid()}"
 
 
+def _busy_poll_from_env() -> float:
+    text = os.environ.get("ACTORS_BUSY_POLL", "").strip()
+    if not text:
+        return 0.0002
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"ACTORS_BUSY_POLL must be a number of seconds, not {text!r}") from None
+
+
 def _trace_from_env() -> bool:
     return os.environ.get("ACTORS_TRACE", "").lower() in {"1", "true", "yes", "on"}
 
@@ -115,7 +125,7 @@ class Runtime:
             Waking a sleeping process costs more than a quick round trip on small VMs;
             this makes asks several times faster, for a little CPU. It backs off by itself
             when answers do not come in time; 0 turns it off (machines shared with other
-            work, laptops on battery).
+            work, laptops on battery). Default: ``$ACTORS_BUSY_POLL`` seconds, else 0.0002.
         handle_sigterm: turn SIGTERM into an orderly stop (main thread only).
         host: how actor processes are started (default: one process per actor).
     """
@@ -134,7 +144,7 @@ class Runtime:
         restart_wait: float = 5.0,
         hang_timeout: float | None = 60.0,
         heartbeat_interval: float = 0.5,
-        busy_poll: float = 0.0002,
+        busy_poll: float | None = None,
         handle_sigterm: bool = True,
         host: Host | None = None,
     ) -> None:
@@ -154,6 +164,8 @@ class Runtime:
             raise ValueError("max_message_size must be a positive number of bytes")
         if shm_threshold is not None and shm_threshold < 1:
             raise ValueError("shm_threshold must be a positive number of bytes, or None")
+        if busy_poll is None:
+            busy_poll = _busy_poll_from_env()
         if not (isinstance(busy_poll, (int, float)) and 0 <= busy_poll <= 0.01):
             raise ValueError(f"busy_poll must be between 0 and 0.01 seconds, not {busy_poll!r}")
         if shm_budget is not None and shm_budget < 0:

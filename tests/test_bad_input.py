@@ -108,3 +108,13 @@ async def test_bad_ask_timeout_is_refused(tmp_path: Path) -> None:
 async def test_bad_busy_poll_is_refused(tmp_path: Path, value: object) -> None:
     with pytest.raises(ValueError, match="busy_poll must be between 0 and 0.01 seconds"):
         Runtime(log_dir=tmp_path, busy_poll=value)  # type: ignore[arg-type]
+
+
+async def test_a_bad_busy_poll_in_the_environment_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ACTORS_BUSY_POLL", "fast")
+    with pytest.raises(ValueError, match="ACTORS_BUSY_POLL must be a number of seconds"):
+        Runtime(log_dir=tmp_path)
+    monkeypatch.setenv("ACTORS_BUSY_POLL", "0")
+    assert Runtime(log_dir=tmp_path).busy_poll == 0.0
