@@ -28,9 +28,11 @@ import contextlib
 import fcntl
 import mmap
 import os
+import re
 import struct
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from ._segments import SHM_DIR, create_segment, segments_of
 
@@ -51,6 +53,8 @@ MAX_BYTES = 1 << 30
 #: a free segment unused this long is unlinked (seconds; see ``trim``)
 IDLE_UNLINK = 10.0
 _GRAIN = 1 << 16
+# actors_<run>_p<box>.<n>: names arrive in messages; nothing else is opened
+_POOL_NAME = re.compile(r"actors_[0-9]+-[0-9a-f]+_pa[0-9]+\.[0-9]+\.[0-9]+")
 
 
 @dataclass(slots=True, eq=False)
@@ -184,9 +188,18 @@ class SegmentPool:
             os.unlink(SHM_DIR / segment.name)
 
 
+def _pool_path(name: str) -> Path | None:
+    """Where pool segment ``name`` lives; None for a name that is not one (from the wire)."""
+    if not _POOL_NAME.fullmatch(name):
+        return None
+    return SHM_DIR / name
+
+
 def give_back(name: str) -> None:
     """The reader is done with lent segment ``name``: free it, or unlink it if orphaned."""
-    path = SHM_DIR / name
+    path = _pool_path(name)
+    if path is None:
+        return
     try:
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
     except OSError:
@@ -235,8 +248,11 @@ def orphan_pool(run_id: str, owner: str) -> int:
 
 def segment_state(name: str) -> str | None:
     """``"free"``, ``"lent"`` or ``"orphaned"`` for pool segment ``name``; None if gone."""
+    path = _pool_path(name)
+    if path is None:
+        return None
     try:
-        with open(SHM_DIR / name, "rb") as file:
+        with open(path, "rb") as file:
             state, _ = _STATE.unpack(file.read(_STATE.size))
     except FileNotFoundError:
         return None

@@ -85,3 +85,9 @@ def test_a_full_pool_lends_nothing_and_the_sender_falls_back(
     assert pool.lend(_data(1), me) is not None
     assert pool.lend(_data(2), me) is not None
     assert pool.lend(_data(3), me) is None  # both still lent: a one-off segment is used
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "actors_1-ab_x", "actors_1-ab_pa1.1.1/../x"])
+def test_names_that_are_not_pool_segments_are_never_opened(name: str) -> None:
+    give_back(name)  # a name from the wire: ignored, nothing raised, nothing touched
+    assert segment_state(name) is None
