@@ -20,10 +20,48 @@ import aiomultiprocess
 import aiomultiprocess.core
 import anyio
 
-__all__ = ["Host", "HostedProcess", "ProcessHost", "install_no_manager"]
+__all__ = ["Host", "HostedProcess", "ProcessHost", "install_no_manager", "script_modules"]
 
 #: modules the forkserver imports once, so each actor process starts with them loaded
 PRELOAD = ["runtime._forkserver_preload"]
+#: more modules for it to import, guarded (``_forkserver_preload``): the script's own
+PRELOAD_ENV = "_ACTORS_FORKSERVER_MODULES"
+# standard modules that touch the terminal or a display when imported, or are jokes
+_NOT_PRELOADED = frozenset(
+    {"antigravity", "curses", "idlelib", "pydoc", "readline", "this", "tkinter", "turtle"}
+)
+
+
+def script_modules() -> list[str]:
+    """Modules the script has imported that actor processes would import again.
+
+    The standard library's, and the script's own: those whose file is under the current
+    directory or the script's, outside any site-packages. Third-party packages are left
+    out (some start threads when imported, and the forkserver must stay single-threaded),
+    except numpy (see ``ProcessHost``).
+    """
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    roots = {os.path.realpath(os.getcwd())}
+    if main_file:
+        roots.add(os.path.dirname(os.path.realpath(main_file)))
+    sites = {os.path.realpath(p) for p in sys.path if p.endswith("-packages")}
+    chosen = []
+    for name, module in list(sys.modules.items()):
+        if module is None or "__main__" in name or name.startswith("_"):
+            continue
+        top = name.partition(".")[0]
+        if top in sys.stdlib_module_names:
+            if top not in _NOT_PRELOADED:
+                chosen.append(name)
+            continue
+        file = getattr(module, "__file__", None)
+        if not file:
+            continue
+        real = os.path.realpath(file)
+        inside = any(real.startswith(root + os.sep) for root in roots)
+        if inside and not any(real.startswith(site + os.sep) for site in sites):
+            chosen.append(name)
+    return sorted(chosen)
 
 
 class HostedProcess(Protocol):
@@ -112,6 +150,9 @@ class ProcessHost:
             # numpy costs ~100 ms per process to import: preload it when the script uses it
             extra = ["numpy"] if "numpy" in sys.modules else []
             multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD + extra)
+            # and the script's own modules (where its actor classes live) and the standard
+            # library modules it uses: each actor process would import them again
+            os.environ[PRELOAD_ENV] = ",".join(script_modules())
         aiomultiprocess.set_start_method(start_method)
         # multiprocessing's bookkeeping is not meant for concurrent starts and reaps
         self._lock = threading.Lock()

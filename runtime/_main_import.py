@@ -8,12 +8,19 @@ its top level reaches ``Runtime()``, the run stops there, keeping everything it 
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing.spawn
 import runpy
 import sys
 import types
+from collections.abc import Iterator
 
-__all__ = ["MainImportStop", "in_actor_process_main_import", "install_main_import_hooks"]
+__all__ = [
+    "MainImportStop",
+    "importing_main",
+    "in_actor_process_main_import",
+    "install_main_import_hooks",
+]
 
 _importing_main = False
 
@@ -27,6 +34,17 @@ class MainImportStop(BaseException):
 
 def in_actor_process_main_import() -> bool:
     return _importing_main
+
+
+@contextlib.contextmanager
+def importing_main() -> Iterator[None]:
+    """Inside: ``Runtime()`` raises ``MainImportStop`` (as while re-running the script)."""
+    global _importing_main
+    _importing_main = True
+    try:
+        yield
+    finally:
+        _importing_main = False
 
 
 def _fixup_main_from_path(main_path: str) -> None:

@@ -1,0 +1,75 @@
+"""The forkserver preloads the script's own modules and the standard library ones it uses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from runtime._hosting import script_modules
+from tests import helpers
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_scripts_own_and_standard_modules_are_preloaded_third_party_ones_not() -> None:
+    chosen = script_modules()
+    assert helpers.__name__ in chosen  # where this suite's actor classes live
+    assert "json" in chosen
+    assert "anyio" not in chosen  # site-packages: might start threads when imported
+    assert "numpy" not in chosen  # preloaded separately, when the script uses it
+    assert not any("__main__" in name for name in chosen)
+
+
+@pytest.mark.timeout(120)
+def test_a_module_that_builds_a_runtime_when_imported_does_not_break_the_forkserver(
+    tmp_path: Path,
+) -> None:
+    # the script's module builds a Runtime at import: in the forkserver that import stops
+    # there (as a script's does in an actor process), and actors still start
+    (tmp_path / "side.py").write_text(
+        textwrap.dedent(
+            """
+            from actors import Actor
+            from runtime import Runtime
+
+            class Doubler(Actor):
+                async def receive(self, message):
+                    return 2 * message
+
+            RUNTIME = Runtime(log_dir=None)
+            """
+        )
+    )
+    (tmp_path / "script.py").write_text(
+        textwrap.dedent(
+            """
+            import anyio
+            import side
+
+            async def main():
+                async with side.RUNTIME as rt:
+                    ref = await rt.spawn(side.Doubler)
+                    print("answer", await ref.ask(21, timeout=10))
+
+            if __name__ == "__main__":
+                anyio.run(main)
+            """
+        )
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ACTORS_LOG_DIR": str(tmp_path / "logs")}
+    result = subprocess.run(
+        [sys.executable, "script.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "answer 42" in result.stdout
