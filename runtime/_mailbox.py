@@ -25,6 +25,7 @@ from ._batching import flush_now
 from ._connection import ConnectionLostError, FramedConnection, close_all
 from ._frames import Kind, ProtocolError, encode
 from ._logging import Log, emitter
+from ._polling import PollBackoff
 from ._rundir import peer_credentials
 from ._tracing import BOX, json_str, received_keys, unpack_ids
 
@@ -35,10 +36,6 @@ _HELLO_TIMEOUT = 5.0
 _TELL, _ASK = int(Kind.TELL), int(Kind.ASK)
 _TRACED_TELL, _TRACED_ASK = int(Kind.TRACED_TELL), int(Kind.TRACED_ASK)
 _ACK_DELAY = 0.002
-#: after this many idle spins in a row that caught nothing, the actor mostly sleeps
-_SPIN_MISSES = 3
-#: ... and spins again once every this many times it goes idle
-_SPIN_PROBE_EVERY = 16
 
 
 class _Inbound(FramedConnection):
@@ -142,8 +139,7 @@ class Mailbox:
         self.closing = False
         #: how long the actor busy-polls for its next message before sleeping (0: never)
         self.spin = 0.0
-        self._spin_misses = 0
-        self._spin_skipped = 0
+        self._polling = PollBackoff()
         # the senders' sockets in the order they became readable, for busy polling (as
         # the event loop sees them): a sender's tells that reached the kernel before
         # another sender's ask are queued before it
@@ -392,22 +388,13 @@ class Mailbox:
         while not self._queue:
             if self._drained():
                 return None
-            if self.spin > 0 and self._should_spin() and self._spin(self.spin):
+            if self.spin > 0 and self._polling.should_poll() and self._spin(self.spin):
                 break
             self._waiter = waiter = anyio.Event()
             await waiter.wait()
         env = self._queue.popleft()
         self._release(env)
         return env
-
-    def _should_spin(self) -> bool:
-        if self._spin_misses < _SPIN_MISSES:
-            return True
-        self._spin_skipped += 1
-        if self._spin_skipped >= _SPIN_PROBE_EVERY:
-            self._spin_skipped = 0
-            return True
-        return False
 
     def _spin(self, budget: float) -> bool:
         """Busy-poll the senders' sockets for a message, for at most ``budget`` seconds.
@@ -432,10 +419,10 @@ class Mailbox:
                     except ProtocolError as exc:
                         conn.fail_reading(exc)  # its reader task logs it and closes
             if self._queue:
-                self._spin_misses = 0
+                self._polling.caught(True)
                 return True
             if self.closing or time.perf_counter() >= deadline:
-                self._spin_misses += 1
+                self._polling.caught(False)
                 return False
             os.sched_yield()
 

@@ -37,6 +37,7 @@ from ._codec import Encoded, Shipper, loads_error, loads_shipped, message_type
 from ._connection import ConnectionLostError, FramedConnection, close_all
 from ._frames import Kind, ProtocolError
 from ._logging import Log, emitter
+from ._polling import PollBackoff
 from ._rundir import peer_credentials
 from ._tracing import CURRENT, json_str, pack_ids, sent_keys
 
@@ -50,10 +51,6 @@ _REF_MARK = b"_rebuild_ref"
 _SHIPPED_MARK = b"_Shipped"
 _NO_REFS: list[ActorRef] = []
 _TELL = int(Kind.TELL)
-#: after this many asks in a row not answered while spinning, an asker mostly stops spinning
-_SPIN_MISSES = 3
-#: ... and tries again once every this many asks
-_SPIN_PROBE_EVERY = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +102,7 @@ class _Outbound(FramedConnection):
         self.unacked: deque[tuple[int, bool]] = deque()
         self.acked = 0
         self.in_doubt = 0
-        self.spin_misses = 0
-        self.spin_skipped = 0
+        self.polling = PollBackoff()  # whether an asker busy-polls for its answer
 
     def check_open(self) -> None:
         if self.dead_reason is not None:
@@ -207,9 +203,8 @@ class _Outbound(FramedConnection):
     def spin(self, done: anyio.Event, budget: float) -> bool:
         """Busy-poll the socket until ``done`` is set, for at most ``budget`` seconds.
 
-        Waking a process that sleeps in epoll costs more than the whole round trip of a
-        quick answer on a small VM (design notes: transport); an asker that expects its
-        answer within microseconds reads for it instead. Return whether it came.
+        An asker that expects its answer within microseconds reads for it rather than
+        sleep in epoll (``_polling``). Return whether it came.
         """
         deadline = time.perf_counter() + budget
         while True:
@@ -221,22 +216,12 @@ class _Outbound(FramedConnection):
                     self.fail_reading(exc)
                     return False
             if done.is_set():
-                self.spin_misses = 0
+                self.polling.caught(True)
                 return True
             if self.read_failed or time.perf_counter() >= deadline:
-                self.spin_misses += 1
+                self.polling.caught(False)
                 return False
             os.sched_yield()  # on a busy machine, let the answering process have the CPU
-
-    def should_spin(self) -> bool:
-        """Spin while answers come in time; after misses, only probe now and then."""
-        if self.spin_misses < _SPIN_MISSES:
-            return True
-        self.spin_skipped += 1
-        if self.spin_skipped >= _SPIN_PROBE_EVERY:
-            self.spin_skipped = 0
-            return True
-        return False
 
     def _lost(self, error: str) -> None:
         self.dead_reason = "stopped" if self.closing else "died"
@@ -410,9 +395,12 @@ class Transport:
         try:
             trace_id = self._send(conn, Kind.ASK, ident, encoded, message)
             started = time.perf_counter()
-            if self.ask_spin > 0 and conn.should_spin() and conn.spin(pending.event, self.ask_spin):
-                pass  # answered: no event-loop round trip
-            else:
+            polled = (
+                self.ask_spin > 0
+                and conn.polling.should_poll()
+                and conn.spin(pending.event, self.ask_spin)
+            )
+            if not polled:  # (when it was, the answer came with no event-loop round trip)
                 await pending.event.wait()
         finally:
             conn.pending.pop(ident, None)
