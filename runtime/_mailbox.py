@@ -19,13 +19,14 @@ from pathlib import Path
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 from anyio.abc import SocketAttribute
 
 from ._batching import flush_now
 from ._connection import ConnectionLostError, FramedConnection, close_all
 from ._frames import Kind, ProtocolError, encode
 from ._logging import Log, emitter
-from ._polling import PollBackoff
+from ._polling import YIELD_EVERY, PollBackoff
 from ._rundir import peer_credentials
 from ._tracing import BOX, json_str, received_keys, unpack_ids
 
@@ -140,6 +141,7 @@ class Mailbox:
         #: how long the actor busy-polls for its next message before sleeping (0: never)
         self.spin = 0.0
         self._polling = PollBackoff()
+        self._yielded_at = 0.0
         # the senders' sockets in the order they became readable, for busy polling (as
         # the event loop sees them): a sender's tells that reached the kernel before
         # another sender's ask are queued before it
@@ -389,9 +391,18 @@ class Mailbox:
             if self._drained():
                 return None
             if self.spin > 0 and self._polling.should_poll() and self._spin(self.spin):
-                break
+                # the message came without the event loop: let it run now and then
+                # (heartbeats, stop requests, acknowledgements)
+                now = time.monotonic()
+                if now - self._yielded_at > YIELD_EVERY:
+                    self._yielded_at = now
+                    await anyio.lowlevel.checkpoint()
+                if self._queue:
+                    break
+                continue
             self._waiter = waiter = anyio.Event()
             await waiter.wait()
+            self._yielded_at = time.monotonic()
         env = self._queue.popleft()
         self._release(env)
         return env

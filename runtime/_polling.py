@@ -9,8 +9,11 @@ when frames do not come in time.
 
 from __future__ import annotations
 
-__all__ = ["PollBackoff"]
+__all__ = ["YIELD_EVERY", "PollBackoff"]
 
+#: a process whose messages come by polling still lets its event loop run this often
+#: (seconds): heartbeats, stop requests and acknowledgements are tasks of that loop
+YIELD_EVERY = 0.001
 #: after this many polls in a row that caught nothing, poll only now and then...
 MISSES = 3
 #: ... once every this many times

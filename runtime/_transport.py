@@ -37,15 +37,13 @@ from ._codec import Encoded, Shipper, loads_error, loads_shipped, message_type
 from ._connection import ConnectionLostError, FramedConnection, close_all
 from ._frames import Kind, ProtocolError
 from ._logging import Log, emitter
-from ._polling import PollBackoff
+from ._polling import YIELD_EVERY, PollBackoff
 from ._rundir import peer_credentials
 from ._tracing import CURRENT, json_str, pack_ids, sent_keys
 
 __all__ = ["SenderInfo", "Transport"]
 
 _CONNECT_AHEAD_TIMEOUT = 1.0
-#: a tell lets the event loop run at least this often (seconds)
-_YIELD_EVERY = 0.001
 #: names that the pickle of an ActorRef, and of a message with large arrays, always contains
 _REF_MARK = b"_rebuild_ref"
 _SHIPPED_MARK = b"_Shipped"
@@ -294,7 +292,7 @@ class Transport:
 
     async def tell(self, ref: ActorRef, message: object) -> None:
         now = time.monotonic()
-        if now - self._yielded_at > _YIELD_EVERY:
+        if now - self._yielded_at > YIELD_EVERY:
             # a handler that computes and tells in a loop must still let the event loop
             # run (stop requests, heartbeats), but one round trip per tell halves the rate
             self._yielded_at = now
@@ -402,6 +400,11 @@ class Transport:
             )
             if not polled:  # (when it was, the answer came with no event-loop round trip)
                 await pending.event.wait()
+            else:
+                now = time.monotonic()
+                if now - self._yielded_at > YIELD_EVERY:
+                    self._yielded_at = now
+                    await anyio.lowlevel.checkpoint()  # other tasks of this loop run too
         finally:
             conn.pending.pop(ident, None)
         if trace_id and not pending.bounced:

@@ -10,7 +10,16 @@ import pytest
 
 from actors import ActorDeadError, ActorRef, AskTimeoutError, RemoteActorError
 from runtime import Runtime
-from tests.helpers import Echo, Faulty, Forwarder, Holder, Latch, Recorder, Spawner
+from tests.helpers import (
+    Echo,
+    Faulty,
+    Forwarder,
+    Holder,
+    Latch,
+    Recorder,
+    Spawner,
+    read_events,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -211,3 +220,20 @@ async def test_an_actors_batched_tells_arrive_before_its_later_ask_to_the_same_a
             log = await fwd.ask(("ask", rec, "log"), timeout=5)
             assert log == [("t", i) for n in range(round_ + 1) for i in range(10 + n * 7)]
             assert len(log) == sent
+
+
+@pytest.mark.timeout(60)
+async def test_a_stream_of_quick_asks_starves_no_event_loop(tmp_path: Path) -> None:
+    # with busy polling, neither the asker nor the actor needs its event loop to pass a
+    # message; both must still let it run, or heartbeats stop and the actor is "hung"
+    async with Runtime(log_dir=tmp_path, heartbeat_interval=0.05, hang_timeout=0.5) as rt:
+        echo = await rt.spawn(Echo)
+        deadline = anyio.current_time() + 2.0  # four hang timeouts of asking
+        asked = 0
+        while anyio.current_time() < deadline:
+            await echo.ask(asked, timeout=5)
+            asked += 1
+        assert asked > 1000
+    events = [e["event"] for e in read_events(tmp_path)]
+    assert "actor.hung" not in events
+    assert "actor.restarted" not in events
