@@ -91,10 +91,7 @@ class _Emitter:
         Events of one step of the event loop go out in one system call. A process killed
         in the middle of a step loses that step's queued events, never an earlier one's.
         """
-        first = not self._pending
-        self._pending.append(self.line(event, fields))
-        if first:
-            end_of_step(self.flush)
+        self.later_keys(event, orjson.dumps(fields)[:-1])
 
     def flush(self) -> None:
         """Write queued events now."""
@@ -102,7 +99,7 @@ class _Emitter:
             self.write(b"")
 
     def write(self, lines: bytes) -> None:
-        """Write queued events and ``lines`` (made by ``line``), in one system call."""
+        """Write queued events and ``lines`` (made by ``keys_line``), in one system call."""
         flush_now()  # frames the step sent go first (see _batching)
         if self._pending:
             lines = b"".join(self._pending) + lines
@@ -118,7 +115,12 @@ class _Emitter:
             end_of_step(self.flush)
 
     def keys_line(self, event: str, keys: bytes, now: float = 0.0) -> bytes:
-        """As ``line``, with the event's keys already serialised: ``{"k":v,...`` unclosed."""
+        """One event as a JSON line, with its timestamp (``now`` if given) and sequence.
+
+        ``keys`` are the event's own keys, serialised and unclosed: ``{"k":v,...``. Then
+        come event, level and timestamp, then the process's static keys and seq, spliced
+        in as bytes.
+        """
         if not now:
             now = time.time()
         second = int(now)
@@ -130,36 +132,10 @@ class _Emitter:
             head = _EVENT_KEYS[event] = (
                 b',"event":' + orjson.dumps(event) + b',"level":"debug","timestamp":"'
             )
+        if keys == b"{":  # no keys of its own: no comma before "event"
+            head = head[1:]
         return b'%b%b%b.%06dZ"%b%d}\n' % (
             keys,
-            head,
-            self._prefix,
-            int((now - second) * 1_000_000),
-            self._tail,
-            next(_seq),
-        )
-
-    def line(self, event: str, fields: dict[str, Any], now: float = 0.0) -> bytes:
-        """One event as a JSON line, with its timestamp (``now`` if given) and sequence."""
-        if not now:
-            now = time.time()
-        second = int(now)
-        if second != self._second:
-            self._second = second
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode()
-        head = _EVENT_KEYS.get(event)
-        if head is None:
-            head = _EVENT_KEYS[event] = (
-                b',"event":' + orjson.dumps(event) + b',"level":"debug","timestamp":"'
-            )
-        if fields:
-            body = orjson.dumps(fields)[:-1]
-        else:
-            body, head = b"{", head[1:]
-        # the event's keys, then event, level and timestamp, then the process's static keys
-        # and seq, spliced in as bytes: one dump of the event's own keys per line
-        return b'%b%b%b.%06dZ"%b%d}\n' % (
-            body,
             head,
             self._prefix,
             int((now - second) * 1_000_000),

@@ -31,6 +31,7 @@ import os
 import re
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +64,12 @@ class _Segment:
     capacity: int  # data bytes it holds
     mapping: mmap.mmap
     last_used: float
+
+
+def _reusable(segment: _Segment) -> bool:
+    """Free, or lent to a process that has died (a killed reader gives nothing back)."""
+    state, holder = _STATE.unpack_from(segment.mapping, 0)
+    return state == FREE or (state == LENT and not _alive(holder))
 
 
 def _alive(pid: int) -> bool:
@@ -141,9 +148,7 @@ class SegmentPool:
     def _free_segment(self, nbytes: int, now: float) -> _Segment | None:
         best: _Segment | None = None
         for segment in list(self._segments):
-            state, holder = _STATE.unpack_from(segment.mapping, 0)
-            free = state == FREE or (state == LENT and not _alive(holder))
-            if not free:
+            if not _reusable(segment):
                 continue
             # the smallest that fits, and not one far larger than the array
             fits = nbytes <= segment.capacity <= 4 * nbytes + _GRAIN
@@ -172,12 +177,7 @@ class SegmentPool:
         return segment
 
     def _largest_free(self) -> _Segment | None:
-        free = [
-            s
-            for s in self._segments
-            if (st := _STATE.unpack_from(s.mapping, 0))[0] == FREE
-            or (st[0] == LENT and not _alive(st[1]))
-        ]
+        free = [s for s in self._segments if _reusable(s)]
         return max(free, key=lambda s: s.capacity, default=None)
 
     def _drop(self, segment: _Segment) -> None:
@@ -195,27 +195,36 @@ def _pool_path(name: str) -> Path | None:
     return SHM_DIR / name
 
 
-def give_back(name: str) -> None:
-    """The reader is done with lent segment ``name``: free it, or unlink it if orphaned."""
-    path = _pool_path(name)
-    if path is None:
-        return
+def _restate(path: Path, change: Callable[[int, int], tuple[int, int] | None]) -> bool:
+    """Under the segment's ``flock``: give it the state ``change`` returns, or unlink it.
+
+    ``change`` gets the state and holder pid, and returns the new ones, or None to
+    unlink. Return whether it was unlinked. Errors are swallowed: this runs in
+    finalizers, and the run's end unlinks whatever is left.
+    """
     try:
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
     except OSError:
-        return  # its run is over
+        return False  # gone: its run is over, or another reader unlinked it
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        state, _ = _STATE.unpack(os.pread(fd, _STATE.size, 0))
-        if state == ORPHANED:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-        else:
-            os.pwrite(fd, _STATE.pack(FREE, 0), 0)
+        new = change(*_STATE.unpack(os.pread(fd, _STATE.size, 0)))
+        if new is None:
+            os.unlink(path)
+            return True
+        os.pwrite(fd, _STATE.pack(*new), 0)
     except OSError:
-        pass  # a finalizer must not raise; the run's end unlinks what is left
+        pass
     finally:
         os.close(fd)
+    return False
+
+
+def give_back(name: str) -> None:
+    """The reader is done with lent segment ``name``: free it, or unlink it if orphaned."""
+    path = _pool_path(name)
+    if path is not None:
+        _restate(path, lambda state, _: None if state == ORPHANED else (FREE, 0))
 
 
 def orphan_pool(run_id: str, owner: str) -> int:
@@ -224,26 +233,11 @@ def orphan_pool(run_id: str, owner: str) -> int:
     Called by the owner as it stops, and by the runtime when the owner was killed.
     Returns how many segments were unlinked.
     """
-    unlinked = 0
-    for name in segments_of(run_id, f"p{owner}."):
-        path = SHM_DIR / name
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            state, holder = _STATE.unpack(os.pread(fd, _STATE.size, 0))
-            if state == LENT and _alive(holder):
-                os.pwrite(fd, _STATE.pack(ORPHANED, holder), 0)
-            else:
-                os.unlink(path)
-                unlinked += 1
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-    return unlinked
+
+    def orphan(state: int, holder: int) -> tuple[int, int] | None:
+        return (ORPHANED, holder) if state == LENT and _alive(holder) else None
+
+    return sum(_restate(SHM_DIR / name, orphan) for name in segments_of(run_id, f"p{owner}."))
 
 
 def segment_state(name: str) -> str | None:
