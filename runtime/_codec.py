@@ -67,6 +67,10 @@ class _Shipped:
         return (_Shipped, (self.segments, self.data))
 
 
+class _SegmentNeededError(Exception):
+    """``Shipper.plain`` met a buffer large enough for shared memory."""
+
+
 class Encoded:
     """A pickled message, plus the names of the segments that carry its large arrays."""
 
@@ -110,6 +114,7 @@ class Shipper:
         self._pid = 0
         self._shipped: list[Placement] = []
         self.pool = SegmentPool(run_id, sender_id)
+        self._keep_in_band = self._in_band  # bound once: ``plain`` runs per message
 
     def encode(self, what: str, obj: object, limit: int, box: str, pid: int = 0) -> Encoded:
         """Pickle ``obj`` for receiver ``box`` (process ``pid``, 0 if unknown).
@@ -146,6 +151,23 @@ class Shipper:
         names = tuple(name for name, _, _ in shipped)
         shipped.clear()
         return Encoded(data, names, self.pool)
+
+    def plain(self, obj: object, limit: int) -> bytes | None:
+        """The pickle of ``obj`` if it needs no segment and fits in ``limit``, else None.
+
+        The hot path of a small tell: on None the caller takes ``encode``, which ships the
+        large arrays or raises the error that says what is wrong.
+        """
+        try:
+            data = pickle.dumps(obj, 5, buffer_callback=self._keep_in_band)
+        except Exception:
+            return None
+        return data if len(data) <= limit else None
+
+    def _in_band(self, buffer: pickle.PickleBuffer) -> bool:
+        if self.threshold is not None and buffer.raw().nbytes >= self.threshold:
+            raise _SegmentNeededError
+        return True
 
     def _out_of_band(self, buffer: pickle.PickleBuffer) -> bool:
         raw = buffer.raw()

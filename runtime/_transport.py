@@ -96,8 +96,9 @@ class _Outbound(FramedConnection):
         self.dead_reason: str | None = None
         self.full_logged_at = 0.0
         self.box = ref.actor_id  # the receiving incarnation, told in its HELLO
-        # messages sent and not yet finished by the receiver, oldest first: (ident, is_ask)
-        self.unacked: deque[tuple[int, bool]] = deque()
+        # messages sent and not yet finished by the receiver, oldest first: the ident of a
+        # tell, minus that of an ask (a plain int: one is appended per message)
+        self.unacked: deque[int] = deque()
         self.acked = 0
         self.in_doubt = 0
         self.polling = PollBackoff()  # whether an asker busy-polls for its answer
@@ -232,8 +233,8 @@ class _Outbound(FramedConnection):
         self.pending.clear()
         # nobody can tell whether the receiver handled these before it went: under
         # at-most-once they are not resent, and each is recorded here
-        for ident, is_ask in self.unacked:
-            if not is_ask:  # a failed ask already raised ActorDeadError in the asker
+        for ident in self.unacked:
+            if ident > 0:  # a failed ask already raised ActorDeadError in the asker
                 self.in_doubt += 1
                 self.log.warning(
                     "message.dead_lettered",
@@ -306,14 +307,16 @@ class Transport:
             and not conn.closing
         ):
             # the common case, with no await at all: connected, and room in the mailbox
+            body = None if self.trace else self.shipper.plain(message, self.max_message_size)
+            if body is not None:
+                conn.credit -= 1
+                ident = next(self._ids)
+                conn.push_batched(_TELL, ident, body)
+                conn.unacked.append(ident)
+                return
             encoded = self.encode("message", message, conn.box, conn.peer_pid)
             conn.credit -= 1
-            if self.trace:
-                self._send(conn, Kind.TELL, next(self._ids), encoded, message)
-            else:
-                ident = next(self._ids)
-                conn.push_batched(_TELL, ident, encoded.body)
-                conn.unacked.append((ident, False))
+            self._send(conn, Kind.TELL, next(self._ids), encoded, message)
             return
         while True:
             conn = await self._connection(ref)
@@ -444,7 +447,9 @@ class Transport:
 
     def decode(self, body: bytes) -> tuple[Any, list[ActorRef]]:
         """Unpickle a message or reply; return it and the refs it carried (to connect)."""
-        if _REF_MARK not in body and _SHIPPED_MARK not in body:
+        # ``find``, not ``in``: ``bytes.__contains__`` first tries the needle as an int,
+        # which costs more than the search (and than the unpickling of a small message)
+        if body.find(_REF_MARK) < 0 and body.find(_SHIPPED_MARK) < 0:
             # neither a ref nor a large array (their pickles name these functions): the
             # common case, one C call
             return pickle.loads(body), _NO_REFS
@@ -496,7 +501,7 @@ class Transport:
                 conn.push_frame(kind, ident, body)
             else:
                 conn.push_batched(kind, ident, body)
-            conn.unacked.append((ident, is_ask))
+            conn.unacked.append(-ident if is_ask else ident)
             return ""
         msg_id = f"{self.sender.box}.{ident}"
         cause = CURRENT.get()
@@ -506,7 +511,7 @@ class Transport:
             conn.push_frame(traced, ident, pack_ids(trace_id, parent_id, body))
         else:
             conn.push_batched(traced, ident, pack_ids(trace_id, parent_id, body))
-        conn.unacked.append((ident, is_ask))
+        conn.unacked.append(-ident if is_ask else ident)
         emitter().later_keys(
             "message.sent",
             sent_keys(

@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from runtime._codec import Shipper
 from runtime._frames import FrameDecoder, Kind, ProtocolError, encode
 
 
@@ -47,7 +48,6 @@ def test_pickles_of_refs_and_of_large_arrays_carry_the_marks_the_fast_decode_loo
     import numpy as np
 
     from actors import ActorRef
-    from runtime._codec import Shipper
     from runtime._transport import _REF_MARK, _SHIPPED_MARK
 
     assert _REF_MARK in pickle.dumps(ActorRef("a1", "n", "/x"), protocol=5)
@@ -56,3 +56,24 @@ def test_pickles_of_refs_and_of_large_arrays_carry_the_marks_the_fast_decode_loo
         assert _SHIPPED_MARK in encoded.body
     finally:
         encoded.discard()
+
+
+def test_the_plain_pickle_of_a_small_tell_leaves_large_arrays_and_errors_to_encode() -> None:
+    # Shipper.plain is the hot path of tell: on None the caller takes encode, which ships
+    # the arrays or raises the error that says what is wrong
+    import pickle
+    import threading
+
+    import numpy as np
+
+    shipper = Shipper("1-ab", "a0.1", 1 << 20)
+    small = np.arange(10)
+    body = shipper.plain(("x", small), 1 << 30)
+    assert body is not None
+    value = pickle.loads(body)
+    assert value[0] == "x"
+    assert (value[1] == small).all()
+    assert shipper.plain(np.zeros(1 << 18), 1 << 30) is None  # 2 MiB: for shared memory
+    assert shipper.plain(threading.Lock(), 1 << 30) is None  # unpicklable
+    assert shipper.plain(b"x" * 2000, 1000) is None  # above the limit
+    assert Shipper("1-ab", "a0.1", None).plain(np.zeros(1 << 18), 1 << 30) is not None
