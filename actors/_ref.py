@@ -71,13 +71,13 @@ class ActorRef:
         return await current_router().ask(self, message, timeout)
 
     def __reduce__(self) -> tuple[object, tuple[str, str, str]]:
-        return (_rebuild_ref, (self.actor_id, self.name, self.address))
+        return (_unpickle_ref, (self.actor_id, self.name, self.address))
 
     def __repr__(self) -> str:
         return f"<ActorRef {self.name} ({self.actor_id})>"
 
 
-def _rebuild_ref(actor_id: str, name: str, address: str) -> ActorRef:
+def _unpickle_ref(actor_id: str, name: str, address: str) -> ActorRef:
     ref = ActorRef(actor_id, name, address)
     note_unpickled_ref(ref)
     return ref

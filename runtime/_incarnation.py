@@ -217,6 +217,7 @@ class Incarnation:
         self._env: Envelope | None = None  # the message being handled
         self._reply: Reply | None = None  # ... and its deferred reply, if the handler took one
         self._timers: set[_Timer] = set()
+        self._name_json = json_str(spec.name)  # in every traced message.handled
         self.handled = 0
         self.failed = 0
         self.dead = 0
@@ -457,8 +458,8 @@ class Incarnation:
                         env.msg_id,
                         env.trace_id,
                         env.parent_id,
-                        json_str(env.conn.peer_name),
-                        json_str(self.spec.name),
+                        env.conn.peer_json,
+                        self._name_json,
                         json_str(message_type(message)),
                         round(time.perf_counter() - started, 6),
                     ),

@@ -46,6 +46,7 @@ class _Inbound(FramedConnection):
         super().__init__(stream, max_body)
         self.peer_pid = pid
         self.peer_name = "?"
+        self.peer_json = '"?"'  # the name as JSON, for traced events
         self.peer_id = "?"
         self.peer_box = "?"
         self.done = 0  # messages from this sender handled, failed or dead-lettered
@@ -120,6 +121,7 @@ class Mailbox:
     ) -> None:
         self.capacity = capacity
         self.owner = owner
+        self._owner_json = json_str(owner)
         self.box = box
         self._max_body = max_body
         self._log = log
@@ -211,6 +213,7 @@ class Mailbox:
                 raise ProtocolError("the first frame must be HELLO")
             hello = json.loads(body)
             conn.peer_name, conn.peer_id = str(hello["name"]), str(hello["actor_id"])
+            conn.peer_json = json_str(conn.peer_name)
             conn.peer_box = str(hello["box"])
             if not BOX.fullmatch(conn.peer_box):
                 raise ProtocolError(f"HELLO names no actor incarnation: {conn.peer_box!r}")
@@ -276,8 +279,8 @@ class Mailbox:
                         env.msg_id,
                         trace_id,
                         parent_id,
-                        json_str(conn.peer_name),
-                        json_str(self.owner),
+                        conn.peer_json,
+                        self._owner_json,
                         len(queue),
                     )
                     if now == 0.0:

@@ -44,9 +44,9 @@ from ._tracing import CURRENT, json_str, pack_ids, sent_keys
 __all__ = ["SenderInfo", "Transport"]
 
 _CONNECT_AHEAD_TIMEOUT = 1.0
-#: names that the pickle of an ActorRef, and of a message with large arrays, always contains
-_REF_MARK = b"_rebuild_ref"
-_SHIPPED_MARK = b"_Shipped"
+#: in the pickle of an ActorRef (``_unpickle_ref``) and of a message with large arrays
+#: (``_unpickle_shipped``): one search tells whether a body needs more than ``loads``
+_UNPICKLE_MARK = b"_unpickle_"
 _NO_REFS: list[ActorRef] = []
 _TELL = int(Kind.TELL)
 
@@ -80,6 +80,7 @@ class _Outbound(FramedConnection):
     ) -> None:
         super().__init__(stream, max_body)
         self.ref = ref
+        self.name_json = json_str(ref.name)  # in every traced message.sent
         self.sender_id = sender_id
         # the receiving process, for lending it shared memory (0: unknown, lend nothing)
         self.peer_pid = peer_credentials(self._raw)[0] if self._raw is not None else 0
@@ -272,6 +273,7 @@ class Transport:
         self._hello = json.dumps(
             {"name": sender.name, "actor_id": sender.actor_id, "pid": sender.pid, "box": sender.box}
         ).encode()
+        self._sender_json = json_str(sender.name)  # in every traced message.sent
         self.max_message_size = max_message_size
         self._log = log
         self.trace = trace
@@ -307,16 +309,16 @@ class Transport:
             and not conn.closing
         ):
             # the common case, with no await at all: connected, and room in the mailbox
-            body = None if self.trace else self.shipper.plain(message, self.max_message_size)
-            if body is not None:
-                conn.credit -= 1
-                ident = next(self._ids)
+            body = self.shipper.plain(message, self.max_message_size)
+            if body is None:  # large arrays to ship, or an error that explains itself
+                body = self.encode("message", message, conn.box, conn.peer_pid).body
+            conn.credit -= 1
+            ident = next(self._ids)
+            if self.trace:
+                self._send(conn, Kind.TELL, ident, body, message)
+            else:
                 conn.push_batched(_TELL, ident, body)
                 conn.unacked.append(ident)
-                return
-            encoded = self.encode("message", message, conn.box, conn.peer_pid)
-            conn.credit -= 1
-            self._send(conn, Kind.TELL, next(self._ids), encoded, message)
             return
         while True:
             conn = await self._connection(ref)
@@ -329,7 +331,7 @@ class Transport:
             except BaseException:
                 encoded.discard()
                 raise
-            self._send(conn, Kind.TELL, next(self._ids), encoded, message)
+            self._send(conn, Kind.TELL, next(self._ids), encoded.body, message)
             return
 
     def tell_nowait(self, ref: ActorRef, message: object) -> None:
@@ -351,7 +353,7 @@ class Transport:
         except BaseException:
             encoded.discard()
             raise
-        self._send(conn, Kind.TELL, next(self._ids), encoded, message)
+        self._send(conn, Kind.TELL, next(self._ids), encoded.body, message)
 
     async def ask(self, ref: ActorRef, message: object, timeout: float) -> Any:
         if not (timeout > 0 and math.isfinite(timeout)):
@@ -394,7 +396,7 @@ class Transport:
         ident = next(self._ids)
         conn.pending[ident] = pending
         try:
-            trace_id = self._send(conn, Kind.ASK, ident, encoded, message)
+            trace_id = self._send(conn, Kind.ASK, ident, encoded.body, message)
             started = time.perf_counter()
             polled = (
                 self.ask_spin > 0
@@ -449,7 +451,7 @@ class Transport:
         """Unpickle a message or reply; return it and the refs it carried (to connect)."""
         # ``find``, not ``in``: ``bytes.__contains__`` first tries the needle as an int,
         # which costs more than the search (and than the unpickling of a small message)
-        if body.find(_REF_MARK) < 0 and body.find(_SHIPPED_MARK) < 0:
+        if body.find(_UNPICKLE_MARK) < 0:
             # neither a ref nor a large array (their pickles name these functions): the
             # common case, one C call
             return pickle.loads(body), _NO_REFS
@@ -490,11 +492,8 @@ class Transport:
 
     # -- internals -----------------------------------------------------------------------
 
-    def _send(
-        self, conn: _Outbound, kind: Kind, ident: int, encoded: Encoded, message: object
-    ) -> str:
+    def _send(self, conn: _Outbound, kind: Kind, ident: int, body: bytes, message: object) -> str:
         """Write the message; return its trace id ("" when tracing is off)."""
-        body = encoded.body
         is_ask = kind == Kind.ASK
         if not self.trace:
             if is_ask:
@@ -518,8 +517,8 @@ class Transport:
                 msg_id,
                 trace_id,
                 parent_id,
-                json_str(self.sender.name),
-                json_str(conn.ref.name),
+                self._sender_json,
+                conn.name_json,
                 json_str(message_type(message)),
                 is_ask,
                 len(body),
