@@ -36,6 +36,7 @@ _HELLO_TIMEOUT = 5.0
 # frame kinds as plain ints: compared for every frame
 _TELL, _ASK = int(Kind.TELL), int(Kind.ASK)
 _TRACED_TELL, _TRACED_ASK = int(Kind.TRACED_TELL), int(Kind.TRACED_ASK)
+_PLAIN, _TRACED = (_TELL, _ASK), (_TRACED_TELL, _TRACED_ASK)
 _ACK_DELAY = 0.002
 
 
@@ -253,50 +254,64 @@ class Mailbox:
         self, conn: _Inbound, frames: list[tuple[int, int, bytes]], lines: list[bytes] | None
     ) -> None:
         queue = self._queue
+        append = queue.append
+        # a plain message only counts: the connection's counts are settled once per batch,
+        # or before any other frame (those read or change them)
+        granted = conn.granted
+        taken = 0
         now = 0.0
-        for kind, ident, body in frames:
-            if kind in (_TELL, _ASK):
-                if conn.granted <= 0:
-                    raise ProtocolError("message sent without credit")
-                conn.granted -= 1
-                conn.queued += 1
-                queue.append(Envelope(conn, ident, body, kind == _ASK))
-                if self._waiter is not None:
-                    self._wake()
-            elif kind in (_TRACED_TELL, _TRACED_ASK):
-                if conn.granted <= 0:
-                    raise ProtocolError("message sent without credit")
-                conn.granted -= 1
-                conn.queued += 1
-                try:
-                    trace_id, parent_id, body = unpack_ids(body)
-                except ValueError as exc:
-                    raise ProtocolError(str(exc)) from None
-                env = TracedEnvelope(conn, ident, body, kind == _TRACED_ASK, trace_id, parent_id)
-                self._queue.append(env)
-                if lines is not None:
-                    keys = received_keys(
-                        env.msg_id,
-                        trace_id,
-                        parent_id,
-                        conn.peer_json,
-                        self._owner_json,
-                        len(queue),
+        try:
+            for kind, ident, body in frames:
+                if kind in _PLAIN:
+                    if taken >= granted:
+                        raise ProtocolError("message sent without credit")
+                    taken += 1
+                    append(Envelope(conn, ident, body, kind == _ASK))
+                    continue
+                conn.granted -= taken
+                conn.queued += taken
+                taken = 0
+                if kind in _TRACED:
+                    if conn.granted <= 0:
+                        raise ProtocolError("message sent without credit")
+                    conn.granted -= 1
+                    conn.queued += 1
+                    try:
+                        trace_id, parent_id, body = unpack_ids(body)
+                    except ValueError as exc:
+                        raise ProtocolError(str(exc)) from None
+                    env = TracedEnvelope(
+                        conn, ident, body, kind == _TRACED_ASK, trace_id, parent_id
                     )
-                    if now == 0.0:
-                        now = time.time()  # the frames of one read arrived together
-                    lines.append(emitter().keys_line("message.received", keys, now))
+                    append(env)
+                    if lines is not None:
+                        keys = received_keys(
+                            env.msg_id,
+                            trace_id,
+                            parent_id,
+                            conn.peer_json,
+                            self._owner_json,
+                            len(queue),
+                        )
+                        if now == 0.0:
+                            now = time.time()  # the frames of one read arrived together
+                        lines.append(emitter().keys_line("message.received", keys, now))
+                elif kind == Kind.DEMAND:
+                    self._on_demand(conn)
+                elif kind == Kind.RETURN:
+                    given = min(ident, conn.granted)
+                    conn.granted -= given
+                    conn.revoking = False
+                    self._free += given
+                    self._feed_hungry()
+                else:
+                    raise ProtocolError(f"unexpected frame kind {kind} from a sender")
+                granted = conn.granted
+        finally:
+            conn.granted -= taken
+            conn.queued += taken
+            if queue:
                 self._wake()
-            elif kind == Kind.DEMAND:
-                self._on_demand(conn)
-            elif kind == Kind.RETURN:
-                given = min(ident, conn.granted)
-                conn.granted -= given
-                conn.revoking = False
-                self._free += given
-                self._feed_hungry()
-            else:
-                raise ProtocolError(f"unexpected frame kind {kind} from a sender")
 
     # -- credit --------------------------------------------------------------------------
 
