@@ -461,7 +461,7 @@ class Incarnation:
                         env.conn.peer_json,
                         self._name_json,
                         json_str(message_type(message)),
-                        round(time.perf_counter() - started, 6),
+                        time.perf_counter() - started,
                     ),
                 )
             if env.is_ask and reply is None:

@@ -42,19 +42,18 @@ def unpack_ids(data: bytes) -> tuple[str, str, bytes]:
     Raises:
         ValueError: the prefix is malformed.
     """
-    if len(data) < _LENGTHS.size:
+    if len(data) < 2:
         raise ValueError("traced frame too short")
-    lt, lp = _LENGTHS.unpack_from(data)
-    start = _LENGTHS.size
-    end = start + lt + lp
+    lt = data[0]  # the two lengths (_LENGTHS), read as bytes: once per traced message
+    end = 2 + lt + data[1]
     if end > len(data):
         raise ValueError("traced frame ids run past its end")
-    trace_id = data[start : start + lt].decode("ascii")
-    parent_id = data[start + lt : end].decode("ascii")
-    # ids go into log lines unescaped (see *_keys): they must be ours
-    if not _MSG_ID.fullmatch(trace_id) or (parent_id and not _MSG_ID.fullmatch(parent_id)):
+    ids = data[2:end].decode("ascii")
+    # ids go into log lines unescaped (see *_keys): they must be ours; one match for both
+    found = _TWO_IDS.fullmatch(ids)
+    if found is None or found.end(1) != lt:
         raise ValueError("traced frame ids are not message ids")
-    return trace_id, parent_id, data[end:]
+    return ids[:lt], ids[lt:], data[end:]
 
 
 # -- the keys of per-message events, serialised without a dict ---------------------------
@@ -66,6 +65,8 @@ def unpack_ids(data: bytes) -> tuple[str, str, bytes]:
 # its closing brace (the emitter adds event, level, timestamp and the static keys).
 
 _MSG_ID = re.compile(r"a[0-9]+\.[0-9]+\.[0-9]+")
+#: a trace id, then a parent id or nothing (``unpack_ids``)
+_TWO_IDS = re.compile(rf"({_MSG_ID.pattern})((?:{_MSG_ID.pattern})?)")
 BOX = re.compile(r"a[0-9]+\.[0-9]+")
 _json_cache: dict[str, str] = {}
 
@@ -120,11 +121,11 @@ def handled_keys(
     msg_type: str,
     duration_s: float,
 ) -> bytes:
-    """``message.handled``; names and type already JSON (``json_str``)."""
+    """``message.handled``; names and type already JSON (``json_str``), to the microsecond."""
     trace = f'"{trace_id}"' if trace_id else "null"
     parent = f'"{parent_id}"' if parent_id else "null"
     return (
         f'{{"msg_id":"{msg_id}","trace_id":{trace},"parent_id":{parent},'
         f'"sender":{sender},"receiver":{receiver},"msg_type":{msg_type},'
-        f'"duration_s":{duration_s!r}'
+        f'"duration_s":{duration_s:.6f}'
     ).encode()
