@@ -475,9 +475,13 @@ class Incarnation:
     def _answer(self, env: Envelope, ok: bool, value: object) -> None:
         encoded = None
         if ok:
+            transport = self.transport
             try:
-                encoded = self.transport.encode("reply", value, env.conn.peer_id, env.conn.peer_pid)
-                body = encoded.body
+                plain = transport.shipper.plain(value, transport.max_message_size)
+                if plain is None:  # large arrays to ship, or an error that explains itself
+                    encoded = transport.encode("reply", value, env.conn.peer_id, env.conn.peer_pid)
+                    plain = encoded.body
+                body = plain
             except (MessageNotSerializableError, ValueError, MemoryError) as exc:
                 self.log.error(
                     "reply.failed", msg_id=env.msg_id, error_type=type(exc).__name__, error=str(exc)

@@ -62,14 +62,29 @@ class SenderInfo:
 
 
 class _PendingAsk:
-    __slots__ = ("body", "bounced", "error", "event", "ok")
+    """An ask waiting for its answer (or bounce, or the connection's loss)."""
+
+    __slots__ = ("_waiter", "body", "bounced", "done", "error", "ok")
 
     def __init__(self) -> None:
-        self.event = anyio.Event()
+        self.done = False
         self.ok = False
         self.bounced = False
         self.body = b""
         self.error: BaseException | None = None
+        # made only if the asker must sleep: most answers come while it polls, and an
+        # anyio Event costs microseconds to make
+        self._waiter: anyio.Event | None = None
+
+    def settle(self) -> None:
+        self.done = True
+        if self._waiter is not None:
+            self._waiter.set()
+
+    async def wait(self) -> None:
+        if not self.done:
+            self._waiter = anyio.Event()
+            await self._waiter.wait()
 
 
 class _Outbound(FramedConnection):
@@ -173,7 +188,7 @@ class _Outbound(FramedConnection):
                 if pending is not None:
                     pending.ok = kind == Kind.REPLY
                     pending.body = body
-                    pending.event.set()
+                    pending.settle()
             elif kind == Kind.REVOKE:
                 # always answer, even with 0: the receiver waits for it
                 give = (self.credit + 1) // 2
@@ -183,7 +198,7 @@ class _Outbound(FramedConnection):
                 pending = self.pending.get(ident)
                 if pending is not None:
                     pending.bounced = True
-                    pending.event.set()
+                    pending.settle()
             elif kind == Kind.ACK:
                 unacked = self.unacked
                 for _ in range(min(ident - self.acked, len(unacked))):
@@ -200,8 +215,8 @@ class _Outbound(FramedConnection):
             else:
                 raise ProtocolError(f"unexpected frame kind {kind} from a receiver")
 
-    def spin(self, done: anyio.Event, budget: float) -> bool:
-        """Busy-poll the socket until ``done`` is set, for at most ``budget`` seconds.
+    def spin(self, pending: _PendingAsk, budget: float) -> bool:
+        """Busy-poll the socket until ``pending`` is settled, for at most ``budget`` seconds.
 
         An asker that expects its answer within microseconds reads for it rather than
         sleep in epoll (``_polling``). Return whether it came.
@@ -215,7 +230,7 @@ class _Outbound(FramedConnection):
                 except ProtocolError as exc:
                     self.fail_reading(exc)
                     return False
-            if done.is_set():
+            if pending.done:
                 self.polling.caught(True)
                 return True
             if self.read_failed or time.perf_counter() >= deadline:
@@ -230,7 +245,7 @@ class _Outbound(FramedConnection):
         self.ready.set()
         for pending in self.pending.values():
             pending.error = ActorDeadError(self.ref.name, self.dead_reason, "before answering")
-            pending.event.set()
+            pending.settle()
         self.pending.clear()
         # nobody can tell whether the receiver handled these before it went: under
         # at-most-once they are not resent, and each is recorded here
@@ -358,13 +373,15 @@ class Transport:
     async def ask(self, ref: ActorRef, message: object, timeout: float) -> Any:
         if not (timeout > 0 and math.isfinite(timeout)):
             raise ValueError(f"ask timeout must be a positive number of seconds, not {timeout!r}")
+        # no timeout scope around the whole ask: one costs ~10 µs to enter and leave, a third
+        # of a polled round trip; each await that can block gets one (``_within``)
+        deadline = time.monotonic() + timeout
         try:
-            with anyio.fail_after(timeout):
-                while True:
-                    pending = await self._ask_once(ref, message)
-                    if not pending.bounced:
-                        break
-                    # its incarnation ended without handling it: the next one will
+            while True:
+                pending = await self._ask_once(ref, message, deadline)
+                if not pending.bounced:
+                    break
+                # its incarnation ended without handling it: the next one will
         except TimeoutError:
             raise AskTimeoutError(ref.name, timeout) from None
         if pending.error is not None:
@@ -380,13 +397,21 @@ class Transport:
                 "importable in the asking process?",
             ) from exc
 
-    async def _ask_once(self, ref: ActorRef, message: object) -> _PendingAsk:
+    async def _ask_once(self, ref: ActorRef, message: object, deadline: float) -> _PendingAsk:
         pending = _PendingAsk()
         while True:
-            conn = await self._connection(ref)
+            conn = self._connected(ref)
+            if conn is None:
+                with _within(deadline):
+                    conn = await self._connection(ref)
             encoded = self.encode("message", message, conn.box, conn.peer_pid)
             try:
-                await conn.acquire_credit()
+                if conn.credit > 0 and conn.waiters == 0:
+                    conn.check_open()
+                    conn.credit -= 1
+                else:
+                    with _within(deadline):
+                        await conn.acquire_credit()
                 break
             except ActorDeadError:
                 encoded.discard()  # ended before taking it: try the next incarnation
@@ -401,10 +426,11 @@ class Transport:
             polled = (
                 self.ask_spin > 0
                 and conn.polling.should_poll()
-                and conn.spin(pending.event, self.ask_spin)
+                and conn.spin(pending, self.ask_spin)
             )
             if not polled:  # (when it was, the answer came with no event-loop round trip)
-                await pending.event.wait()
+                with _within(deadline):
+                    await pending.wait()
             else:
                 now = time.monotonic()
                 if now - self._yielded_at > YIELD_EVERY:
@@ -530,6 +556,13 @@ class Transport:
         with contextlib.suppress(ActorDeadError):
             await self._connection(ref)
 
+    def _connected(self, ref: ActorRef) -> _Outbound | None:
+        """The open connection to ``ref``'s incarnation, if ready: no wait."""
+        conn = self._conns.get(ref.address)
+        if conn is None or conn.dead_reason is not None or conn.closing:
+            return None
+        return conn if conn.ready.is_set() else None
+
     async def _connection(self, ref: ActorRef) -> _Outbound:
         while True:
             conn = self._conns.get(ref.address)
@@ -576,6 +609,12 @@ class Transport:
             del self._conns[conn.ref.address]
         self.in_doubt_total += conn.in_doubt
         await conn.aclose()
+
+
+def _within(deadline: float) -> contextlib.AbstractContextManager[anyio.CancelScope]:
+    """A scope that raises ``TimeoutError`` at ``deadline`` (``time.monotonic``)."""
+    # anyio's clock on asyncio is the loop's, which is time.monotonic
+    return anyio.fail_after(max(0.0, deadline - time.monotonic()))
 
 
 async def _unreachable(ref: ActorRef, since: float) -> None:

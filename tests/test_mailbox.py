@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import anyio
 import pytest
 
-from actors import MailboxFullError
+from actors import AskTimeoutError, MailboxFullError
 from runtime import Runtime
 from tests.helpers import Forwarder, Gate, Latch, read_events
 
@@ -73,3 +74,24 @@ async def test_many_senders_never_push_a_mailbox_past_its_capacity(tmp_path: Pat
     ]
     assert len(depths) >= 600
     assert max(depths) <= 5
+
+
+async def test_an_ask_waiting_for_mailbox_room_times_out_with_ask_timeout_error(
+    tmp_path: Path,
+) -> None:
+    # the timeout covers every wait of an ask: connecting, room, and the answer
+    async with Runtime(log_dir=tmp_path) as rt:
+        latch = await rt.spawn(Latch)
+        gate = await rt.spawn(Gate, latch, mailbox_size=2, name="gate")
+        await gate.tell("block")
+        with anyio.fail_after(5):  # barrier: the gate is now stuck in its handler
+            while await latch.ask("waiters", timeout=5) < 1:
+                pass
+        await gate.tell(0)
+        await gate.tell(1)  # full
+        started = time.monotonic()
+        with pytest.raises(AskTimeoutError, match="did not answer within 0.3 s"):
+            await gate.ask("log", timeout=0.3)
+        assert 0.29 < time.monotonic() - started < 5  # not before its timeout
+        await latch.tell("open")
+        assert await gate.ask("log", timeout=10) == [0, 1]
