@@ -54,7 +54,7 @@ from ._mailbox import Envelope, Mailbox
 from ._segments import segments_of, unlink_segments
 from ._sharing import SharingService
 from ._spawning import ActorSpec, check_options, prepare_spawn
-from ._tracing import CURRENT, handled_keys, json_str
+from ._tracing import CURRENT, handled_line, json_str
 from ._transport import SenderInfo, Transport
 
 __all__ = ["Incarnation"]
@@ -217,7 +217,6 @@ class Incarnation:
         self._env: Envelope | None = None  # the message being handled
         self._reply: Reply | None = None  # ... and its deferred reply, if the handler took one
         self._timers: set[_Timer] = set()
-        self._name_json = json_str(spec.name)  # in every traced message.handled
         self.handled = 0
         self.failed = 0
         self.dead = 0
@@ -452,17 +451,18 @@ class Incarnation:
             self.handled += 1
             if trace:
                 # logged before the answer leaves: an asker that then reads the logs sees it
-                emitter().later_keys(
-                    "message.handled",
-                    handled_keys(
+                duration = time.perf_counter() - started
+                log = emitter()
+                log.queue(
+                    handled_line(
+                        log.stamp(),
                         env.msg_id,
                         env.trace_id,
                         env.parent_id,
-                        env.conn.peer_json,
-                        self._name_json,
+                        env.conn.pair_json,  # the mailbox's owner is this actor
                         json_str(message_type(message)),
-                        time.perf_counter() - started,
-                    ),
+                        duration,
+                    )
                 )
             if env.is_ask and reply is None:
                 self._answer(env, True, result)

@@ -24,7 +24,7 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from ._batching import end_of_step, flush_now
 
-__all__ = ["Log", "LogConfig", "emitter", "get_log", "open_log", "safe_name"]
+__all__ = ["EVENT_SEQ", "Log", "LogConfig", "emitter", "get_log", "open_log", "safe_name"]
 
 Log = Any  # structlog's filtering bound loggers are built at run time
 
@@ -53,7 +53,7 @@ def safe_name(name: str) -> str:
 
 
 #: one sequence for every event of this process, whichever path wrote it
-_seq = itertools.count()
+EVENT_SEQ = itertools.count()
 
 
 def _add_static(static: dict[str, object]) -> Processor:
@@ -61,7 +61,7 @@ def _add_static(static: dict[str, object]) -> Processor:
         # an event's own keys win: the runtime logs `actor=` for the actor it is about
         for key, value in static.items():
             event.setdefault(key, value)
-        event["seq"] = next(_seq)
+        event["seq"] = next(EVENT_SEQ)
         return event
 
     return add
@@ -75,15 +75,29 @@ class _Emitter:
     timestamp's date and time are formatted once per second.
     """
 
-    __slots__ = ("_file", "_pending", "_prefix", "_second", "_tail")
+    __slots__ = ("_date", "_file", "_pending", "_second", "_tail")
 
     def __init__(self, file: IO[bytes] | None, static: dict[str, object]) -> None:
         self._file = file
         # the process's static keys, serialised once: `,"run_id":...,"pid":...,"seq":`
-        self._tail = b"," + orjson.dumps(static)[1:-1] + b',"seq":'
+        self._tail = "," + orjson.dumps(static)[1:-1].decode() + ',"seq":'
         self._second = -1
-        self._prefix = b""
+        self._date = ""
         self._pending: list[bytes] = []
+
+    def stamp(self, now: float = 0.0) -> str:
+        """The end of an event line up to its seq number.
+
+        That is the timestamp (of ``now``, or of the current time) and its closing quote,
+        then the process's static keys and ``"seq":``.
+        """
+        if not now:
+            now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._date = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f'{self._date}.{int((now - second) * 1_000_000):06d}Z"{self._tail}'
 
     def later(self, event: str, fields: dict[str, Any]) -> None:
         """Queue an event; it is written when the running task next lets the loop run.
@@ -91,7 +105,22 @@ class _Emitter:
         Events of one step of the event loop go out in one system call. A process killed
         in the middle of a step loses that step's queued events, never an earlier one's.
         """
-        self.later_keys(event, orjson.dumps(fields)[:-1])
+        head = _EVENT_KEYS.get(event)
+        if head is None:
+            head = _EVENT_KEYS[event] = (
+                b',"event":' + orjson.dumps(event) + b',"level":"debug","timestamp":"'
+            )
+        keys = orjson.dumps(fields)[:-1]
+        if keys == b"{":  # no keys of its own: no comma before "event"
+            head = head[1:]
+        self.queue(b"%b%b%b%d}\n" % (keys, head, self.stamp().encode(), next(EVENT_SEQ)))
+
+    def queue(self, line: bytes) -> None:
+        """Queue a whole event line (``_tracing``'s builders) for the end of the step."""
+        first = not self._pending
+        self._pending.append(line)
+        if first:
+            end_of_step(self.flush)
 
     def flush(self) -> None:
         """Write queued events now."""
@@ -99,49 +128,13 @@ class _Emitter:
             self.write(b"")
 
     def write(self, lines: bytes) -> None:
-        """Write queued events and ``lines`` (made by ``keys_line``), in one system call."""
+        """Write queued events and ``lines`` (whole event lines), in one system call."""
         flush_now()  # frames the step sent go first (see _batching)
         if self._pending:
             lines = b"".join(self._pending) + lines
             self._pending.clear()
         if self._file is not None and lines:
             self._file.write(lines)
-
-    def later_keys(self, event: str, keys: bytes) -> None:
-        """As ``later``, with the event's keys already serialised (``_tracing``)."""
-        first = not self._pending
-        self._pending.append(self.keys_line(event, keys))
-        if first:
-            end_of_step(self.flush)
-
-    def keys_line(self, event: str, keys: bytes, now: float = 0.0) -> bytes:
-        """One event as a JSON line, with its timestamp (``now`` if given) and sequence.
-
-        ``keys`` are the event's own keys, serialised and unclosed: ``{"k":v,...``. Then
-        come event, level and timestamp, then the process's static keys and seq, spliced
-        in as bytes.
-        """
-        if not now:
-            now = time.time()
-        second = int(now)
-        if second != self._second:
-            self._second = second
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode()
-        head = _EVENT_KEYS.get(event)
-        if head is None:
-            head = _EVENT_KEYS[event] = (
-                b',"event":' + orjson.dumps(event) + b',"level":"debug","timestamp":"'
-            )
-        if keys == b"{":  # no keys of its own: no comma before "event"
-            head = head[1:]
-        return b'%b%b%b.%06dZ"%b%d}\n' % (
-            keys,
-            head,
-            self._prefix,
-            int((now - second) * 1_000_000),
-            self._tail,
-            next(_seq),
-        )
 
 
 #: the bytes between an event's own keys and its timestamp, per event name

@@ -28,7 +28,7 @@ from ._frames import Kind, ProtocolError, encode
 from ._logging import Log, emitter
 from ._polling import YIELD_EVERY, PollBackoff
 from ._rundir import peer_credentials
-from ._tracing import BOX, json_str, received_keys, unpack_ids
+from ._tracing import BOX, pair_json, received_line, unpack_ids
 
 __all__ = ["Envelope", "Mailbox"]
 
@@ -47,7 +47,7 @@ class _Inbound(FramedConnection):
         super().__init__(stream, max_body)
         self.peer_pid = pid
         self.peer_name = "?"
-        self.peer_json = '"?"'  # the name as JSON, for traced events
+        self.pair_json = ""  # sender and receiver keys of traced events (pair_json)
         self.peer_id = "?"
         self.peer_box = "?"
         self.done = 0  # messages from this sender handled, failed or dead-lettered
@@ -90,7 +90,14 @@ class TracedEnvelope(Envelope):
     __slots__ = ("_msg_id", "parent_id", "trace_id")
 
     def __init__(
-        self, conn: _Inbound, ident: int, body: bytes, is_ask: bool, trace_id: str, parent_id: str
+        self,
+        conn: _Inbound,
+        ident: int,
+        body: bytes,
+        is_ask: bool,
+        trace_id: str,
+        parent_id: str,
+        msg_id: str,
     ) -> None:
         # no super().__init__: one call fewer per traced message
         self.conn = conn
@@ -99,7 +106,7 @@ class TracedEnvelope(Envelope):
         self.is_ask = is_ask
         self.trace_id = trace_id
         self.parent_id = parent_id
-        self._msg_id = f"{conn.peer_box}.{ident}"  # in every event of the message: made once
+        self._msg_id = msg_id  # "<sender box>.<ident>", in every event of the message
 
     @property
     def msg_id(self) -> str:
@@ -122,7 +129,6 @@ class Mailbox:
     ) -> None:
         self.capacity = capacity
         self.owner = owner
-        self._owner_json = json_str(owner)
         self.box = box
         self._max_body = max_body
         self._log = log
@@ -214,7 +220,7 @@ class Mailbox:
                 raise ProtocolError("the first frame must be HELLO")
             hello = json.loads(body)
             conn.peer_name, conn.peer_id = str(hello["name"]), str(hello["actor_id"])
-            conn.peer_json = json_str(conn.peer_name)
+            conn.pair_json = pair_json(conn.peer_name, self.owner)
             conn.peer_box = str(hello["box"])
             if not BOX.fullmatch(conn.peer_box):
                 raise ProtocolError(f"HELLO names no actor incarnation: {conn.peer_box!r}")
@@ -259,7 +265,7 @@ class Mailbox:
         # or before any other frame (those read or change them)
         granted = conn.granted
         taken = 0
-        now = 0.0
+        stamp = ""
         try:
             for kind, ident, body in frames:
                 if kind in _PLAIN:
@@ -276,26 +282,24 @@ class Mailbox:
                         raise ProtocolError("message sent without credit")
                     conn.granted -= 1
                     conn.queued += 1
+                    msg_id = f"{conn.peer_box}.{ident}"
                     try:
-                        trace_id, parent_id, body = unpack_ids(body)
+                        trace_id, parent_id, body = unpack_ids(body, msg_id)
                     except ValueError as exc:
                         raise ProtocolError(str(exc)) from None
-                    env = TracedEnvelope(
-                        conn, ident, body, kind == _TRACED_ASK, trace_id, parent_id
-                    )
-                    append(env)
-                    if lines is not None:
-                        keys = received_keys(
-                            env.msg_id,
-                            trace_id,
-                            parent_id,
-                            conn.peer_json,
-                            self._owner_json,
-                            len(queue),
+                    append(
+                        TracedEnvelope(
+                            conn, ident, body, kind == _TRACED_ASK, trace_id, parent_id, msg_id
                         )
-                        if now == 0.0:
-                            now = time.time()  # the frames of one read arrived together
-                        lines.append(emitter().keys_line("message.received", keys, now))
+                    )
+                    if lines is not None:
+                        if not stamp:
+                            stamp = emitter().stamp()  # the frames of one read arrived together
+                        lines.append(
+                            received_line(
+                                stamp, msg_id, trace_id, parent_id, conn.pair_json, len(queue)
+                            )
+                        )
                 elif kind == Kind.DEMAND:
                     self._on_demand(conn)
                 elif kind == Kind.RETURN:

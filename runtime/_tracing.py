@@ -14,13 +14,16 @@ from contextvars import ContextVar
 
 import orjson
 
+from ._logging import EVENT_SEQ
+
 __all__ = [
     "CURRENT",
-    "handled_keys",
+    "handled_line",
     "json_str",
     "pack_ids",
-    "received_keys",
-    "sent_keys",
+    "pair_json",
+    "received_line",
+    "sent_line",
     "unpack_ids",
 ]
 
@@ -36,8 +39,11 @@ def pack_ids(trace_id: str, parent_id: str, body: bytes) -> bytes:
     return _LENGTHS.pack(len(t), len(p)) + t + p + body
 
 
-def unpack_ids(data: bytes) -> tuple[str, str, bytes]:
+def unpack_ids(data: bytes, msg_id: str = "") -> tuple[str, str, bytes]:
     """Split a traced body into ``(trace_id, parent_id, body)``.
+
+    ``msg_id`` is the message's own id (made by the receiver): a message that starts its
+    own trace carries just that, which needs no further check.
 
     Raises:
         ValueError: the prefix is malformed.
@@ -49,26 +55,37 @@ def unpack_ids(data: bytes) -> tuple[str, str, bytes]:
     if end > len(data):
         raise ValueError("traced frame ids run past its end")
     ids = data[2:end].decode("ascii")
-    # ids go into log lines unescaped (see *_keys): they must be ours; one match for both
-    found = _TWO_IDS.fullmatch(ids)
-    if found is None or found.end(1) != lt:
-        raise ValueError("traced frame ids are not message ids")
+    # ids go into log lines unescaped (see *_line): they must be ours; one match for both
+    if not (ids == msg_id and end == 2 + lt) and _checked_ids.get(ids) != lt:
+        found = _TWO_IDS.fullmatch(ids)
+        if found is None or found.end(1) != lt:
+            raise ValueError("traced frame ids are not message ids")
+        if len(_checked_ids) > 4096:
+            _checked_ids.clear()
+        _checked_ids[ids] = lt
     return ids[:lt], ids[lt:], data[end:]
 
 
-# -- the keys of per-message events, serialised without a dict ---------------------------
+# -- the lines of per-message events, serialised without a dict ---------------------------
 #
-# These three events are most of a traced run's log. Each is built with one %-format:
+# These three events are most of a traced run's log. Each line is built with one f-string:
 # message ids are checked to be ``<box>.<n>`` (``_MSG_ID``, on the wire by
 # ``unpack_ids``, in HELLO by the mailbox), names and types are JSON-encoded once and
-# cached. The result is the same JSON object as ``orjson.dumps`` of the dict gives, without
-# its closing brace (the emitter adds event, level, timestamp and the static keys).
+# cached (``json_str``, ``pair_json``), and the timestamp with the process's static keys
+# comes from the emitter (``stamp``), once per batch where a batch shares it. The result
+# parses to the same object as the emitter's line for the dict of the same keys.
 
 _MSG_ID = re.compile(r"a[0-9]+\.[0-9]+\.[0-9]+")
 #: a trace id, then a parent id or nothing (``unpack_ids``)
 _TWO_IDS = re.compile(rf"({_MSG_ID.pattern})((?:{_MSG_ID.pattern})?)")
 BOX = re.compile(r"a[0-9]+\.[0-9]+")
 _json_cache: dict[str, str] = {}
+#: id pairs from the wire already matched, with the trace id's length (chains repeat them)
+_checked_ids: dict[str, int] = {}
+
+_SENT = ',"event":"message.sent","level":"debug","timestamp":"'
+_RECEIVED = ',"event":"message.received","level":"debug","timestamp":"'
+_HANDLED = ',"event":"message.handled","level":"debug","timestamp":"'
 
 
 def json_str(text: str) -> str:
@@ -81,51 +98,55 @@ def json_str(text: str) -> str:
     return found
 
 
-def sent_keys(
+def pair_json(sender: str, receiver: str) -> str:
+    """The ``"sender":..,"receiver":..,`` keys of a connection's events, made once."""
+    return f'"sender":{json_str(sender)},"receiver":{json_str(receiver)},'
+
+
+def sent_line(
+    stamp: str,
     msg_id: str,
     trace_id: str,
     parent_id: str,
-    sender: str,
-    receiver: str,
+    pair: str,
     msg_type: str,
     ask: bool,
     size: int,
 ) -> bytes:
-    """``message.sent``; names and type already JSON (``json_str``)."""
+    """``message.sent``; ``pair`` from ``pair_json``, ``msg_type`` already JSON."""
     parent = f'"{parent_id}"' if parent_id else "null"
     flag = "true" if ask else "false"
     return (
-        f'{{"msg_id":"{msg_id}","trace_id":"{trace_id}","parent_id":{parent},'
-        f'"sender":{sender},"receiver":{receiver},"msg_type":{msg_type},"ask":{flag},'
-        f'"size":{size}'
+        f'{{"msg_id":"{msg_id}","trace_id":"{trace_id}","parent_id":{parent},{pair}'
+        f'"msg_type":{msg_type},"ask":{flag},"size":{size}{_SENT}{stamp}{next(EVENT_SEQ)}}}\n'
     ).encode()
 
 
-def received_keys(
-    msg_id: str, trace_id: str, parent_id: str, sender: str, receiver: str, depth: int
+def received_line(
+    stamp: str, msg_id: str, trace_id: str, parent_id: str, pair: str, depth: int
 ) -> bytes:
-    """``message.received``; names already JSON (``json_str``)."""
+    """``message.received``; ``pair`` from ``pair_json``."""
     parent = f'"{parent_id}"' if parent_id else "null"
     return (
-        f'{{"msg_id":"{msg_id}","trace_id":"{trace_id}","parent_id":{parent},'
-        f'"sender":{sender},"receiver":{receiver},"depth":{depth}'
+        f'{{"msg_id":"{msg_id}","trace_id":"{trace_id}","parent_id":{parent},{pair}'
+        f'"depth":{depth}{_RECEIVED}{stamp}{next(EVENT_SEQ)}}}\n'
     ).encode()
 
 
-def handled_keys(
+def handled_line(
+    stamp: str,
     msg_id: str,
     trace_id: str,
     parent_id: str,
-    sender: str,
-    receiver: str,
+    pair: str,
     msg_type: str,
     duration_s: float,
 ) -> bytes:
-    """``message.handled``; names and type already JSON (``json_str``), to the microsecond."""
+    """``message.handled``; ``pair`` from ``pair_json``, ``msg_type`` already JSON."""
     trace = f'"{trace_id}"' if trace_id else "null"
     parent = f'"{parent_id}"' if parent_id else "null"
     return (
-        f'{{"msg_id":"{msg_id}","trace_id":{trace},"parent_id":{parent},'
-        f'"sender":{sender},"receiver":{receiver},"msg_type":{msg_type},'
-        f'"duration_s":{duration_s:.6f}'
+        f'{{"msg_id":"{msg_id}","trace_id":{trace},"parent_id":{parent},{pair}'
+        f'"msg_type":{msg_type},"duration_s":{duration_s:.6f}{_HANDLED}{stamp}'
+        f"{next(EVENT_SEQ)}}}\n"
     ).encode()

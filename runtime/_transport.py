@@ -39,7 +39,7 @@ from ._frames import Kind, ProtocolError
 from ._logging import Log, emitter
 from ._polling import YIELD_EVERY, PollBackoff
 from ._rundir import peer_credentials
-from ._tracing import CURRENT, json_str, pack_ids, sent_keys
+from ._tracing import CURRENT, json_str, pack_ids, pair_json, sent_line
 
 __all__ = ["SenderInfo", "Transport"]
 
@@ -95,7 +95,7 @@ class _Outbound(FramedConnection):
     ) -> None:
         super().__init__(stream, max_body)
         self.ref = ref
-        self.name_json = json_str(ref.name)  # in every traced message.sent
+        self.pair_json = ""  # sender and receiver keys of traced events (pair_json)
         self.sender_id = sender_id
         # the receiving process, for lending it shared memory (0: unknown, lend nothing)
         self.peer_pid = peer_credentials(self._raw)[0] if self._raw is not None else 0
@@ -288,7 +288,6 @@ class Transport:
         self._hello = json.dumps(
             {"name": sender.name, "actor_id": sender.actor_id, "pid": sender.pid, "box": sender.box}
         ).encode()
-        self._sender_json = json_str(sender.name)  # in every traced message.sent
         self.max_message_size = max_message_size
         self._log = log
         self.trace = trace
@@ -537,18 +536,18 @@ class Transport:
         else:
             conn.push_batched(traced, ident, pack_ids(trace_id, parent_id, body))
         conn.unacked.append(-ident if is_ask else ident)
-        emitter().later_keys(
-            "message.sent",
-            sent_keys(
+        log = emitter()
+        log.queue(
+            sent_line(
+                log.stamp(),
                 msg_id,
                 trace_id,
                 parent_id,
-                self._sender_json,
-                conn.name_json,
+                conn.pair_json,
                 json_str(message_type(message)),
                 is_ask,
                 len(body),
-            ),
+            )
         )
         return trace_id
 
@@ -594,6 +593,7 @@ class Transport:
                 # down, or between two incarnations: wait for a restart (bounded), or raise
                 await self.await_actor(ref, since)
         conn = _Outbound(ref, stream, self.max_message_size, self._log, self.sender.box)
+        conn.pair_json = pair_json(self.sender.name, ref.name)
         self._conns[ref.address] = conn
         self._tg.start_soon(self._serve, conn)
         conn.push_frame(Kind.HELLO, 0, self._hello)
