@@ -63,8 +63,23 @@ class Sink(Actor):
     async def receive(self, message: Any) -> Any:
         if message == "count":
             return self.n
+        if message == "sched":
+            return self.n, scheduler_times()
         self.n += 1
         return None
+
+
+def scheduler_times() -> tuple[float, float]:
+    """Seconds this process has spent on a CPU, and runnable but waiting for one.
+
+    From ``/proc/self/schedstat`` (Linux); zeros where there is none.
+    """
+    try:
+        with open("/proc/self/schedstat") as f:
+            on_cpu, waiting, _ = f.read().split()
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    return int(on_cpu) / 1e9, int(waiting) / 1e9
 
 
 # -- baseline children (module level: the spawn start method imports them by name) ---------
