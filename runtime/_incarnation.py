@@ -55,7 +55,7 @@ from ._segments import segments_of, unlink_segments
 from ._sharing import SharingService
 from ._spawning import ActorSpec, check_options, prepare_spawn
 from ._tracing import CURRENT, handled_line, json_str
-from ._transport import SenderInfo, Transport
+from ._transport import UNPICKLE_MARK, SenderInfo, Transport
 
 __all__ = ["Incarnation"]
 
@@ -217,6 +217,7 @@ class Incarnation:
         self._env: Envelope | None = None  # the message being handled
         self._reply: Reply | None = None  # ... and its deferred reply, if the handler took one
         self._timers: set[_Timer] = set()
+        self._trace = spec.log.trace
         self.handled = 0
         self.failed = 0
         self.dead = 0
@@ -393,12 +394,16 @@ class Incarnation:
         try:
             actor = self.actor
             assert actor is not None
-            trace = self.spec.log.trace
+            trace = self._trace
             started = time.perf_counter() if trace else 0.0
             try:
-                message, refs = self.transport.decode(env.body)
-                if refs:
-                    await self.transport.connect_ahead(refs)
+                body = env.body
+                if body.find(UNPICKLE_MARK) < 0:  # Transport.decode's common case, inline
+                    message = pickle.loads(body)
+                else:
+                    message, refs = self.transport.decode(body)
+                    if refs:
+                        await self.transport.connect_ahead(refs)
             except Exception as exc:
                 self.failed += 1
                 self.log.error(

@@ -41,12 +41,12 @@ from ._polling import YIELD_EVERY, PollBackoff
 from ._rundir import peer_credentials
 from ._tracing import CURRENT, json_str, pack_ids, pair_json, sent_line
 
-__all__ = ["SenderInfo", "Transport"]
+__all__ = ["UNPICKLE_MARK", "SenderInfo", "Transport"]
 
 _CONNECT_AHEAD_TIMEOUT = 1.0
 #: in the pickle of an ActorRef (``_unpickle_ref``) and of a message with large arrays
 #: (``_unpickle_shipped``): one search tells whether a body needs more than ``loads``
-_UNPICKLE_MARK = b"_unpickle_"
+UNPICKLE_MARK = b"_unpickle_"
 _NO_REFS: list[ActorRef] = []
 _TELL = int(Kind.TELL)
 
@@ -476,7 +476,7 @@ class Transport:
         """Unpickle a message or reply; return it and the refs it carried (to connect)."""
         # ``find``, not ``in``: ``bytes.__contains__`` first tries the needle as an int,
         # which costs more than the search (and than the unpickling of a small message)
-        if body.find(_UNPICKLE_MARK) < 0:
+        if body.find(UNPICKLE_MARK) < 0:
             # neither a ref nor a large array (their pickles name these functions): the
             # common case, one C call
             return pickle.loads(body), _NO_REFS

@@ -48,12 +48,12 @@ def test_pickles_of_refs_and_of_large_arrays_carry_the_marks_the_fast_decode_loo
     import numpy as np
 
     from actors import ActorRef
-    from runtime._transport import _UNPICKLE_MARK
+    from runtime._transport import UNPICKLE_MARK
 
-    assert _UNPICKLE_MARK in pickle.dumps(ActorRef("a1", "n", "/x"), protocol=5)
+    assert UNPICKLE_MARK in pickle.dumps(ActorRef("a1", "n", "/x"), protocol=5)
     encoded = Shipper("1-ab", "a0.1", 1 << 20).encode("m", np.zeros(1 << 18), 1 << 30, "a1.1")
     try:
-        assert _UNPICKLE_MARK in encoded.body
+        assert UNPICKLE_MARK in encoded.body
     finally:
         encoded.discard()
 
