@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import faulthandler
-import importlib.util
 import os
 import signal
 import socket
@@ -19,7 +18,7 @@ from ._incarnation import Incarnation, load_spec
 from ._logging import open_log, safe_name
 from ._loop_noise import install_noise_filter
 
-__all__ = ["actor_main", "bootstrap"]
+__all__ = ["LOOP_OPTION", "actor_main", "bootstrap"]
 
 
 def bootstrap(unit: Any) -> None:
@@ -30,23 +29,18 @@ def bootstrap(unit: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     code = 1
     try:
-        code = anyio.run(
-            unit.target, *unit.args, backend="asyncio", backend_options=_loop_options()
-        )
+        options = {"use_uvloop": True} if unit.kwargs.pop(LOOP_OPTION, False) else {}
+        code = anyio.run(unit.target, *unit.args, backend="asyncio", backend_options=options)
     except BaseException as exc:  # last resort: the incarnation logs what it can catch
         sys.stderr.write(f"actor process {os.getpid()} crashed: {type(exc).__name__}: {exc}\n")
     sys.stdout.flush()
     sys.exit(code)
 
 
-def _loop_options() -> dict[str, Any]:
-    """uvloop for actor processes when ``ACTORS_UVLOOP=1`` and it is installed."""
-    if os.environ.get("ACTORS_UVLOOP", "").lower() not in ("1", "true", "yes", "on"):
-        return {}
-    if importlib.util.find_spec("uvloop") is None:  # an optional extra, maybe not installed
-        sys.stderr.write("ACTORS_UVLOOP is set but uvloop is not installed: pip install uvloop\n")
-        return {}
-    return {"use_uvloop": True}
+#: the keyword argument of an actor process's unit that says whether it runs on uvloop
+#: (the runtime's choice, passed to each process: a forkserver's environment is the one it
+#: started with)
+LOOP_OPTION = "_actors_uvloop"
 
 
 async def actor_main(spec_data: bytes, control_sock: socket.socket) -> int:

@@ -144,11 +144,15 @@ class _AioProcess:
 class ProcessHost:
     """Starts each actor in its own process (forkserver with preloaded modules)."""
 
-    def __init__(self, start_method: str = "forkserver") -> None:
+    def __init__(self, start_method: str = "forkserver", *, uvloop: bool = False) -> None:
         install_no_manager()
+        self._uvloop = uvloop
         if start_method == "forkserver":
-            # numpy costs ~100 ms per process to import: preload it when the script uses it
+            # numpy costs ~100 ms per process to import: preload it when the script uses it;
+            # likewise uvloop when actors run on it (the forkserver skips what is missing)
             extra = ["numpy"] if "numpy" in sys.modules else []
+            if uvloop:
+                extra.append("uvloop")
             multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD + extra)
             # and the script's own modules (where its actor classes live) and the standard
             # library modules it uses: each actor process would import them again
@@ -158,11 +162,12 @@ class ProcessHost:
         self._lock = threading.Lock()
 
     async def start(self, name: str, spec: bytes, control: socket.socket) -> HostedProcess:
-        from ._bootstrap import actor_main, bootstrap
+        from ._bootstrap import LOOP_OPTION, actor_main, bootstrap
 
         proc = aiomultiprocess.Process(
             target=actor_main,
             args=(spec, control),
+            kwargs={LOOP_OPTION: self._uvloop},
             name=name,
             daemon=True,
             process_target=bootstrap,

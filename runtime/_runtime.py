@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import math
 import os
 import shutil
@@ -79,6 +80,10 @@ def _trace_from_env() -> bool:
     return os.environ.get("ACTORS_TRACE", "").lower() in {"1", "true", "yes", "on"}
 
 
+def _uvloop_from_env() -> bool:
+    return os.environ.get("ACTORS_UVLOOP", "").lower() in {"1", "true", "yes", "on"}
+
+
 class Runtime:
     """Runs and supervises actors, each in its own process, for an ``async with`` block.
 
@@ -126,6 +131,9 @@ class Runtime:
             this makes asks several times faster, for a little CPU. It backs off by itself
             when answers do not come in time; 0 turns it off (machines shared with other
             work, laptops on battery). Default: ``$ACTORS_BUSY_POLL`` seconds, else 0.0002.
+        uvloop: run actor processes on uvloop (``pip install uvloop``, the ``speed``
+            extra): asks and tells about a fifth faster. Default: ``$ACTORS_UVLOOP``
+            (``1``), else off. Raises ``ImportError`` when asked for but not installed.
         handle_sigterm: turn SIGTERM into an orderly stop (main thread only).
         host: how actor processes are started (default: one process per actor).
     """
@@ -145,6 +153,7 @@ class Runtime:
         hang_timeout: float | None = 60.0,
         heartbeat_interval: float = 0.5,
         busy_poll: float | None = None,
+        uvloop: bool | None = None,
         handle_sigterm: bool = True,
         host: Host | None = None,
     ) -> None:
@@ -170,6 +179,14 @@ class Runtime:
             raise ValueError(f"busy_poll must be between 0 and 0.01 seconds, not {busy_poll!r}")
         if shm_budget is not None and shm_budget < 0:
             raise ValueError("shm_budget must be a number of bytes, or None")
+        if uvloop is None:
+            uvloop = _uvloop_from_env()
+        if uvloop and importlib.util.find_spec("uvloop") is None:
+            raise ImportError(
+                "uvloop was asked for (Runtime(uvloop=True) or ACTORS_UVLOOP=1) but is not "
+                "installed: pip install uvloop, or install this package with [speed]"
+            )
+        self.uvloop = bool(uvloop)
         self.shm_threshold = shm_threshold
         self.busy_poll = float(busy_poll)
         self.shm_budget = shm_budget
@@ -224,7 +241,7 @@ class Runtime:
             raise MainImportStop
         if self._state != "new":
             raise RuntimeError("a Runtime can be entered once; create a new one")
-        host: Host = self._host_arg or ProcessHost()
+        host: Host = self._host_arg or ProcessHost(uvloop=self.uvloop)
         self._rundir, swept = RunDirectory.create()
         swept_segments = sweep_stale_segments(RunDirectory.existing_run_ids())
         log_dir = self._log_dir_arg or _new_run_log_dir(self._rundir.run_id)

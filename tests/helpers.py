@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -18,6 +19,13 @@ class Echo(Actor):
 
     async def receive(self, message: Any) -> Any:
         return message
+
+
+class LoopReporter(Actor):
+    """Answers "loop" with the module of its event loop's class (asyncio or uvloop)."""
+
+    async def receive(self, message: Any) -> Any:
+        return type(asyncio.get_running_loop()).__module__
 
 
 class Recorder(Actor):

@@ -16,6 +16,7 @@ from tests.helpers import (
     Forwarder,
     Holder,
     Latch,
+    LoopReporter,
     Recorder,
     Spawner,
     read_events,
@@ -237,3 +238,32 @@ async def test_a_stream_of_quick_asks_starves_no_event_loop(tmp_path: Path) -> N
     events = [e["event"] for e in read_events(tmp_path)]
     assert "actor.hung" not in events
     assert "actor.restarted" not in events
+
+
+async def test_actors_run_on_uvloop_when_asked_and_messages_flow_as_before(
+    tmp_path: Path,
+) -> None:
+    async with Runtime(log_dir=tmp_path, uvloop=True) as rt:
+        reporter = await rt.spawn(LoopReporter)
+        fwd = await rt.spawn(Forwarder)
+        rec = await rt.spawn(Recorder)
+        assert (await reporter.ask("loop", timeout=5)).startswith("uvloop")
+        assert await fwd.ask(("send-to", rec, 500, "t"), timeout=10) == 500
+        assert await fwd.ask(("ask", rec, "log"), timeout=5) == [("t", i) for i in range(500)]
+    async with Runtime(log_dir=tmp_path, uvloop=False) as rt:  # the same forkserver
+        reporter = await rt.spawn(LoopReporter)
+        assert await reporter.ask("loop", timeout=5) == "asyncio.unix_events"
+
+
+async def test_uvloop_asked_for_but_not_installed_is_refused_with_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "uvloop" else real(name, *a)
+    )
+    monkeypatch.setenv("ACTORS_UVLOOP", "1")
+    with pytest.raises(ImportError, match="pip install uvloop"):
+        Runtime(log_dir=tmp_path)
