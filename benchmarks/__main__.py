@@ -464,6 +464,7 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "load": os.getloadavg(),
         "commit": commit,
+        "uvloop": os.environ.get("ACTORS_UVLOOP", "") == "1",
     }
 
 
@@ -471,7 +472,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, under a minute")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results here")
+    parser.add_argument(
+        "--uvloop", action="store_true", help="actor processes on uvloop (ACTORS_UVLOOP=1)"
+    )
     args = parser.parse_args()
+    if args.uvloop:
+        os.environ["ACTORS_UVLOOP"] = "1"  # every Runtime of the run, and the demo's process
     from rich.console import Console
     from rich.table import Table
 
@@ -487,6 +493,7 @@ def main() -> None:
     table = Table(
         title=f"benchmarks ({'quick' if args.quick else 'full'}), {info['date']}, "
         f"{info['cpus']} CPUs, CPython {info['python']}, commit {info['commit']}"
+        + (", actors on uvloop" if info["uvloop"] else "")
     )
     for column in ("figure", "ours", "baseline", "baseline value", "ratio", "target"):
         table.add_column(column, justify="left" if column in ("figure", "baseline") else "right")
