@@ -325,7 +325,15 @@ def measure(sizes: dict[str, int], progress: Any) -> list[Figure]:
             "higher",
         ),
         # why fan-in trails 1->1 on a small machine: its receiver shares the CPUs with four
-        # busy senders, and waits for one instead of working
+        # busy senders, and waits for one instead of working; raw Pipes show the same
+        Figure(
+            "fan-in 4→1 with raw Pipes",
+            pipe_fan,
+            "msg/s",
+            "Pipe send 1→1",
+            pipe_tell,
+            "higher",
+        ),
         Figure(
             "fan-in receiver: time on a CPU",
             ours["cpu_fan_in"],
