@@ -107,14 +107,21 @@ async def _in_runtime(sizes: dict[str, int], logs: str) -> dict[str, Any]:
         out["ask_aa"] = await driver.ask(("asks", echo, 50, sizes["asks"]), timeout=300)
         # tell throughput, script -> actor and actor -> actor, and fan-in: the median of
         # REPS runs each (the Pipe baselines likewise), as one run is at the mercy of one
-        # scheduling hiccup on these machines
+        # scheduling hiccup on these machines; each rep runs the Pipe baselines between
+        # ours, so that the machine's drift over a run hits both sides
         n = sizes["tells"]
         drivers = [await rt.spawn(Driver) for _ in range(4)]
 
         async def drive(d: Any) -> None:
             await d.ask(("tells", sink, n // 4), timeout=300)
 
-        rates: dict[str, list[float]] = {"tell_rt": [], "tell_aa": [], "fan_in": []}
+        rates: dict[str, list[float]] = {
+            "tell_rt": [],
+            "tell_aa": [],
+            "fan_in": [],
+            "pipe_tell": [],
+            "pipe_fan_in": [],
+        }
         # how the receiving actor's process spent the 1->1 and fan-in runs: on a CPU, or
         # runnable and waiting for one (the Linux scheduler's own accounting)
         cpu = {"aa": [0.0, 0.0, 0.0], "fan_in": [0.0, 0.0, 0.0]}  # on CPU, waiting, elapsed
@@ -124,6 +131,8 @@ async def _in_runtime(sizes: dict[str, int], logs: str) -> dict[str, Any]:
                 await sink.tell(i)
             await sink.ask("count", timeout=300)
             rates["tell_rt"].append(n / (time.perf_counter() - started))
+            # (in a thread: the runtime's loop keeps serving its actors meanwhile)
+            rates["pipe_tell"].append(await anyio.to_thread.run_sync(bench_core._base_tell, n))
             before, (on0, wait0) = await sink.ask("sched")
             begun = await driver.ask(("tells", sink, n), timeout=300)
             after, (on1, wait1) = await sink.ask("sched", timeout=300)
@@ -140,6 +149,7 @@ async def _in_runtime(sizes: dict[str, int], logs: str) -> dict[str, Any]:
             elapsed = time.perf_counter() - started
             rates["fan_in"].append((after - before) / elapsed)
             _add(cpu["fan_in"], on1 - on0, wait1 - wait0, elapsed)
+            rates["pipe_fan_in"].append(await anyio.to_thread.run_sync(_pipe_fan_in, n))
         out.update({key: statistics.median(values) for key, values in rates.items()})
         for key, (on, waiting, elapsed) in cpu.items():
             out[f"cpu_{key}"] = on / elapsed
@@ -251,8 +261,7 @@ def measure(sizes: dict[str, int], progress: Any) -> list[Figure]:
         ours = anyio.run(_in_runtime, sizes, logs)
     progress("Pipe baselines")
     pipe_ask = bench_core._base_ask(50, sizes["asks"])
-    pipe_tell = statistics.median(bench_core._base_tell(sizes["tells"]) for _ in range(REPS))
-    pipe_fan = statistics.median(_pipe_fan_in(sizes["tells"]) for _ in range(REPS))
+    pipe_tell, pipe_fan = ours["pipe_tell"], ours["pipe_fan_in"]
     p50_pipe = statistics.median(pipe_ask)
     figures += [
         Figure(
