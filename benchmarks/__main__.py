@@ -38,7 +38,7 @@ from runtime import Runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 #: throughput figures are the median of this many runs, ours and the baselines alike
-REPS = 3
+REPS = 5
 
 FULL = {
     "asks": 2000,
