@@ -132,8 +132,8 @@ class Runtime:
             when answers do not come in time; 0 turns it off (machines shared with other
             work, laptops on battery). Default: ``$ACTORS_BUSY_POLL`` seconds, else 0.0002.
         uvloop: run actor processes on uvloop (``pip install uvloop``, the ``speed``
-            extra): asks and tells about a fifth faster. Default: ``$ACTORS_UVLOOP``
-            (``1``), else off. Raises ``ImportError`` when asked for but not installed.
+            extra): asks about a fifth faster. Default: ``$ACTORS_UVLOOP`` (``1``), else
+            off. Raises ``ImportError`` when asked for but not installed.
         handle_sigterm: turn SIGTERM into an orderly stop (main thread only).
         host: how actor processes are started (default: one process per actor).
     """
