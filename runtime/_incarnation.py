@@ -213,7 +213,6 @@ class Incarnation:
         self._stop_reason: str | None = None
         self._stopped = anyio.Event()
         self._crash: tuple[str, str] | None = None
-        self._handling_since = 0.0
         self._env: Envelope | None = None  # the message being handled
         self._reply: Reply | None = None  # ... and its deferred reply, if the handler took one
         self._timers: set[_Timer] = set()
@@ -388,7 +387,6 @@ class Incarnation:
 
         One coroutine per message (no nested ones): this is the receiving hot path.
         """
-        self._handling_since = time.monotonic()
         # what the handler sends is caused by this message (only traced envelopes say so)
         token = CURRENT.set((env.msg_id, env.trace_id)) if env.trace_id else None
         try:
@@ -474,7 +472,6 @@ class Incarnation:
         finally:
             if token is not None:
                 CURRENT.reset(token)
-            self._handling_since = 0.0
             self.mailbox.done(env)
 
     def _answer(self, env: Envelope, ok: bool, value: object) -> None:
@@ -567,10 +564,22 @@ class Incarnation:
             raise ActorDeadError(ref.name, "unreachable") from None
 
     async def _beat(self) -> None:
-        """Tell the runtime the event loop runs, and since when a message is handled."""
+        """Tell the runtime the event loop runs, and since when a message is handled.
+
+        "Since" is when a beat first saw the message in ``receive`` (``_env``): at most one
+        interval late, and nothing to record per message on the hot path.
+        """
         interval = self.spec.heartbeat_interval
+        seen: Envelope | None = None
+        since = 0.0
         while True:
-            self.control.send("hb", self._handling_since)
+            env = self._env
+            if env is None:
+                since = 0.0
+            elif env is not seen:
+                since = time.monotonic()
+            seen = env
+            self.control.send("hb", since)
             self.transport.shipper.pool.trim()
             await anyio.sleep(interval)
 

@@ -368,25 +368,19 @@ class Mailbox:
 
     def _release(self, env: Envelope) -> None:
         """The actor took ``env``: its slot is free again."""
-        if self.closing:
-            self._free += 1
-            return
-        if self._hungry:
-            self._free += 1
-            self._feed_hungry()
-            return
         conn = env.conn
-        if conn not in self._conns:
+        if self.closing or self._hungry or conn not in self._conns:
             self._free += 1
+            if self._hungry and not self.closing:
+                self._feed_hungry()
             return
-        conn.owed += 1
-        self._owing.add(conn)
-        if conn.owed >= self._flush_at:
-            self._flush(conn)
-        elif not self._queue and conn.granted < self._flush_at:
-            # the sender may run short before the next batch: give it back now; a sender
-            # that still holds plenty gets its credit back in batches (fewer frames, fewer
-            # wake-ups), or at once when it asks (DEMAND)
+        owed = conn.owed + 1
+        conn.owed = owed
+        if owed == 1:  # a connection owed credit is in _owing, and only such a one
+            self._owing.add(conn)
+        if owed >= self._flush_at or (not self._queue and conn.granted < self._flush_at):
+            # in batches while the sender still holds plenty (fewer frames, fewer wake-ups);
+            # at once when it may run short before the next batch, or when it asks (DEMAND)
             self._flush(conn)
 
     # -- the actor's side ----------------------------------------------------------------
