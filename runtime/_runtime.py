@@ -435,7 +435,8 @@ class Runtime:
                 incarnation and the supervisor restarts it) or ``resume``.
             supervisor: the supervisor it goes under (default: the root one).
             message_deadline: seconds one message may take before the actor is declared
-                hung, its stack dumped and its process killed (and restarted).
+                hung, its stack dumped and its process killed (and restarted); checked
+                at heartbeats, so up to two ``heartbeat_interval`` late.
             hang_timeout: the runtime's ``hang_timeout``, for this actor.
 
         These keyword names are the runtime's; the actor's ``__init__`` gets the rest.
