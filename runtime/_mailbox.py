@@ -139,7 +139,10 @@ class Mailbox:
         self._conns: set[_Inbound] = set()
         self._hungry: deque[_Inbound] = deque()
         self._owing: set[_Inbound] = set()
-        self._flush_at = max(1, capacity // 8)
+        # credit and acks go back in batches of a quarter of the mailbox: with an eighth, a
+        # fast sender woke twice as often for half the messages, and its receiver ran
+        # dry between batches (1.7 times as often, measured) and idled
+        self._flush_at = max(1, capacity // 4)
         self._waiter: anyio.Event | None = None
         self._listener: anyio.abc.SocketListener | None = None
         self._path: Path | None = None
