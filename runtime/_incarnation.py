@@ -54,7 +54,7 @@ from ._mailbox import Envelope, Mailbox
 from ._segments import segments_of, unlink_segments
 from ._sharing import SharingService
 from ._spawning import ActorSpec, check_options, prepare_spawn
-from ._tracing import CURRENT, handled_line, json_str
+from ._tracing import CURRENT, handled_line, type_json
 from ._transport import UNPICKLE_MARK, SenderInfo, Transport
 
 __all__ = ["Incarnation"]
@@ -463,7 +463,7 @@ class Incarnation:
                         env.trace_id,
                         env.parent_id,
                         env.conn.pair_json,  # the mailbox's owner is this actor
-                        json_str(message_type(message)),
+                        type_json(message),
                         duration,
                     )
                 )

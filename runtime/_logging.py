@@ -97,7 +97,8 @@ class _Emitter:
         if second != self._second:
             self._second = second
             self._date = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f'{self._date}.{int((now - second) * 1_000_000):06d}Z"{self._tail}'
+        # zfill, not a :06d format spec: half the cost, once per traced event
+        return f'{self._date}.{str(int((now - second) * 1_000_000)).zfill(6)}Z"{self._tail}'
 
     def later(self, event: str, fields: dict[str, Any]) -> None:
         """Queue an event; it is written when the running task next lets the loop run.

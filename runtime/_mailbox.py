@@ -87,7 +87,10 @@ class Envelope:
 class TracedEnvelope(Envelope):
     """A message that came with its trace id and the id of the message that caused it."""
 
-    __slots__ = ("_msg_id", "parent_id", "trace_id")
+    # msg_id is a plain field here, not the base class's property: it is in every event of
+    # the message, made once
+    __slots__ = ("msg_id", "parent_id", "trace_id")
+    msg_id: str
 
     def __init__(
         self,
@@ -106,11 +109,7 @@ class TracedEnvelope(Envelope):
         self.is_ask = is_ask
         self.trace_id = trace_id
         self.parent_id = parent_id
-        self._msg_id = msg_id  # "<sender box>.<ident>", in every event of the message
-
-    @property
-    def msg_id(self) -> str:
-        return self._msg_id
+        self.msg_id = msg_id  # "<sender box>.<ident>"
 
 
 class Mailbox:

@@ -14,6 +14,7 @@ from contextvars import ContextVar
 
 import orjson
 
+from ._codec import message_type
 from ._logging import EVENT_SEQ
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "pair_json",
     "received_line",
     "sent_line",
+    "type_json",
     "unpack_ids",
 ]
 
@@ -95,6 +97,20 @@ def json_str(text: str) -> str:
         if len(_json_cache) > 10_000:
             _json_cache.clear()
         found = _json_cache[text] = orjson.dumps(text).decode()
+    return found
+
+
+_type_json: dict[type, str] = {}
+
+
+def type_json(message: object) -> str:
+    """``message_type(message)`` as JSON; cached per class, tuples aside (tagged by value)."""
+    kind = type(message)
+    found = _type_json.get(kind)
+    if found is None:
+        found = json_str(message_type(message))
+        if kind is not tuple and len(_type_json) < 1000:
+            _type_json[kind] = found
     return found
 
 

@@ -33,13 +33,13 @@ from actors import (
 )
 from actors._router import unpickling_refs
 
-from ._codec import Encoded, Shipper, loads_error, loads_shipped, message_type
+from ._codec import Encoded, Shipper, loads_error, loads_shipped
 from ._connection import ConnectionLostError, FramedConnection, close_all
 from ._frames import Kind, ProtocolError
 from ._logging import Log, emitter
 from ._polling import YIELD_EVERY, PollBackoff
 from ._rundir import peer_credentials
-from ._tracing import CURRENT, json_str, pack_ids, pair_json, sent_line
+from ._tracing import CURRENT, pack_ids, pair_json, sent_line, type_json
 
 __all__ = ["UNPICKLE_MARK", "SenderInfo", "Transport"]
 
@@ -544,7 +544,7 @@ class Transport:
                 trace_id,
                 parent_id,
                 conn.pair_json,
-                json_str(message_type(message)),
+                type_json(message),
                 is_ask,
                 len(body),
             )
