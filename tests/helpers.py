@@ -204,10 +204,22 @@ class IgnoresTerm(Actor):
 
 
 def read_events(log_dir: Path) -> list[dict[str, Any]]:
-    """Every event of every process in a run's log directory, in time order."""
+    """Every event of every process in a run's log directory, in time order.
+
+    As the trace viewer does, a file's last line is skipped if it is cut short: a process
+    SIGKILLed in the middle of a write leaves one (a write to a file stops at a page when
+    a fatal signal is pending).
+    """
     events = []
     for path in log_dir.glob("*.jsonl"):
-        events.extend(json.loads(line) for line in path.read_text().splitlines())
+        text = path.read_text()
+        lines = text.splitlines()
+        if lines and not text.endswith("\n"):
+            try:
+                json.loads(lines[-1])
+            except json.JSONDecodeError:
+                lines.pop()
+        events.extend(json.loads(line) for line in lines)
     events.sort(key=lambda e: (e["timestamp"], e["pid"], e["seq"]))
     return events
 

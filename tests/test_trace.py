@@ -17,6 +17,7 @@ from runtime.testing import capture_flow
 from runtime.trace import (
     MissingPlotLibraryError,
     load_run,
+    merge_logs,
     plot_timeline,
     render,
     sequence_diagram,
@@ -191,3 +192,15 @@ def test_viewer_explains_a_directory_without_logs(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "holds no .jsonl log files" in result.stderr
+
+
+def test_a_log_cut_short_by_a_kill_is_read_up_to_its_last_whole_line(tmp_path: Path) -> None:
+    # a process SIGKILLed in the middle of a write leaves its last line cut short
+    line = (
+        '{"event":"message.handled","timestamp":"2026-01-01T00:00:00.000001Z","pid":1,"seq":%d}\n'
+    )
+    (tmp_path / "a.jsonl").write_text(line % 1 + line % 2 + (line % 3)[:40])
+    assert [e["seq"] for e in merge_logs(tmp_path)] == [1, 2]
+    (tmp_path / "a.jsonl").write_text(line % 1 + (line % 2)[:40] + "\n" + line % 3)
+    with pytest.raises(ValueError, match="a.jsonl:2 is not a JSON line"):
+        merge_logs(tmp_path)
