@@ -130,11 +130,17 @@ class _Outbound(FramedConnection):
             self.credit_event.set()
             self.credit_event = None
 
-    async def acquire_credit(self) -> None:
-        """Take one mailbox slot, waiting (in FIFO order) while there is none."""
+    def take_credit(self) -> bool:
+        """Take one mailbox slot if one is free and nobody waits ahead; never waits."""
         if self.credit > 0 and self.waiters == 0:
             self.check_open()
             self.credit -= 1
+            return True
+        return False
+
+    async def acquire_credit(self) -> None:
+        """Take one mailbox slot, waiting (in FIFO order) while there is none."""
+        if self.take_credit():
             return
         self.waiters += 1
         try:
@@ -153,9 +159,8 @@ class _Outbound(FramedConnection):
             self.waiters -= 1
 
     def try_acquire_credit(self) -> bool:
-        self.check_open()
-        if self.credit > 0 and self.waiters == 0:
-            self.credit -= 1
+        self.check_open()  # a dead receiver says so even when no slot is free
+        if self.take_credit():
             return True
         if not self.demanded:
             self.demanded = True
@@ -399,16 +404,13 @@ class Transport:
     async def _ask_once(self, ref: ActorRef, message: object, deadline: float) -> _PendingAsk:
         pending = _PendingAsk()
         while True:
-            conn = self._connected(ref)
-            if conn is None:
+            conn = self._live(ref)
+            if conn is None or not conn.ready.is_set():
                 with _within(deadline):
                     conn = await self._connection(ref)
             encoded = self.encode("message", message, conn.box, conn.peer_pid)
             try:
-                if conn.credit > 0 and conn.waiters == 0:
-                    conn.check_open()
-                    conn.credit -= 1
-                else:
+                if not conn.take_credit():
                     with _within(deadline):
                         await conn.acquire_credit()
                 break
@@ -555,17 +557,17 @@ class Transport:
         with contextlib.suppress(ActorDeadError):
             await self._connection(ref)
 
-    def _connected(self, ref: ActorRef) -> _Outbound | None:
-        """The open connection to ``ref``'s incarnation, if ready: no wait."""
+    def _live(self, ref: ActorRef) -> _Outbound | None:
+        """The connection to ``ref``'s incarnation unless it died or is closing."""
         conn = self._conns.get(ref.address)
         if conn is None or conn.dead_reason is not None or conn.closing:
             return None
-        return conn if conn.ready.is_set() else None
+        return conn
 
     async def _connection(self, ref: ActorRef) -> _Outbound:
         while True:
-            conn = self._conns.get(ref.address)
-            if conn is not None and conn.dead_reason is None and not conn.closing:
+            conn = self._live(ref)
+            if conn is not None:
                 if conn.ready.is_set():
                     return conn  # the common case: no event-loop round trip per message
                 await conn.ready.wait()
