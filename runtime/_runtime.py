@@ -76,12 +76,8 @@ def _busy_poll_from_env() -> float:
         raise ValueError(f"ACTORS_BUSY_POLL must be a number of seconds, not {text!r}") from None
 
 
-def _trace_from_env() -> bool:
-    return os.environ.get("ACTORS_TRACE", "").lower() in {"1", "true", "yes", "on"}
-
-
-def _uvloop_from_env() -> bool:
-    return os.environ.get("ACTORS_UVLOOP", "").lower() in {"1", "true", "yes", "on"}
+def _flag_from_env(name: str) -> bool:
+    return os.environ.get(name, "").lower() in {"1", "true", "yes", "on"}
 
 
 class Runtime:
@@ -180,7 +176,7 @@ class Runtime:
         if shm_budget is not None and shm_budget < 0:
             raise ValueError("shm_budget must be a number of bytes, or None")
         if uvloop is None:
-            uvloop = _uvloop_from_env()
+            uvloop = _flag_from_env("ACTORS_UVLOOP")
         if uvloop and importlib.util.find_spec("uvloop") is None:
             raise ImportError(
                 "uvloop was asked for (Runtime(uvloop=True) or ACTORS_UVLOOP=1) but is not "
@@ -191,7 +187,7 @@ class Runtime:
         self.busy_poll = float(busy_poll)
         self.shm_budget = shm_budget
         self._log_dir_arg = Path(log_dir) if log_dir is not None else None
-        self.trace = _trace_from_env() if trace is None else trace
+        self.trace = _flag_from_env("ACTORS_TRACE") if trace is None else trace
         self.mailbox_size = mailbox_size
         self.stop_timeout = stop_timeout
         self.start_timeout = start_timeout
