@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import threading
@@ -206,21 +205,17 @@ class IgnoresTerm(Actor):
 def read_events(log_dir: Path) -> list[dict[str, Any]]:
     """Every event of every process in a run's log directory, in time order.
 
-    As the trace viewer does, a file's last line is skipped if it is cut short: a process
-    SIGKILLed in the middle of a write leaves one (a write to a file stops at a page when
-    a fatal signal is pending).
+    Read as the trace viewer reads them (``merge_logs``): a last line cut short by a
+    SIGKILL in the middle of a write is skipped.
     """
-    events = []
-    for path in log_dir.glob("*.jsonl"):
-        text = path.read_text()
-        lines = text.splitlines()
-        if lines and not text.endswith("\n"):
-            try:
-                json.loads(lines[-1])
-            except json.JSONDecodeError:
-                lines.pop()
-        events.extend(json.loads(line) for line in lines)
-    events.sort(key=lambda e: (e["timestamp"], e["pid"], e["seq"]))
+    # imported here: actor processes import this module for its actor classes
+    from runtime.trace import merge_logs
+
+    if not any(log_dir.glob("*.jsonl")):
+        return []
+    events = merge_logs(log_dir)
+    for event in events:
+        del event["_t"]  # the viewer's parsed timestamp, not part of the line
     return events
 
 
