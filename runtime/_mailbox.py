@@ -146,7 +146,7 @@ class Mailbox:
         self._listener: anyio.abc.SocketListener | None = None
         self._path: Path | None = None
         self._accept_scope = anyio.CancelScope()
-        self._acks_due: set[_Inbound] = set()
+        self._ack_due = False  # the mailbox ran empty: acknowledge every sender soon
         self._ack_wake: anyio.Event | None = None
         self.closing = False
         #: how long the actor busy-polls for its next message before sleeping (0: never)
@@ -462,18 +462,21 @@ class Mailbox:
             emitter().flush()
 
     async def _acknowledge(self) -> None:
-        """Tell idle senders what was finished, at most every ``_ACK_DELAY`` seconds.
+        """Once the mailbox runs empty, tell every sender what was finished (``_ACK_DELAY``).
 
         Each sender learns which of its messages are done (so a crash leaves few in doubt)
-        without one frame, and one wake-up of the sender, per message.
+        without one frame, and one wake-up of the sender, per message. Every sender, not
+        only the one whose message was last: in a fan-in, the others' last batches would
+        otherwise stay unacknowledged until they send again, and be reported in doubt if
+        the actor then died.
         """
         while True:
-            if not self._acks_due:
+            if not self._ack_due:
                 self._ack_wake = wake = anyio.Event()
                 await wake.wait()
             await anyio.sleep(_ACK_DELAY)
-            due, self._acks_due = self._acks_due, set()
-            for conn in due:
+            self._ack_due = False
+            for conn in list(self._conns):
                 if not conn.closed and (conn.done > conn.acked or conn.owed):
                     self._flush(conn)
 
@@ -492,9 +495,9 @@ class Mailbox:
             conn.idle.set()
         if conn.done - conn.acked >= self._flush_at:
             self._flush(conn)
-        elif not self._queue:
+        elif not self._queue and not self._ack_due:
             # idle: acknowledge soon, once for everything finished meanwhile
-            self._acks_due.add(conn)
+            self._ack_due = True
             if self._ack_wake is not None:
                 self._ack_wake.set()
                 self._ack_wake = None

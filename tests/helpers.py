@@ -135,6 +135,13 @@ class Forwarder(Actor):
             case ("tell-nowait", ActorRef() as target, value):
                 target.tell_nowait(value)
                 return "sent"
+            case "unacknowledged":
+                # messages sent that no receiver has yet said it finished (the runtime's own
+                # bookkeeping: what would be recorded in doubt if the receivers died now)
+                from actors._router import current_router
+
+                conns = current_router().connections()  # type: ignore[attr-defined]
+                return sum(len(conn.unacked) for conn in conns)
         return None
 
 

@@ -95,3 +95,27 @@ async def test_an_ask_waiting_for_mailbox_room_times_out_with_ask_timeout_error(
         assert 0.29 < time.monotonic() - started < 5  # not before its timeout
         await latch.tell("open")
         assert await gate.ask("log", timeout=10) == [0, 1]
+
+
+async def test_every_sender_hears_its_messages_were_handled_once_the_receiver_runs_idle(
+    tmp_path: Path,
+) -> None:
+    async with Runtime(log_dir=tmp_path) as rt:
+        latch = await rt.spawn(Latch)
+        gate = await rt.spawn(Gate, latch, name="gate")
+        senders = [await rt.spawn(Forwarder) for _ in range(2)]
+        await gate.tell("block")
+        with anyio.fail_after(5):
+            while await latch.ask("waiters", timeout=5) < 1:
+                pass
+        # fewer than the acknowledgement batch (a quarter of the mailbox) past a batch, so
+        # only the idle acknowledgement can tell the senders about their last messages
+        for i, sender in enumerate(senders):
+            assert await sender.ask(("send-to", gate, 300, f"s{i}"), timeout=10) == 300
+            assert await sender.ask("unacknowledged") == 300
+        await latch.tell("open")
+        assert len(await gate.ask("log", timeout=10)) == 600
+        with anyio.fail_after(5):  # a few ms after the gate ran idle, for both senders
+            for sender in senders:
+                while await sender.ask("unacknowledged") > 0:
+                    pass
