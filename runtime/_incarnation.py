@@ -343,6 +343,8 @@ class Incarnation:
                     ActorDeadError(self.spec.name, "stopped", "before settling its deferred reply")
                 )
         emitter().flush()
+        # before the counts: what the receivers acknowledge now is not in doubt
+        await self.transport.leave()
         error_type, error = self._crash or ("", "")
         in_doubt = self.transport.in_doubt_total + sum(
             c.in_doubt for c in self.transport.connections()

@@ -44,6 +44,8 @@ from ._tracing import CURRENT, pack_ids, pair_json, sent_line, type_json
 __all__ = ["UNPICKLE_MARK", "SenderInfo", "Transport"]
 
 _CONNECT_AHEAD_TIMEOUT = 1.0
+#: how long a process that stops waits for its receivers to acknowledge what it sent them
+LEAVE_TIMEOUT = 1.0
 #: in the pickle of an ActorRef (``_unpickle_ref``) and of a message with large arrays
 #: (``_unpickle_shipped``): one search tells whether a body needs more than ``loads``
 UNPICKLE_MARK = b"_unpickle_"
@@ -511,6 +513,22 @@ class Transport:
     def connections(self) -> list[_Outbound]:
         """The connections open now."""
         return list(self._conns.values())
+
+    async def leave(self, timeout: float = LEAVE_TIMEOUT) -> None:
+        """Tell every receiver that nothing more is coming; wait until each has finished.
+
+        A receiver that reads the end of a connection finishes the messages it queued from
+        it, acknowledges them, and closes: a process that stops right after telling then
+        records nothing in doubt. What is still unacknowledged after ``timeout`` seconds
+        (a slow or hung receiver) is recorded in doubt, as when a receiver dies.
+        """
+        conns = [conn for conn in self._conns.values() if not conn.closed]
+        for conn in conns:
+            conn.closing = True  # nothing more may be sent on it, and its end is no death
+            conn.send_eof_after_flush()
+        with anyio.move_on_after(timeout):
+            for conn in conns:
+                await conn.finished.wait()
 
     async def aclose(self) -> None:
         """Close every connection; pending asks fail with ``ActorDeadError``."""

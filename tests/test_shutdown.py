@@ -17,7 +17,7 @@ import pytest
 
 from runtime import Runtime
 from runtime._hosting import _NoManager
-from tests.helpers import Echo, IgnoresTerm, StopRecorder, read_events
+from tests.helpers import Echo, Forwarder, IgnoresTerm, Recorder, StopRecorder, read_events
 
 pytestmark = pytest.mark.anyio
 
@@ -36,6 +36,22 @@ async def test_leaving_the_runtime_stops_actors_newest_first(tmp_path: Path) -> 
         ("second", "shutdown", 0),
         ("first", "shutdown", 0),
     ]
+
+
+async def test_a_sender_stopped_right_after_telling_leaves_nothing_in_doubt(
+    tmp_path: Path,
+) -> None:
+    async with Runtime(log_dir=tmp_path) as rt:
+        recorder = await rt.spawn(Recorder)
+        sender = await rt.spawn(Forwarder, name="sender")
+        assert await sender.ask(("send-to", recorder, 300, "t"), timeout=10) == 300
+        await rt.stop(sender)
+        assert await recorder.ask("count") == 300
+    events = read_events(tmp_path)
+    assert [e for e in events if e["event"] == "message.dead_lettered"] == []
+    stopped = [e for e in events if e["event"] == "actor.stopped" and e["actor"] == "sender"]
+    assert [e["in_doubt"] for e in stopped] == [0]
+    assert rt.report.in_doubt == 0
 
 
 async def test_an_actor_that_ignores_stop_and_sigterm_is_killed_after_the_deadline(
