@@ -150,6 +150,31 @@ async def _in_runtime(sizes: dict[str, int], logs: str) -> dict[str, Any]:
             rates["fan_in"].append((after - before) / elapsed)
             _add(cpu["fan_in"], on1 - on0, wait1 - wait0, elapsed)
             rates["pipe_fan_in"].append(await anyio.to_thread.run_sync(_pipe_fan_in, n))
+        # the same two runs with every process involved on one CPU, where both are bound by
+        # CPU time alone: what fan-in costs per message, apart from sharing two cores
+        cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        if len(cpus) > 1:
+            pids = [await ref.ask("pid") for ref in (sink, driver, *drivers)]
+            rates["one_cpu_aa"], rates["one_cpu_fan_in"] = [], []
+            try:
+                for pid in (os.getpid(), *pids):
+                    os.sched_setaffinity(pid, cpus[:1])
+                for _ in range(REPS):
+                    before = await sink.ask("count")
+                    begun = await driver.ask(("tells", sink, n), timeout=300)
+                    after = await sink.ask("count", timeout=300)
+                    rates["one_cpu_aa"].append((after - before) / (time.perf_counter() - begun))
+                    before = await sink.ask("count")
+                    started = time.perf_counter()
+                    async with anyio.create_task_group() as tg:
+                        for d in drivers:
+                            tg.start_soon(drive, d)
+                    after = await sink.ask("count", timeout=300)
+                    elapsed = time.perf_counter() - started
+                    rates["one_cpu_fan_in"].append((after - before) / elapsed)
+            finally:
+                for pid in (os.getpid(), *pids):
+                    os.sched_setaffinity(pid, cpus)
         out.update({key: statistics.median(values) for key, values in rates.items()})
         for key, (on, waiting, elapsed) in cpu.items():
             out[f"cpu_{key}"] = on / elapsed
@@ -360,6 +385,17 @@ def measure(sizes: dict[str, int], progress: Any) -> list[Figure]:
             "lower",
         ),
     ]
+    if "one_cpu_fan_in" in ours:
+        figures.append(
+            Figure(
+                "fan-in 4→1, all on one CPU",
+                ours["one_cpu_fan_in"],
+                "msg/s",
+                "1→1, both on that CPU",
+                ours["one_cpu_aa"],
+                "higher",
+            )
+        )
     progress("spawn baselines")
     fork = bench_core._base_spawn("forkserver", sizes["spawns"])
     figures += [

@@ -5,6 +5,7 @@ The echo and counting actors are ``bench_core``'s.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -25,6 +26,8 @@ class Driver(Actor):
                     await target.ask(i)
                     times.append(time.perf_counter() - started)
                 return times
+            case "pid":
+                return os.getpid()
             case ("tells", ActorRef() as target, int(count)):
                 started = time.perf_counter()
                 for i in range(count):

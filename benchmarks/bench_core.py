@@ -65,6 +65,8 @@ class Sink(Actor):
             return self.n
         if message == "sched":
             return self.n, scheduler_times()
+        if message == "pid":
+            return os.getpid()
         self.n += 1
         return None
 
