@@ -55,7 +55,7 @@ from ._segments import segments_of, unlink_segments
 from ._sharing import SharingService
 from ._spawning import ActorSpec, check_options, prepare_spawn
 from ._tracing import CURRENT, handled_line, type_json
-from ._transport import UNPICKLE_MARK, SenderInfo, Transport
+from ._transport import LEAVE_TIMEOUT, UNPICKLE_MARK, SenderInfo, Transport
 
 __all__ = ["Incarnation"]
 
@@ -211,6 +211,7 @@ class Incarnation:
         self._open_replies: dict[int, tuple[Envelope, Reply]] = {}
         self._loop_scope = anyio.CancelScope()
         self._stop_reason: str | None = None
+        self._stop_by = math.inf  # time.monotonic() by which stopping must be done
         self._stopped = anyio.Event()
         self._crash: tuple[str, str] | None = None
         self._env: Envelope | None = None  # the message being handled
@@ -311,6 +312,8 @@ class Incarnation:
         if self._stop_reason is not None:
             return
         self._stop_reason = reason
+        # the runtime sends SIGTERM at ``timeout``: what is left of it bounds every wait
+        self._stop_by = time.monotonic() + timeout * 0.9
         self.log.info("actor.stopping", reason=reason, timeout_s=timeout)
         for timer in list(self._timers):
             timer.cancel()
@@ -343,12 +346,11 @@ class Incarnation:
                     ActorDeadError(self.spec.name, "stopped", "before settling its deferred reply")
                 )
         emitter().flush()
-        # before the counts: what the receivers acknowledge now is not in doubt
-        await self.transport.leave()
+        # before the counts: what the receivers acknowledge now is not in doubt; within
+        # the stop's deadline, so that what stays in doubt is still recorded before SIGTERM
+        await self.transport.leave(min(LEAVE_TIMEOUT, self._stop_by - time.monotonic()))
         error_type, error = self._crash or ("", "")
-        in_doubt = self.transport.in_doubt_total + sum(
-            c.in_doubt for c in self.transport.connections()
-        )
+        in_doubt = self.transport.in_doubt()
         self.log.info(
             "actor.stopped",
             reason=reason,

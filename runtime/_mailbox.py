@@ -489,10 +489,11 @@ class Mailbox:
         conn = env.conn
         conn.done += 1
         conn.queued -= 1
+        if conn.queued == 0 and conn.idle is not None:
+            # (closed or not: the connection's task waits for this to finish and close it)
+            conn.idle.set()
         if conn.closed:
             return
-        if conn.queued == 0 and conn.idle is not None:
-            conn.idle.set()
         if conn.done - conn.acked >= self._flush_at:
             self._flush(conn)
         elif not self._queue and not self._ack_due:

@@ -41,7 +41,7 @@ from ._polling import YIELD_EVERY, PollBackoff
 from ._rundir import peer_credentials
 from ._tracing import CURRENT, pack_ids, pair_json, sent_line, type_json
 
-__all__ = ["UNPICKLE_MARK", "SenderInfo", "Transport"]
+__all__ = ["LEAVE_TIMEOUT", "UNPICKLE_MARK", "SenderInfo", "Transport"]
 
 _CONNECT_AHEAD_TIMEOUT = 1.0
 #: how long a process that stops waits for its receivers to acknowledge what it sent them
@@ -514,6 +514,13 @@ class Transport:
         """The connections open now."""
         return list(self._conns.values())
 
+    def in_doubt(self) -> int:
+        """Messages recorded in doubt, and those that would be if every connection ended now."""
+        return self.in_doubt_total + sum(
+            conn.in_doubt + sum(1 for ident in conn.unacked if ident > 0)
+            for conn in self._conns.values()
+        )
+
     async def leave(self, timeout: float = LEAVE_TIMEOUT) -> None:
         """Tell every receiver that nothing more is coming; wait until each has finished.
 
@@ -526,7 +533,7 @@ class Transport:
         for conn in conns:
             conn.closing = True  # nothing more may be sent on it, and its end is no death
             conn.send_eof_after_flush()
-        with anyio.move_on_after(timeout):
+        with anyio.move_on_after(max(0.0, timeout)):
             for conn in conns:
                 await conn.finished.wait()
 

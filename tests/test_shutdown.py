@@ -17,7 +17,16 @@ import pytest
 
 from runtime import Runtime
 from runtime._hosting import _NoManager
-from tests.helpers import Echo, Forwarder, IgnoresTerm, Recorder, StopRecorder, read_events
+from tests.helpers import (
+    Echo,
+    Forwarder,
+    Gate,
+    IgnoresTerm,
+    Latch,
+    Recorder,
+    StopRecorder,
+    read_events,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -52,6 +61,38 @@ async def test_a_sender_stopped_right_after_telling_leaves_nothing_in_doubt(
     stopped = [e for e in events if e["event"] == "actor.stopped" and e["actor"] == "sender"]
     assert [e["in_doubt"] for e in stopped] == [0]
     assert rt.report.in_doubt == 0
+
+
+async def test_a_sender_whose_receiver_hangs_still_stops_in_time_and_records_its_doubts(
+    tmp_path: Path,
+) -> None:
+    async with Runtime(log_dir=tmp_path, stop_timeout=1.0) as rt:
+        latch = await rt.spawn(Latch)
+        gate = await rt.spawn(Gate, latch, name="gate")
+        sender = await rt.spawn(Forwarder, name="sender")
+        await gate.tell("block")  # stuck in its handler for good: it takes nothing more
+        with anyio.fail_after(5):
+            while await latch.ask("waiters", timeout=5) < 1:
+                pass
+        assert await sender.ask(("send-to", gate, 5, "t"), timeout=10) == 5
+        # the sender waits for the gate's acknowledgement only within its stop deadline,
+        # then records the five in doubt
+        await rt.stop(sender)
+    events = read_events(tmp_path)
+    # no actor overran its deadline: not the sender, and not the gate, whose stop ends
+    # its handler and gives up the five, from a sender that is gone
+    assert not [e for e in events if e["event"] == "actor.stop_timeout"]
+    dead = [e for e in events if e["event"] == "message.dead_lettered"]
+    five = {e["msg_id"] for e in dead if e["source"] == "sender" and e["reason"] == "in_doubt"}
+    assert len(five) == 5
+    # and the gate, which never handled them, says so too, as well as for the handler
+    # its stop interrupted
+    assert {e["msg_id"] for e in dead if e["source"] == "gate" and e["reason"] == "stopped"} == five
+    assert [e["reason"] for e in dead if e["source"] == "gate" and e["msg_id"] not in five] == [
+        "shutdown"
+    ]
+    stopped = [e for e in events if e["event"] == "actor.stopped" and e["actor"] == "sender"]
+    assert [e["in_doubt"] for e in stopped] == [5]
 
 
 async def test_an_actor_that_ignores_stop_and_sigterm_is_killed_after_the_deadline(
