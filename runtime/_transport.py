@@ -16,7 +16,7 @@ import os
 import pickle
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -216,11 +216,26 @@ class _Outbound(FramedConnection):
                 self.capacity = int(hello["capacity"])
                 self.box = str(hello["box"])
             elif kind == Kind.CLOSING:
-                self.closing = True
-                self._wake_credit()
-                self.send_eof_after_flush()
+                self.stop_sending()
             else:
                 raise ProtocolError(f"unexpected frame kind {kind} from a receiver")
+
+    def stop_sending(self) -> None:
+        """Send nothing more: the receiver said it stops, or this process does.
+
+        Its end is then no death (``_lost``), and the receiver, reading the end of the
+        stream, finishes and acknowledges what came before it.
+        """
+        self.closing = True
+        self._wake_credit()  # a tell waiting for room fails at once with ActorDeadError
+        self.send_eof_after_flush()
+
+    def doubtful(self) -> Iterator[int]:
+        """The tells not yet acknowledged: in doubt if the connection ended now.
+
+        (An ask in flight is not: its asker gets ActorDeadError instead.)
+        """
+        return (ident for ident in self.unacked if ident > 0)
 
     def spin(self, pending: _PendingAsk, budget: float) -> bool:
         """Busy-poll the socket until ``pending`` is settled, for at most ``budget`` seconds.
@@ -256,15 +271,14 @@ class _Outbound(FramedConnection):
         self.pending.clear()
         # nobody can tell whether the receiver handled these before it went: under
         # at-most-once they are not resent, and each is recorded here
-        for ident in self.unacked:
-            if ident > 0:  # a failed ask already raised ActorDeadError in the asker
-                self.in_doubt += 1
-                self.log.warning(
-                    "message.dead_lettered",
-                    msg_id=f"{self.sender_id}.{ident}",
-                    receiver=self.ref.name,
-                    reason="in_doubt",
-                )
+        for ident in self.doubtful():
+            self.in_doubt += 1
+            self.log.warning(
+                "message.dead_lettered",
+                msg_id=f"{self.sender_id}.{ident}",
+                receiver=self.ref.name,
+                reason="in_doubt",
+            )
         self.unacked.clear()
         if self.dead_reason == "died":
             self.log.warning(
@@ -517,8 +531,7 @@ class Transport:
     def in_doubt(self) -> int:
         """Messages recorded in doubt, and those that would be if every connection ended now."""
         return self.in_doubt_total + sum(
-            conn.in_doubt + sum(1 for ident in conn.unacked if ident > 0)
-            for conn in self._conns.values()
+            conn.in_doubt + sum(1 for _ in conn.doubtful()) for conn in self._conns.values()
         )
 
     async def leave(self, timeout: float = LEAVE_TIMEOUT) -> None:
@@ -531,8 +544,7 @@ class Transport:
         """
         conns = [conn for conn in self._conns.values() if not conn.closed]
         for conn in conns:
-            conn.closing = True  # nothing more may be sent on it, and its end is no death
-            conn.send_eof_after_flush()
+            conn.stop_sending()
         with anyio.move_on_after(max(0.0, timeout)):
             for conn in conns:
                 await conn.finished.wait()
