@@ -421,9 +421,7 @@ class Mailbox:
             self._waiter = waiter = anyio.Event()
             await waiter.wait()
             self._yielded_at = time.monotonic()
-        env = self._queue.popleft()
-        self._release(env)
-        return env
+        return self.take()
 
     def _spin(self, budget: float) -> bool:
         """Busy-poll the senders' sockets for a message, for at most ``budget`` seconds.
