@@ -115,6 +115,26 @@ async def _in_runtime(sizes: dict[str, int], logs: str) -> dict[str, Any]:
         async def drive(d: Any) -> None:
             await d.ask(("tells", sink, n // 4), timeout=300)
 
+        async def one_to_one() -> tuple[float, float, float, float]:
+            """Driver -> sink: msg/s, and the sink's seconds on a CPU, waiting, elapsed."""
+            before, (on0, wait0) = await sink.ask("sched")
+            begun = await driver.ask(("tells", sink, n), timeout=300)
+            after, (on1, wait1) = await sink.ask("sched", timeout=300)
+            # perf_counter is CLOCK_MONOTONIC on Linux: the actor's clock compares with ours
+            elapsed = time.perf_counter() - begun
+            return (after - before) / elapsed, on1 - on0, wait1 - wait0, elapsed
+
+        async def fan_in() -> tuple[float, float, float, float]:
+            """The four drivers -> sink at once; the same figures."""
+            before, (on0, wait0) = await sink.ask("sched")
+            started = time.perf_counter()
+            async with anyio.create_task_group() as tg:
+                for d in drivers:
+                    tg.start_soon(drive, d)
+            after, (on1, wait1) = await sink.ask("sched", timeout=300)
+            elapsed = time.perf_counter() - started
+            return (after - before) / elapsed, on1 - on0, wait1 - wait0, elapsed
+
         rates: dict[str, list[float]] = {
             "tell_rt": [],
             "tell_aa": [],
@@ -133,22 +153,12 @@ async def _in_runtime(sizes: dict[str, int], logs: str) -> dict[str, Any]:
             rates["tell_rt"].append(n / (time.perf_counter() - started))
             # (in a thread: the runtime's loop keeps serving its actors meanwhile)
             rates["pipe_tell"].append(await anyio.to_thread.run_sync(bench_core._base_tell, n))
-            before, (on0, wait0) = await sink.ask("sched")
-            begun = await driver.ask(("tells", sink, n), timeout=300)
-            after, (on1, wait1) = await sink.ask("sched", timeout=300)
-            # perf_counter is CLOCK_MONOTONIC on Linux: the actor's clock compares with ours
-            elapsed = time.perf_counter() - begun
-            rates["tell_aa"].append((after - before) / elapsed)
-            _add(cpu["aa"], on1 - on0, wait1 - wait0, elapsed)
-            before, (on0, wait0) = await sink.ask("sched")
-            started = time.perf_counter()
-            async with anyio.create_task_group() as tg:
-                for d in drivers:
-                    tg.start_soon(drive, d)
-            after, (on1, wait1) = await sink.ask("sched", timeout=300)
-            elapsed = time.perf_counter() - started
-            rates["fan_in"].append((after - before) / elapsed)
-            _add(cpu["fan_in"], on1 - on0, wait1 - wait0, elapsed)
+            rate, *spent = await one_to_one()
+            rates["tell_aa"].append(rate)
+            _add(cpu["aa"], *spent)
+            rate, *spent = await fan_in()
+            rates["fan_in"].append(rate)
+            _add(cpu["fan_in"], *spent)
             rates["pipe_fan_in"].append(await anyio.to_thread.run_sync(_pipe_fan_in, n))
         # the same two runs with every process involved on one CPU, where both are bound by
         # CPU time alone: what fan-in costs per message, apart from sharing two cores
@@ -160,18 +170,8 @@ async def _in_runtime(sizes: dict[str, int], logs: str) -> dict[str, Any]:
                 for pid in (os.getpid(), *pids):
                     os.sched_setaffinity(pid, cpus[:1])
                 for _ in range(REPS):
-                    before = await sink.ask("count")
-                    begun = await driver.ask(("tells", sink, n), timeout=300)
-                    after = await sink.ask("count", timeout=300)
-                    rates["one_cpu_aa"].append((after - before) / (time.perf_counter() - begun))
-                    before = await sink.ask("count")
-                    started = time.perf_counter()
-                    async with anyio.create_task_group() as tg:
-                        for d in drivers:
-                            tg.start_soon(drive, d)
-                    after = await sink.ask("count", timeout=300)
-                    elapsed = time.perf_counter() - started
-                    rates["one_cpu_fan_in"].append((after - before) / elapsed)
+                    rates["one_cpu_aa"].append((await one_to_one())[0])
+                    rates["one_cpu_fan_in"].append((await fan_in())[0])
             finally:
                 for pid in (os.getpid(), *pids):
                     os.sched_setaffinity(pid, cpus)
