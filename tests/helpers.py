@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
+
 from actors import Actor, ActorRef, Reply
 
 
@@ -119,6 +121,17 @@ class Gate(Actor):
             case _:
                 self.seen.append(message)
         return None
+
+
+async def block(gate: ActorRef, latch: ActorRef) -> None:
+    """Make ``gate`` wait inside its handler on ``latch`` (until "open"); return once it does.
+
+    From then on the gate takes nothing from its mailbox.
+    """
+    await gate.tell("block")
+    with anyio.fail_after(5):
+        while await latch.ask("waiters", timeout=5) < 1:
+            pass  # each ask is a barrier: the latch has handled what came before it
 
 
 class Forwarder(Actor):

@@ -7,7 +7,6 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-import anyio
 import numpy as np
 import pytest
 
@@ -15,7 +14,7 @@ from actors import ActorDeadError, MailboxFullError, MessageTooLargeError
 from runtime import Runtime
 from runtime._pool import segment_state
 from runtime._segments import segments_of
-from tests.helpers import Forwarder, Gate, Latch, SharedUser, read_events
+from tests.helpers import Forwarder, Gate, Latch, SharedUser, block, read_events
 
 pytestmark = pytest.mark.anyio
 
@@ -92,10 +91,7 @@ async def test_large_messages_left_in_a_stopping_mailbox_are_dead_lettered_and_u
     async with Runtime(log_dir=tmp_path, stop_timeout=1.0) as rt:
         latch = await rt.spawn(Latch)
         gate = await rt.spawn(Gate, latch, mailbox_size=2)
-        await gate.tell("block")
-        with anyio.fail_after(5):
-            while await latch.ask("waiters") < 1:
-                pass  # the gate is inside its handler now, its mailbox empty
+        await block(gate, latch)
         for _ in range(2):  # fills both slots
             await gate.tell(("keep", np.ones(2 * MiB, dtype=np.uint8)))
         with pytest.raises(MailboxFullError):

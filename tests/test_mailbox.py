@@ -10,7 +10,7 @@ import pytest
 
 from actors import AskTimeoutError, MailboxFullError
 from runtime import Runtime
-from tests.helpers import Forwarder, Gate, Latch, read_events
+from tests.helpers import Forwarder, Gate, Latch, block, read_events
 
 pytestmark = pytest.mark.anyio
 
@@ -19,10 +19,7 @@ async def test_full_mailbox_makes_tell_wait_and_tell_nowait_raise(tmp_path: Path
     async with Runtime(log_dir=tmp_path) as rt:
         latch = await rt.spawn(Latch)
         gate = await rt.spawn(Gate, latch, mailbox_size=4, name="gate")
-        await gate.tell("block")
-        with anyio.fail_after(5):  # barrier: the gate is now stuck in its handler
-            while await latch.ask("waiters", timeout=5) < 1:
-                pass
+        await block(gate, latch)
         for i in range(4):
             await gate.tell(i)  # fills the mailbox exactly
         with pytest.raises(MailboxFullError, match=r"mailbox of actor gate is full \(capacity 4\)"):
@@ -41,10 +38,7 @@ async def test_a_cancelled_tell_sends_nothing(tmp_path: Path) -> None:
     async with Runtime(log_dir=tmp_path) as rt:
         latch = await rt.spawn(Latch)
         gate = await rt.spawn(Gate, latch, mailbox_size=1)
-        await gate.tell("block")
-        with anyio.fail_after(5):
-            while await latch.ask("waiters", timeout=5) < 1:
-                pass
+        await block(gate, latch)
         await gate.tell("kept")
         with anyio.move_on_after(0.2):
             await gate.tell("cancelled")
@@ -57,10 +51,7 @@ async def test_many_senders_never_push_a_mailbox_past_its_capacity(tmp_path: Pat
         latch = await rt.spawn(Latch)
         gate = await rt.spawn(Gate, latch, mailbox_size=5, name="gate")
         senders = [await rt.spawn(Forwarder) for _ in range(3)]
-        await gate.tell("block")
-        with anyio.fail_after(5):
-            while await latch.ask("waiters", timeout=5) < 1:
-                pass
+        await block(gate, latch)
         async with anyio.create_task_group() as tg:
             for n, sender in enumerate(senders):
                 tg.start_soon(sender.ask, ("send-to", gate, 200, f"s{n}"))
@@ -83,10 +74,7 @@ async def test_an_ask_waiting_for_mailbox_room_times_out_with_ask_timeout_error(
     async with Runtime(log_dir=tmp_path) as rt:
         latch = await rt.spawn(Latch)
         gate = await rt.spawn(Gate, latch, mailbox_size=2, name="gate")
-        await gate.tell("block")
-        with anyio.fail_after(5):  # barrier: the gate is now stuck in its handler
-            while await latch.ask("waiters", timeout=5) < 1:
-                pass
+        await block(gate, latch)
         await gate.tell(0)
         await gate.tell(1)  # full
         started = time.monotonic()
@@ -104,10 +92,7 @@ async def test_every_sender_hears_its_messages_were_handled_once_the_receiver_ru
         latch = await rt.spawn(Latch)
         gate = await rt.spawn(Gate, latch, name="gate")
         senders = [await rt.spawn(Forwarder) for _ in range(2)]
-        await gate.tell("block")
-        with anyio.fail_after(5):
-            while await latch.ask("waiters", timeout=5) < 1:
-                pass
+        await block(gate, latch)
         # fewer than the acknowledgement batch (a quarter of the mailbox) past a batch, so
         # only the idle acknowledgement can tell the senders about their last messages
         for i, sender in enumerate(senders):

@@ -25,6 +25,7 @@ from tests.helpers import (
     Latch,
     Recorder,
     StopRecorder,
+    block,
     read_events,
 )
 
@@ -70,10 +71,7 @@ async def test_a_sender_whose_receiver_hangs_still_stops_in_time_and_records_its
         latch = await rt.spawn(Latch)
         gate = await rt.spawn(Gate, latch, name="gate")
         sender = await rt.spawn(Forwarder, name="sender")
-        await gate.tell("block")  # stuck in its handler for good: it takes nothing more
-        with anyio.fail_after(5):
-            while await latch.ask("waiters", timeout=5) < 1:
-                pass
+        await block(gate, latch)  # stuck in its handler for good: it takes nothing more
         assert await sender.ask(("send-to", gate, 5, "t"), timeout=10) == 5
         # the sender waits for the gate's acknowledgement only within its stop deadline,
         # then records the five in doubt
