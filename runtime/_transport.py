@@ -35,6 +35,7 @@ from actors._router import unpickling_refs
 
 from ._codec import Encoded, Shipper, loads_error, loads_shipped
 from ._connection import ConnectionLostError, FramedConnection, close_all
+from ._deference import deferring
 from ._frames import Kind, ProtocolError
 from ._logging import Log, emitter
 from ._polling import YIELD_EVERY, PollBackoff
@@ -154,7 +155,8 @@ class _Outbound(FramedConnection):
                         self.push_frame(Kind.DEMAND)
                     if self.credit_event is None:
                         self.credit_event = anyio.Event()
-                    await self.credit_event.wait()
+                    with deferring():
+                        await self.credit_event.wait()
                 self.check_open()
                 self.credit -= 1
         finally:

@@ -139,6 +139,8 @@ class Forwarder(Actor):
 
     async def receive(self, message: Any) -> Any:
         match message:
+            case "pid":
+                return os.getpid()
             case ("send-to", ActorRef() as target, int(n), str(tag)):
                 for i in range(n):
                     await target.tell((tag, i))

@@ -1,0 +1,72 @@
+"""A sender held back by a full mailbox does not preempt its receiver when credit wakes it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from runtime import Runtime
+from runtime._deference import deferring
+from tests.helpers import Forwarder, Gate, Latch, block
+
+pytestmark = [
+    pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="needs Linux scheduling policies"),
+]
+
+
+@pytest.fixture
+def policy_restored() -> Iterator[None]:
+    before = os.sched_getscheduler(0)
+    yield
+    os.sched_setscheduler(0, before, os.sched_param(0))
+
+
+@pytest.mark.anyio
+async def test_a_sender_waiting_for_credit_runs_as_batch_and_as_other_again_once_sent(
+    tmp_path: Path,
+) -> None:
+    async with Runtime(log_dir=tmp_path) as rt:
+        latch = await rt.spawn(Latch)
+        gate = await rt.spawn(Gate, latch, mailbox_size=4, name="gate")
+        sender = await rt.spawn(Forwarder)
+        pid = await sender.ask("pid")
+        assert os.sched_getscheduler(pid) == os.SCHED_OTHER
+        await block(gate, latch)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(sender.ask, ("send-to", gate, 10, "s"))  # 4 fit: the 5th waits
+            with anyio.fail_after(5):
+                while os.sched_getscheduler(pid) != os.SCHED_BATCH:
+                    await latch.ask("waiters")  # a round trip between looks
+            await latch.tell("open")
+        assert len(await gate.ask("log", timeout=10)) == 10
+        assert os.sched_getscheduler(pid) == os.SCHED_OTHER
+
+
+def test_overlapping_waits_switch_the_policy_once_and_back_after_the_last(
+    policy_restored: None,
+) -> None:
+    first, second = deferring(), deferring()
+    first.__enter__()
+    assert os.sched_getscheduler(0) == os.SCHED_BATCH
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert os.sched_getscheduler(0) == os.SCHED_BATCH  # the second still waits
+    second.__exit__(None, None, None)
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER
+
+
+def test_a_policy_chosen_by_the_user_is_left_alone(policy_restored: None) -> None:
+    os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))  # (SCHED_IDLE: root to undo)
+    with deferring():
+        pass
+    assert os.sched_getscheduler(0) == os.SCHED_BATCH  # not switched "back" to SCHED_OTHER
+
+
+def test_the_policy_comes_back_when_the_wait_fails(policy_restored: None) -> None:
+    with pytest.raises(TimeoutError), deferring():
+        raise TimeoutError
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER
