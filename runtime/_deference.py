@@ -13,7 +13,8 @@ makes a similar trade: a process that sends to a long message queue is charged e
 reductions, so that the receiver catches up.)
 
 A thread whose policy is not ``SCHED_OTHER`` (set by the user) is left alone, and so is
-a platform without ``SCHED_BATCH``.
+a platform without ``SCHED_BATCH``. A process forked meanwhile starts as ``SCHED_OTHER``;
+one started with ``exec`` (``subprocess``) keeps the policy, as exec does.
 """
 
 from __future__ import annotations
@@ -70,3 +71,16 @@ def _set_policy(expected: int, policy: int) -> bool:
         _usable = False
         return False
     return True
+
+
+def _after_fork_in_child() -> None:
+    # the child runs none of the waits it was forked in: it starts as the thread was
+    state = _state
+    if state.switched:
+        state.switched = False
+        _set_policy(_BATCH, _OTHER)
+    state.waiting = 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -70,3 +70,17 @@ def test_the_policy_comes_back_when_the_wait_fails(policy_restored: None) -> Non
     with pytest.raises(TimeoutError), deferring():
         raise TimeoutError
     assert os.sched_getscheduler(0) == os.SCHED_OTHER
+
+
+def test_a_process_forked_while_a_sender_waits_starts_as_other(policy_restored: None) -> None:
+    reader, writer = os.pipe()
+    with deferring():
+        pid = os.fork()
+        if pid == 0:  # the child: report its policy, and nothing else
+            os.write(writer, str(os.sched_getscheduler(0)).encode())
+            os._exit(0)
+    os.close(writer)
+    _, status = os.waitpid(pid, 0)
+    with os.fdopen(reader) as pipe:
+        assert int(pipe.read()) == os.SCHED_OTHER
+    assert os.waitstatus_to_exitcode(status) == 0
