@@ -425,9 +425,8 @@ class Runtime:
         Args:
             actor_class: a subclass of ``actors.Actor`` defined at module top level.
             name: a unique name for ``lookup`` and the logs; default ``<class>-<n>``.
-            mailbox_size: capacity of its mailbox in messages (default: the runtime's).
-                Its senders share it: an actor fed by several busy senders is faster
-                with room for about a thousand messages per sender (README, Performance).
+            mailbox_size: capacity of its mailbox in messages (default: the runtime's),
+                shared by all its senders.
             restart: ``permanent`` (default), ``transient`` or ``temporary``.
             on_error: ``crash`` (default: an exception escaping ``receive`` ends the
                 incarnation and the supervisor restarts it) or ``resume``.
