@@ -115,17 +115,24 @@ async def _in_runtime(sizes: dict[str, int], logs: str) -> dict[str, Any]:
         async def drive(d: Any, begun: list[float]) -> None:
             begun.append(await d.ask(("tells", sink, n // 4), timeout=300))
 
-        async def one_to_one() -> tuple[float, float, float, float]:
-            """Driver -> sink: msg/s, and the sink's seconds on a CPU, waiting, elapsed."""
+        async def senders_on_cpu(senders: list[Any]) -> float:
+            return float(sum([(await d.ask("sched"))[0] for d in senders]))
+
+        async def one_to_one() -> tuple[float, float, float, float, float]:
+            """Driver -> sink: msg/s; the sink's seconds on a CPU, waiting; elapsed; and the
+            driver's seconds on a CPU."""
+            sent0 = await senders_on_cpu([driver])
             before, (on0, wait0) = await sink.ask("sched")
             begun = await driver.ask(("tells", sink, n), timeout=300)
             after, (on1, wait1) = await sink.ask("sched", timeout=300)
             # perf_counter is CLOCK_MONOTONIC on Linux: the actor's clock compares with ours
             elapsed = time.perf_counter() - begun
-            return (after - before) / elapsed, on1 - on0, wait1 - wait0, elapsed
+            sent = await senders_on_cpu([driver]) - sent0
+            return (after - before) / elapsed, on1 - on0, wait1 - wait0, elapsed, sent
 
-        async def fan_in() -> tuple[float, float, float, float]:
+        async def fan_in() -> tuple[float, float, float, float, float]:
             """The four drivers -> sink at once; the same figures."""
+            sent0 = await senders_on_cpu(drivers)
             before, (on0, wait0) = await sink.ask("sched")
             begun: list[float] = []
             async with anyio.create_task_group() as tg:
@@ -134,7 +141,8 @@ async def _in_runtime(sizes: dict[str, int], logs: str) -> dict[str, Any]:
             after, (on1, wait1) = await sink.ask("sched", timeout=300)
             # from the first driver's start, as one_to_one times from its driver's
             elapsed = time.perf_counter() - min(begun)
-            return (after - before) / elapsed, on1 - on0, wait1 - wait0, elapsed
+            sent = await senders_on_cpu(drivers) - sent0
+            return (after - before) / elapsed, on1 - on0, wait1 - wait0, elapsed, sent
 
         rates: dict[str, list[float]] = {
             "tell_rt": [],
@@ -145,7 +153,8 @@ async def _in_runtime(sizes: dict[str, int], logs: str) -> dict[str, Any]:
         }
         # how the receiving actor's process spent the 1->1 and fan-in runs: on a CPU, or
         # runnable and waiting for one (the Linux scheduler's own accounting)
-        cpu = {"aa": [0.0, 0.0, 0.0], "fan_in": [0.0, 0.0, 0.0]}  # on CPU, waiting, elapsed
+        # on CPU, waiting, elapsed (the receiver's), and its senders' time on a CPU
+        cpu = {"aa": [0.0, 0.0, 0.0, 0.0], "fan_in": [0.0, 0.0, 0.0, 0.0]}
         for _ in range(REPS):
             started = time.perf_counter()
             for i in range(n):
@@ -177,9 +186,10 @@ async def _in_runtime(sizes: dict[str, int], logs: str) -> dict[str, Any]:
                 for pid in (os.getpid(), *pids):
                     os.sched_setaffinity(pid, cpus)
         out.update({key: statistics.median(values) for key, values in rates.items()})
-        for key, (on, waiting, elapsed) in cpu.items():
+        for key, (on, waiting, elapsed, sent) in cpu.items():
             out[f"cpu_{key}"] = on / elapsed
             out[f"wait_{key}"] = waiting / elapsed
+            out[f"cpus_{key}"] = (on + sent) / elapsed  # CPUs kept busy by the whole run
         # spawn-to-ready, one at a time, and a fleet at once
         times = []
         for _ in range(sizes["spawns"]):
@@ -385,6 +395,25 @@ def measure(sizes: dict[str, int], progress: Any) -> list[Figure]:
             ours["wait_aa"],
             "lower",
         ),
+        # the whole bill: fan-in keeps more of the machine busy than 1->1, but pays more CPU
+        # time per message (five processes taking turns on the CPUs), which throughput
+        # divides by: rate = CPUs busy / CPU time per message
+        Figure(
+            "fan-in: CPUs busy (4 senders and receiver)",
+            ours["cpus_fan_in"],
+            "CPUs",
+            "1→1 (sender and receiver)",
+            ours["cpus_aa"],
+            "higher",
+        ),
+        Figure(
+            "fan-in: CPU time per message, all processes",
+            ours["cpus_fan_in"] / ours["fan_in"],
+            "s",
+            "1→1, both processes",
+            ours["cpus_aa"] / ours["tell_aa"],
+            "lower",
+        ),
     ]
     if "one_cpu_fan_in" in ours:
         figures.append(
@@ -496,6 +525,8 @@ def _fmt(value: float | None, unit: str) -> str:
         return "-"
     if unit == "%":
         return f"{value:.0%}"
+    if unit == "CPUs":
+        return f"{value:.2f} CPUs"
     if unit == "s":
         if value < 1e-3:
             return f"{value * 1e6:.1f} µs"

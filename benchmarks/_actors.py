@@ -28,6 +28,11 @@ class Driver(Actor):
                 return times
             case "pid":
                 return os.getpid()
+            case "sched":
+                # (imported here: bench_core imports this module's neighbours lazily)
+                from benchmarks.bench_core import scheduler_times
+
+                return scheduler_times()
             case ("tells", ActorRef() as target, int(count)):
                 started = time.perf_counter()
                 for i in range(count):
