@@ -35,7 +35,7 @@ from actors._router import unpickling_refs
 
 from ._codec import Encoded, Shipper, loads_error, loads_shipped
 from ._connection import ConnectionLostError, FramedConnection, close_all
-from ._deference import deferring
+from ._deference import calm, deferring
 from ._frames import Kind, ProtocolError
 from ._logging import Log, emitter
 from ._polling import YIELD_EVERY, PollBackoff
@@ -555,6 +555,7 @@ class Transport:
         """Close every connection; pending asks fail with ``ActorDeadError``."""
         await close_all(self._conns.values())
         self._conns.clear()
+        calm()  # this thread may be SCHED_BATCH still, from a wait for credit just now
 
     # -- internals -----------------------------------------------------------------------
 

@@ -9,8 +9,10 @@ from pathlib import Path
 import anyio
 import pytest
 
+from actors import ActorRef
 from runtime import Runtime
-from runtime._deference import deferring
+from runtime import _deference as deference
+from runtime._deference import CALM, calm, deferring
 from tests.helpers import Forwarder, Gate, Latch, block
 
 pytestmark = [
@@ -26,7 +28,7 @@ def policy_restored() -> Iterator[None]:
 
 
 @pytest.mark.anyio
-async def test_a_sender_waiting_for_credit_runs_as_batch_and_as_other_again_once_sent(
+async def test_a_sender_waiting_for_credit_runs_as_batch_and_as_other_again_once_calm(
     tmp_path: Path,
 ) -> None:
     async with Runtime(log_dir=tmp_path) as rt:
@@ -43,10 +45,58 @@ async def test_a_sender_waiting_for_credit_runs_as_batch_and_as_other_again_once
                     await latch.ask("waiters")  # a round trip between looks
             await latch.tell("open")
         assert len(await gate.ask("log", timeout=10)) == 10
-        assert os.sched_getscheduler(pid) == os.SCHED_OTHER
+        with anyio.fail_after(5):  # CALM (5 ms) after its last wait
+            while os.sched_getscheduler(pid) != os.SCHED_OTHER:
+                await latch.ask("waiters")  # a round trip between looks
 
 
-def test_overlapping_waits_switch_the_policy_once_and_back_after_the_last(
+@pytest.mark.anyio
+async def test_a_thread_stays_batch_between_waits_and_is_other_once_calm(
+    policy_restored: None,
+) -> None:
+    with deferring():
+        pass
+    with deferring():  # the next wait finds it still SCHED_BATCH: no switch
+        assert os.sched_getscheduler(0) == os.SCHED_BATCH
+    assert os.sched_getscheduler(0) == os.SCHED_BATCH
+    with anyio.fail_after(5):
+        while os.sched_getscheduler(0) != os.SCHED_OTHER:
+            await anyio.sleep(CALM)  # the event loop's timer looks: let it run
+
+
+@pytest.mark.anyio
+async def test_calm_makes_the_thread_other_at_once(policy_restored: None) -> None:
+    with deferring():
+        pass
+    assert os.sched_getscheduler(0) == os.SCHED_BATCH
+    calm()
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER
+
+
+@pytest.mark.anyio
+async def test_a_runtime_that_closes_leaves_its_thread_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(deference, "CALM", 600.0)  # so only the closing can undo it
+    async with Runtime(log_dir=tmp_path) as rt:
+        latch = await rt.spawn(Latch)
+        gate = await rt.spawn(Gate, latch, mailbox_size=2, name="gate")
+        await block(gate, latch)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_tell_three, gate)  # the third waits: this thread defers
+            with anyio.fail_after(5):
+                while os.sched_getscheduler(0) != os.SCHED_BATCH:
+                    await latch.ask("waiters")
+            await latch.tell("open")
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER
+
+
+async def _tell_three(gate: ActorRef) -> None:
+    for i in range(3):
+        await gate.tell(i)
+
+
+def test_overlapping_waits_without_an_event_loop_switch_once_and_back_after_the_last(
     policy_restored: None,
 ) -> None:
     first, second = deferring(), deferring()
