@@ -14,7 +14,7 @@ message queue is charged extra reductions, so that the receiver catches up.)
 It stays so while it keeps running into full mailboxes, and is ``SCHED_OTHER`` again once
 it has not waited for ``CALM`` seconds, or when its transport closes. Switching back at
 every wait cost more than it saved: a change of policy is itself a point where Linux
-may switch tasks, and it did at one switch in three in a fan-in; keeping the policy
+may switch tasks, and in a fan-in it did at 28% of the switches; keeping the policy
 across waits made fan-in 6% faster against 1→1 (README, Performance).
 
 A thread whose policy is not ``SCHED_OTHER`` (set by the user) is left alone, and so is
