@@ -151,9 +151,9 @@ async def _in_runtime(sizes: dict[str, int], logs: str) -> dict[str, Any]:
             "pipe_tell": [],
             "pipe_fan_in": [],
         }
-        # how the receiving actor's process spent the 1->1 and fan-in runs: on a CPU, or
-        # runnable and waiting for one (the Linux scheduler's own accounting)
-        # on CPU, waiting, elapsed (the receiver's), and its senders' time on a CPU
+        # how the 1->1 and fan-in runs spent the CPUs (the Linux scheduler's accounting):
+        # the receiver's seconds on a CPU and runnable but waiting for one, the elapsed
+        # seconds, and the senders' seconds on a CPU
         cpu = {"aa": [0.0, 0.0, 0.0, 0.0], "fan_in": [0.0, 0.0, 0.0, 0.0]}
         for _ in range(REPS):
             started = time.perf_counter()

@@ -11,6 +11,8 @@ from typing import Any
 
 from actors import Actor, ActorRef
 
+from .bench_core import scheduler_times
+
 
 class Driver(Actor):
     """Runs a workload from inside an actor: asks or tells to another actor."""
@@ -29,9 +31,6 @@ class Driver(Actor):
             case "pid":
                 return os.getpid()
             case "sched":
-                # (imported here: bench_core imports this module's neighbours lazily)
-                from benchmarks.bench_core import scheduler_times
-
                 return scheduler_times()
             case ("tells", ActorRef() as target, int(count)):
                 started = time.perf_counter()

@@ -90,8 +90,7 @@ def calm() -> None:
 def _check_later(state: _ThreadState) -> None:
     try:
         loop = asyncio.get_running_loop()
-    except RuntimeError:
-        state.timer = None
+    except RuntimeError:  # no loop: ``deferring`` calms the thread when the wait ends
         return
     state.timer = loop.call_later(CALM, _check, state)
 

@@ -40,14 +40,17 @@ async def test_a_sender_waiting_for_credit_runs_as_batch_and_as_other_again_once
         await block(gate, latch)
         async with anyio.create_task_group() as tg:
             tg.start_soon(sender.ask, ("send-to", gate, 10, "s"))  # 4 fit: the 5th waits
-            with anyio.fail_after(5):
-                while os.sched_getscheduler(pid) != os.SCHED_BATCH:
-                    await latch.ask("waiters")  # a round trip between looks
+            await _until_policy(pid, os.SCHED_BATCH, latch)
             await latch.tell("open")
         assert len(await gate.ask("log", timeout=10)) == 10
-        with anyio.fail_after(5):  # CALM (5 ms) after its last wait
-            while os.sched_getscheduler(pid) != os.SCHED_OTHER:
-                await latch.ask("waiters")  # a round trip between looks
+        await _until_policy(pid, os.SCHED_OTHER, latch)  # CALM (5 ms) after its last wait
+
+
+async def _until_policy(pid: int, policy: int, latch: ActorRef) -> None:
+    """Return once process ``pid`` (0: this thread) runs under ``policy``; 5 s at most."""
+    with anyio.fail_after(5):
+        while os.sched_getscheduler(pid) != policy:
+            await latch.ask("waiters")  # a round trip between looks
 
 
 @pytest.mark.anyio
@@ -84,9 +87,7 @@ async def test_a_runtime_that_closes_leaves_its_thread_other(
         await block(gate, latch)
         async with anyio.create_task_group() as tg:
             tg.start_soon(_tell_three, gate)  # the third waits: this thread defers
-            with anyio.fail_after(5):
-                while os.sched_getscheduler(0) != os.SCHED_BATCH:
-                    await latch.ask("waiters")
+            await _until_policy(0, os.SCHED_BATCH, latch)
             await latch.tell("open")
     assert os.sched_getscheduler(0) == os.SCHED_OTHER
 
