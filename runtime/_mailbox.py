@@ -1,15 +1,23 @@
 """Mailbox: an actor's bounded inbox, fed by one connection per sender.
 
 Capacity is exact: a sender may send only what the mailbox granted it as credit, and the
-mailbox never grants more than its free slots. Each freed slot goes first to a sender that
-is waiting for room, otherwise back to the sender whose message freed it. Senders that
-hold unused credit give half of it back when another sender is starved.
+mailbox never grants more than its free slots. A freed slot goes back to the sender whose
+message freed it, in batches of a quarter of the mailbox, unless senders are waiting for
+room (they ran out of credit and said so). Then freed slots go to those, first come first
+served, and in batches too while the actor has more than a batch queued: a sender woken
+for a few slots at a time costs both processes a wake-up per few messages. Batches never
+hold slots back from a stuck actor's senders: if the actor takes nothing for
+``_STARVING_CHECK`` (its handler may be waiting for one of them), whatever is free is
+shared out at once. A sender that holds credit and has sent nothing for ``_IDLE`` gives
+half of it back while others wait.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import math
 import os
 import select
 import time
@@ -38,6 +46,10 @@ _TELL, _ASK = int(Kind.TELL), int(Kind.ASK)
 _TRACED_TELL, _TRACED_ASK = int(Kind.TRACED_TELL), int(Kind.TRACED_ASK)
 _PLAIN, _TRACED = (_TELL, _ASK), (_TRACED_TELL, _TRACED_ASK)
 _ACK_DELAY = 0.002
+#: how often a mailbox that keeps senders waiting checks for idle holders and for no progress
+_STARVING_CHECK = 0.002
+#: a sender that holds credit and has sent nothing for this long is asked for it back
+_IDLE = 0.005
 
 
 class _Inbound(FramedConnection):
@@ -55,8 +67,9 @@ class _Inbound(FramedConnection):
         self.queued = 0  # ... and still to be finished
         self.idle: anyio.Event | None = None
         self.granted = 0
-        self.owed = 0
+        self.owed = 0  # slots its messages freed, to give back with the next batch
         self.revoking = False
+        self.active_at = 0.0  # time.monotonic() when it last sent or was given credit
         self.eof = False
 
 
@@ -136,8 +149,10 @@ class Mailbox:
         self._queue: deque[Envelope] = deque()
         self._free = capacity
         self._conns: set[_Inbound] = set()
-        self._hungry: deque[_Inbound] = deque()
-        self._owing: set[_Inbound] = set()
+        self._hungry: deque[_Inbound] = deque()  # senders waiting for room, in order
+        self._owing: set[_Inbound] = set()  # connections with owed > 0
+        self._starving: asyncio.TimerHandle | None = None
+        self._released = 0  # slots freed while senders waited
         # credit and acks go back in batches of a quarter of the mailbox: with an eighth, a
         # fast sender woke twice as often for half the messages, and its receiver ran
         # dry between batches (1.7 times as often, measured) and idled
@@ -316,16 +331,23 @@ class Mailbox:
         finally:
             conn.granted -= taken
             conn.queued += taken
+            conn.active_at = time.monotonic()
             if queue:
                 self._wake()
 
     # -- credit --------------------------------------------------------------------------
 
     def _grant(self, conn: _Inbound, n: int) -> None:
+        """Give ``conn`` ``n`` free slots (at most all) and its acknowledgement, in one write."""
         n = min(n, self._free)
         self._free -= n
         conn.granted += n
-        conn.push_frame(Kind.CREDIT, n)
+        frame = encode(Kind.CREDIT, n)
+        if conn.done > conn.acked:
+            self._log_before_ack()
+            conn.acked = conn.done
+            frame = encode(Kind.ACK, conn.done) + frame
+        conn.push(frame)
 
     def _flush(self, conn: _Inbound) -> None:
         """Return owed credit and acknowledge finished messages, in one write."""
@@ -345,6 +367,7 @@ class Mailbox:
     def _on_demand(self, conn: _Inbound) -> None:
         if self.closing:
             return
+        self._reclaim()  # someone is short of room: take it back from idle holders
         if conn.owed:
             self._flush(conn)
             return
@@ -352,29 +375,87 @@ class Mailbox:
             self._free += other.owed
             other.owed = 0
             self._owing.discard(other)
-        if self._free:
-            self._grant(conn, max(1, self._free // (1 + len(self._hungry))))
+        hungry = self._hungry
+        if not hungry and self._free:
+            self._grant(conn, self._free)  # the only one short of room: what is free, now
             return
-        if conn not in self._hungry:
-            self._hungry.append(conn)
-        for other in self._conns:
-            if other is not conn and other.granted > 0 and not other.revoking:
-                other.revoking = True
-                other.push_frame(Kind.REVOKE)
+        if conn not in hungry:
+            hungry.append(conn)
+        self._feed_hungry()
+        if conn not in hungry:
+            return
+        if not self._queue and not self._free:
+            # no message will free a slot: only those who hold credit can
+            self._reclaim(everyone=True)
+        if self._starving is None:
+            self._starving = asyncio.get_running_loop().call_later(
+                _STARVING_CHECK, self._check_starving, self._released
+            )
 
     def _feed_hungry(self) -> None:
-        while self._hungry and self._free:
-            conn = self._hungry.popleft()
+        """Give free slots to the waiting senders, first come first served.
+
+        In batches of a quarter of the mailbox while the actor has more than that queued;
+        at once when it has less, so that it does not run dry waiting for a batch.
+        """
+        hungry = self._hungry
+        batch = self._flush_at
+        while (
+            hungry
+            and self._free
+            and (self._free >= batch or self._free + batch >= len(self._queue))
+        ):
+            conn = hungry.popleft()
             if conn in self._conns:
-                self._grant(conn, max(1, self._free // (1 + len(self._hungry))))
+                free = self._free
+                self._grant(conn, max(min(free, batch), free // (1 + len(hungry))))
+                conn.active_at = time.monotonic()  # time to use them before it counts as idle
+
+    def _check_starving(self, released: int) -> None:
+        """While senders wait for room: take it back from idle holders; unstick a stuck actor.
+
+        Runs every ``_STARVING_CHECK`` seconds while any sender waits.
+        """
+        self._starving = None
+        hungry = self._hungry
+        if self.closing or not hungry:
+            return
+        if self._released == released:
+            # the actor took nothing meanwhile (its handler waits, maybe for one of the
+            # waiting senders): batches would never fill, so share out what is free now
+            while hungry and self._free:
+                conn = hungry.popleft()
+                if conn in self._conns:
+                    self._grant(conn, max(1, self._free // (1 + len(hungry))))
+        self._reclaim()
+        if hungry:
+            self._starving = asyncio.get_running_loop().call_later(
+                _STARVING_CHECK, self._check_starving, self._released
+            )
+
+    def _reclaim(self, *, everyone: bool = False) -> None:
+        """Ask senders that hold credit and sent nothing for ``_IDLE`` to give half of it back.
+
+        Not busy senders: a sender between batches holds credit it is about to use, and
+        asking for it back costs two frames and gains nothing.
+        """
+        idle_since = math.inf if everyone else time.monotonic() - _IDLE
+        for other in self._conns:
+            if other.granted > 0 and other.active_at < idle_since and not other.revoking:
+                other.revoking = True
+                other.push_frame(Kind.REVOKE)
 
     def _release(self, env: Envelope) -> None:
         """The actor took ``env``: its slot is free again."""
         conn = env.conn
         if self.closing or self._hungry or conn not in self._conns:
-            self._free += 1
+            free = self._free + 1
+            self._free = free
             if self._hungry and not self.closing:
-                self._feed_hungry()
+                self._released += 1
+                # _feed_hungry's test, inline: this runs per message while senders wait
+                if free >= self._flush_at or free + self._flush_at >= len(self._queue):
+                    self._feed_hungry()
             return
         owed = conn.owed + 1
         conn.owed = owed
@@ -525,6 +606,9 @@ class Mailbox:
         if self.closing:
             return
         self.closing = True
+        if self._starving is not None:
+            self._starving.cancel()
+            self._starving = None
         if self._path is not None:
             self._path.unlink(missing_ok=True)
         self._accept_scope.cancel()
