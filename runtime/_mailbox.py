@@ -408,8 +408,12 @@ class Mailbox:
             conn = hungry.popleft()
             if conn in self._conns:
                 free = self._free
-                self._grant(conn, max(min(free, batch), free // (1 + len(hungry))))
-                conn.active_at = time.monotonic()  # time to use them before it counts as idle
+                self._serve(conn, max(min(free, batch), free // (1 + len(hungry))))
+
+    def _serve(self, conn: _Inbound, n: int) -> None:
+        """Grant a waiting sender ``n`` slots, and time to use them before it counts as idle."""
+        self._grant(conn, n)
+        conn.active_at = time.monotonic()
 
     def _check_starving(self, released: int) -> None:
         """While senders wait for room: take it back from idle holders; unstick a stuck actor.
@@ -426,7 +430,7 @@ class Mailbox:
             while hungry and self._free:
                 conn = hungry.popleft()
                 if conn in self._conns:
-                    self._grant(conn, max(1, self._free // (1 + len(hungry))))
+                    self._serve(conn, max(1, self._free // (1 + len(hungry))))
         self._reclaim()
         if hungry:
             self._starving = asyncio.get_running_loop().call_later(
