@@ -30,9 +30,9 @@ async def _any_peer(pid: int) -> bool:
     return True
 
 
-def mailbox() -> Mailbox:
+def mailbox(capacity: int = CAPACITY) -> Mailbox:
     return Mailbox(
-        CAPACITY,
+        capacity,
         "receiver",
         box="b1",
         max_body=1 << 20,
@@ -59,6 +59,7 @@ class Sender:
         self.credit: list[int] = []  # the CREDIT frames it was sent, in order
         self.revoked = 0
         self.credited = anyio.Event()
+        self.asked_back = anyio.Event()
         self._decoder = FrameDecoder(1 << 20)
         self._next = 1
         box._conns.add(conn)
@@ -70,6 +71,7 @@ class Sender:
                 self.credited.set()
             elif kind == Kind.REVOKE:
                 self.revoked += 1
+                self.asked_back.set()
 
     def give(self, n: int) -> None:
         """The mailbox granted this sender ``n`` slots (taken from its free ones)."""
@@ -160,4 +162,23 @@ async def test_only_senders_that_sent_nothing_lately_are_asked_to_give_room_back
     box._take(idle.conn, [(int(Kind.RETURN), 35, b"")], None)
     assert hungry.credit == [35]
     assert slots(box, busy, idle, hungry) == CAPACITY
+    box.close()
+
+
+async def test_senders_whose_credit_is_in_use_are_not_asked_for_it_even_when_none_is_free() -> None:
+    # two slots, both granted to senders sending right now: asking them back would cost
+    # a round trip per message (eight senders, two slots: eleven requests per message)
+    box = mailbox(2)
+    a, b, c = Sender(box, "a"), Sender(box, "b"), Sender(box, "c")
+    a.give(1)
+    b.give(1)
+    c.demand()  # nothing queued, nothing free: all of it is on its way
+    assert (a.revoked, b.revoked) == (0, 0)
+    # but a holder that then sends nothing is asked, by the mailbox's own check
+    with anyio.fail_after(5):
+        await a.asked_back.wait()
+    assert b.revoked == 1
+    box._take(a.conn, [(int(Kind.RETURN), 1, b"")], None)
+    assert c.credit == [1]
+    assert slots(box, a, b, c) == 2
     box.close()
