@@ -217,10 +217,9 @@ class Mailbox:
                     if conn.queued:
                         conn.idle = anyio.Event()
                         await conn.idle.wait()
-                    if conn.done > conn.acked:
-                        self._log_before_ack()
-                        conn.acked = conn.done
-                        conn.push_frame(Kind.ACK, conn.done)
+                    ack = self._ack_frame(conn)
+                    if ack:
+                        conn.push(ack)
                     await conn.wait_flushed()
             finally:
                 tg.cancel_scope.cancel()
@@ -336,25 +335,24 @@ class Mailbox:
 
     # -- credit --------------------------------------------------------------------------
 
+    def _ack_frame(self, conn: _Inbound) -> bytes:
+        """The ACK telling ``conn``'s sender what is finished, counted as told; b"" if none."""
+        if conn.done <= conn.acked:
+            return b""
+        self._log_before_ack()
+        conn.acked = conn.done
+        return encode(Kind.ACK, conn.done)
+
     def _grant(self, conn: _Inbound, n: int) -> None:
         """Give ``conn`` ``n`` free slots (at most all) and its acknowledgement, in one write."""
         n = min(n, self._free)
         self._free -= n
         conn.granted += n
-        frame = encode(Kind.CREDIT, n)
-        if conn.done > conn.acked:
-            self._log_before_ack()
-            conn.acked = conn.done
-            frame = encode(Kind.ACK, conn.done) + frame
-        conn.push(frame)
+        conn.push(self._ack_frame(conn) + encode(Kind.CREDIT, n))
 
     def _flush(self, conn: _Inbound) -> None:
         """Return owed credit and acknowledge finished messages, in one write."""
-        frames = b""
-        if conn.done > conn.acked:
-            self._log_before_ack()
-            conn.acked = conn.done
-            frames += encode(Kind.ACK, conn.done)
+        frames = self._ack_frame(conn)
         if conn.owed:
             conn.granted += conn.owed
             frames += encode(Kind.CREDIT, conn.owed)
@@ -381,21 +379,18 @@ class Mailbox:
         if conn not in hungry:
             hungry.append(conn)
         self._feed_hungry()
-        if conn not in hungry:
-            return
-        if self._starving is None:
-            self._starving = asyncio.get_running_loop().call_later(
-                _STARVING_CHECK, self._check_starving, self._released
-            )
+        if conn in hungry and self._starving is None:
+            self._check_starving_later()
 
-    def _feed_hungry(self) -> None:
+    def _feed_hungry(self, *, batched: bool = True) -> None:
         """Give free slots to the waiting senders, first come first served.
 
-        In batches of a quarter of the mailbox while the actor has more than that queued;
-        at once when it has less, so that it does not run dry waiting for a batch.
+        ``batched``: in batches of a quarter of the mailbox while the actor has more than
+        that queued; at once when it has less, so that it does not run dry waiting for a
+        batch. Otherwise whatever is free, shared out now.
         """
         hungry = self._hungry
-        batch = self._flush_at
+        batch = self._flush_at if batched else 1
         while (
             hungry
             and self._free
@@ -404,12 +399,13 @@ class Mailbox:
             conn = hungry.popleft()
             if conn in self._conns:
                 free = self._free
-                self._serve(conn, max(min(free, batch), free // (1 + len(hungry))))
+                self._grant(conn, max(min(free, batch), free // (1 + len(hungry))))
+                conn.active_at = time.monotonic()  # time to use them before it counts as idle
 
-    def _serve(self, conn: _Inbound, n: int) -> None:
-        """Grant a waiting sender ``n`` slots, and time to use them before it counts as idle."""
-        self._grant(conn, n)
-        conn.active_at = time.monotonic()
+    def _check_starving_later(self) -> None:
+        self._starving = asyncio.get_running_loop().call_later(
+            _STARVING_CHECK, self._check_starving, self._released
+        )
 
     def _check_starving(self, released: int) -> None:
         """While senders wait for room: take it back from idle holders; unstick a stuck actor.
@@ -423,15 +419,10 @@ class Mailbox:
         if self._released == released:
             # the actor took nothing meanwhile (its handler waits, maybe for one of the
             # waiting senders): batches would never fill, so share out what is free now
-            while hungry and self._free:
-                conn = hungry.popleft()
-                if conn in self._conns:
-                    self._serve(conn, max(1, self._free // (1 + len(hungry))))
+            self._feed_hungry(batched=False)
         self._reclaim()
         if hungry:
-            self._starving = asyncio.get_running_loop().call_later(
-                _STARVING_CHECK, self._check_starving, self._released
-            )
+            self._check_starving_later()
 
     def _reclaim(self) -> None:
         """Ask senders that hold credit and sent nothing for ``_IDLE`` to give half of it back.
@@ -628,11 +619,10 @@ class Mailbox:
         """Close every connection; senders see the actor gone."""
         self.close()
         for conn in self._conns:
-            if not conn.closed and conn.done > conn.acked:
-                # every sender learns what was finished: nothing is left in doubt
-                self._log_before_ack()
-                conn.acked = conn.done
-                conn.push_frame(Kind.ACK, conn.done)
+            # every sender learns what was finished: nothing is left in doubt
+            ack = b"" if conn.closed else self._ack_frame(conn)
+            if ack:
+                conn.push(ack)
         await close_all(self._conns)
         self._poller.close()
         if self._listener is not None:

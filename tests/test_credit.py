@@ -101,13 +101,19 @@ def slots(box: Mailbox, *senders: Sender) -> int:
     return box._free + held + len(box._queue)
 
 
-async def test_waiting_senders_get_room_in_batches_while_the_actor_has_plenty_queued() -> None:
+def full_with_two_waiting() -> tuple[Mailbox, Sender, Sender]:
+    """A mailbox filled by ``a``, then ``a`` and ``b`` asking for room, ``a`` first."""
     box = mailbox()
     a, b = Sender(box, "a"), Sender(box, "b")
     a.give(CAPACITY)
     a.send(CAPACITY)
     a.demand()
-    b.demand()  # both wait; a asked first
+    b.demand()
+    return box, a, b
+
+
+async def test_waiting_senders_get_room_in_batches_while_the_actor_has_plenty_queued() -> None:
+    box, a, b = full_with_two_waiting()
     handle(box, BATCH - 1)
     assert (a.credit, b.credit) == ([], []), "a batch was split into single slots"
     handle(box, 1)
@@ -133,12 +139,7 @@ async def test_a_waiting_sender_gets_each_slot_at_once_when_little_is_queued() -
 
 async def test_free_slots_reach_waiting_senders_when_the_actor_takes_nothing_more() -> None:
     # the actor's handler may be waiting for one of them: a batch would never fill
-    box = mailbox()
-    a, b = Sender(box, "a"), Sender(box, "b")
-    a.give(CAPACITY)
-    a.send(CAPACITY)
-    a.demand()
-    b.demand()
+    box, a, b = full_with_two_waiting()
     handle(box, 10)  # 10 free, 90 queued: not a batch, and plenty queued
     assert (a.credit, b.credit) == ([], [])
     with anyio.fail_after(5):
