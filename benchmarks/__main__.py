@@ -73,12 +73,20 @@ class Figure:
     baseline: float | None
     better: str  # "lower" or "higher"
     target: str = ""
+    #: the ratio of each run of ours to the baseline's run beside it (median figures only):
+    #: how far one run can stray on a machine shared with others
+    runs: list[float] | None = None
 
     @property
     def ratio(self) -> float | None:
         if self.baseline in (None, 0):
             return None
         return self.ours / self.baseline  # type: ignore[operator]
+
+
+def _pairs(ours: list[float], baseline: list[float]) -> list[float]:
+    """Each run's ratio to the baseline run measured beside it."""
+    return [a / b for a, b in zip(ours, baseline, strict=True) if b]
 
 
 def _p(samples: list[float], q: float) -> float:
@@ -186,6 +194,7 @@ async def _in_runtime(sizes: dict[str, int], logs: str) -> dict[str, Any]:
                 for pid in (os.getpid(), *pids):
                     os.sched_setaffinity(pid, cpus)
         out.update({key: statistics.median(values) for key, values in rates.items()})
+        out["runs"] = rates
         for key, (on, waiting, elapsed, sent) in cpu.items():
             out[f"cpu_{key}"] = on / elapsed
             out[f"wait_{key}"] = waiting / elapsed
@@ -264,7 +273,7 @@ def _fleet_baseline(count: int) -> float:
     return elapsed
 
 
-def _counter(count: int) -> tuple[float, float]:
+def _counter(count: int) -> tuple[list[float], list[float]]:
     def run(cmd: list[str]) -> float:
         started = time.perf_counter()
         subprocess.run(cmd, cwd=ROOT, capture_output=True, check=True)
@@ -285,7 +294,7 @@ def _counter(count: int) -> tuple[float, float]:
             else:
                 demos.append(run(demo_cmd))
                 bases.append(run(base_cmd))
-    return statistics.median(demos), statistics.median(bases)
+    return demos, bases
 
 
 def measure(sizes: dict[str, int], progress: Any) -> list[Figure]:
@@ -298,6 +307,7 @@ def measure(sizes: dict[str, int], progress: Any) -> list[Figure]:
     progress("Pipe baselines")
     pipe_ask = bench_core._base_ask(50, sizes["asks"])
     pipe_tell, pipe_fan = ours["pipe_tell"], ours["pipe_fan_in"]
+    runs = ours["runs"]
     p50_pipe = statistics.median(pipe_ask)
     figures += [
         Figure(
@@ -342,6 +352,7 @@ def measure(sizes: dict[str, int], progress: Any) -> list[Figure]:
             pipe_tell,
             "higher",
             "≥ 2x",
+            _pairs(runs["tell_rt"], runs["pipe_tell"]),
         ),
         Figure(
             "tell throughput, actor→actor",
@@ -351,6 +362,7 @@ def measure(sizes: dict[str, int], progress: Any) -> list[Figure]:
             pipe_tell,
             "higher",
             "≥ 2x",
+            _pairs(runs["tell_aa"], runs["pipe_tell"]),
         ),
         Figure(
             "fan-in 4→1 throughput",
@@ -360,6 +372,7 @@ def measure(sizes: dict[str, int], progress: Any) -> list[Figure]:
             ours["tell_aa"],
             "higher",
             "≥ 1x",
+            _pairs(runs["fan_in"], runs["tell_aa"]),
         ),
         Figure(
             "fan-in 4→1 throughput (vs Pipe)",
@@ -368,6 +381,7 @@ def measure(sizes: dict[str, int], progress: Any) -> list[Figure]:
             "4 Pipes into 1 process",
             pipe_fan,
             "higher",
+            runs=_pairs(runs["fan_in"], runs["pipe_fan_in"]),
         ),
         # why fan-in trails 1->1 on a small machine: its receiver shares the CPUs with four
         # busy senders, and waits for one instead of working; raw Pipes show the same
@@ -378,6 +392,7 @@ def measure(sizes: dict[str, int], progress: Any) -> list[Figure]:
             "Pipe send 1→1",
             pipe_tell,
             "higher",
+            runs=_pairs(runs["pipe_fan_in"], runs["pipe_tell"]),
         ),
         Figure(
             "fan-in receiver: time on a CPU",
@@ -424,6 +439,7 @@ def measure(sizes: dict[str, int], progress: Any) -> list[Figure]:
                 "1→1, both on that CPU",
                 ours["one_cpu_aa"],
                 "higher",
+                runs=_pairs(runs["one_cpu_fan_in"], runs["one_cpu_aa"]),
             )
         )
     progress("spawn baselines")
@@ -486,16 +502,17 @@ def measure(sizes: dict[str, int], progress: Any) -> list[Figure]:
         )
     )
     progress("counter demo")
-    demo, base = _counter(sizes["count"])
+    demos, bases = _counter(sizes["count"])
     figures.append(
         Figure(
             "counter demo, whole process",
-            demo,
+            statistics.median(demos),
             "s",
             "multiprocessing.Queue script",
-            base,
+            statistics.median(bases),
             "lower",
             "≤ 1.05x",
+            _pairs(demos, bases),
         )
     )
     progress("tracing")
@@ -515,6 +532,7 @@ def measure(sizes: dict[str, int], progress: Any) -> list[Figure]:
             off,
             "higher",
             "≥ 0.25x",
+            _pairs(ons, offs),
         )
     )
     return figures
@@ -580,16 +598,24 @@ def main() -> None:
         f"{info['cpus']} CPUs, CPython {info['python']}, commit {info['commit']}"
         + (", actors on uvloop" if info["uvloop"] else "")
     )
-    for column in ("figure", "ours", "baseline", "baseline value", "ratio", "target"):
+    for column in ("figure", "ours", "baseline", "baseline value", "ratio", "runs", "target"):
         table.add_column(column, justify="left" if column in ("figure", "baseline") else "right")
     for f in figures:
         ratio = "-" if f.ratio is None else f"{f.ratio:.2f}x"
+        spread = f"{min(f.runs):.2f}-{max(f.runs):.2f}x" if f.runs else ""
         table.add_row(
-            f.name, _fmt(f.ours, f.unit), f.baseline_name, _fmt(f.baseline, f.unit), ratio, f.target
+            f.name,
+            _fmt(f.ours, f.unit),
+            f.baseline_name,
+            _fmt(f.baseline, f.unit),
+            ratio,
+            spread,
+            f.target,
         )
     console.print(table)
     console.print(
-        f"ratio: ours / baseline (lower is better for times, higher for rates); "
+        f"ratio: ours / baseline (lower is better for times, higher for rates); runs: the "
+        f"lowest and highest ratio of one of the {REPS} runs to the baseline's run beside it; "
         f"took {time.perf_counter() - began:.0f} s"
     )
     if args.json:

@@ -39,3 +39,7 @@ def test_the_quick_benchmark_suite_runs_and_writes_every_figure(tmp_path: Path) 
     ):
         assert expected in names
     assert all(f["ours"] > 0 and f["baseline"] > 0 for f in report["figures"])
+    # median figures carry each run's ratio to the baseline's run beside it
+    fan_in = next(f for f in report["figures"] if f["name"] == "fan-in 4→1 throughput")
+    assert len(fan_in["runs"]) == 5
+    assert all(r > 0 for r in fan_in["runs"])
