@@ -5,7 +5,8 @@
 Each figure is measured through the public API and reported with a baseline measured in
 the same run on the same machine, and their ratio: absolute times on shared 2-core
 machines swing by 2x, ratios much less. Throughput figures and the counter demo are the
-median of ``REPS`` runs, ours and the baselines alike. ``--quick`` (under a minute) uses
+median of ``REPS`` runs, ours and the baselines alike, and list each run's ratio to the
+baseline's run beside it (``runs``: how far one run strays). ``--quick`` (under a minute) uses
 small sizes and is what CI runs, as a smoke test: no test asserts a timing.
 """
 
