@@ -97,13 +97,10 @@ def _check_later(state: _ThreadState) -> None:
 
 def _check(state: _ThreadState) -> None:
     state.timer = None
-    if not state.switched:
-        return
-    if state.waiting or time.monotonic() - state.last_wait < CALM:
+    if state.switched and (state.waiting or time.monotonic() - state.last_wait < CALM):
         _check_later(state)
         return
-    state.switched = False
-    _set_policy(_BATCH, _OTHER)
+    calm()
 
 
 def _set_policy(expected: int, policy: int) -> bool:
@@ -122,10 +119,8 @@ def _set_policy(expected: int, policy: int) -> bool:
 def _after_fork_in_child() -> None:
     # the child runs none of the waits it was forked in, nor the parent's event loop
     state = _state
-    state.timer = None
-    if state.switched:
-        state.switched = False
-        _set_policy(_BATCH, _OTHER)
+    state.timer = None  # the parent's loop's: not ours to cancel
+    calm()
     state.waiting = 0
 
 
