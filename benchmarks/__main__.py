@@ -34,12 +34,15 @@ import numpy as np
 from benchmarks import bench_core, bench_shared
 from benchmarks._actors import Driver
 from benchmarks._baselines import pipe_sender
-from benchmarks.bench_core import Echo, Sink
+from benchmarks.bench_core import BusySink, Echo, Sink
 from runtime import Runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 #: throughput figures are the median of this many runs, ours and the baselines alike
 REPS = 5
+#: loop turns of work per message in the busy handler's fan-in (about 2 µs here): what
+#: fan-in costs once the receiver does some work, as real handlers do
+HANDLER_WORK = 250
 
 FULL = {
     "asks": 2000,
@@ -120,34 +123,35 @@ async def _in_runtime(sizes: dict[str, int], logs: str) -> dict[str, Any]:
         # ours, so that the machine's drift over a run hits both sides
         n = sizes["tells"]
         drivers = [await rt.spawn(Driver) for _ in range(4)]
+        busy = await rt.spawn(BusySink, HANDLER_WORK)
 
-        async def drive(d: Any, begun: list[float]) -> None:
-            begun.append(await d.ask(("tells", sink, n // 4), timeout=300))
+        async def drive(d: Any, target: Any, begun: list[float]) -> None:
+            begun.append(await d.ask(("tells", target, n // 4), timeout=300))
 
         async def senders_on_cpu(senders: list[Any]) -> float:
             return float(sum([(await d.ask("sched"))[0] for d in senders]))
 
-        async def one_to_one() -> tuple[float, float, float, float, float]:
+        async def one_to_one(target: Any = sink) -> tuple[float, float, float, float, float]:
             """Driver -> sink: msg/s; the sink's seconds on a CPU, waiting; elapsed; and the
             driver's seconds on a CPU."""
             sent0 = await senders_on_cpu([driver])
-            before, (on0, wait0) = await sink.ask("sched")
-            begun = await driver.ask(("tells", sink, n), timeout=300)
-            after, (on1, wait1) = await sink.ask("sched", timeout=300)
+            before, (on0, wait0) = await target.ask("sched")
+            begun = await driver.ask(("tells", target, n), timeout=300)
+            after, (on1, wait1) = await target.ask("sched", timeout=300)
             # perf_counter is CLOCK_MONOTONIC on Linux: the actor's clock compares with ours
             elapsed = time.perf_counter() - begun
             sent = await senders_on_cpu([driver]) - sent0
             return (after - before) / elapsed, on1 - on0, wait1 - wait0, elapsed, sent
 
-        async def fan_in() -> tuple[float, float, float, float, float]:
+        async def fan_in(target: Any = sink) -> tuple[float, float, float, float, float]:
             """The four drivers -> sink at once; the same figures."""
             sent0 = await senders_on_cpu(drivers)
-            before, (on0, wait0) = await sink.ask("sched")
+            before, (on0, wait0) = await target.ask("sched")
             begun: list[float] = []
             async with anyio.create_task_group() as tg:
                 for d in drivers:
-                    tg.start_soon(drive, d, begun)
-            after, (on1, wait1) = await sink.ask("sched", timeout=300)
+                    tg.start_soon(drive, d, target, begun)
+            after, (on1, wait1) = await target.ask("sched", timeout=300)
             # from the first driver's start, as one_to_one times from its driver's
             elapsed = time.perf_counter() - min(begun)
             sent = await senders_on_cpu(drivers) - sent0
@@ -159,6 +163,8 @@ async def _in_runtime(sizes: dict[str, int], logs: str) -> dict[str, Any]:
             "fan_in": [],
             "pipe_tell": [],
             "pipe_fan_in": [],
+            "busy_aa": [],
+            "busy_fan_in": [],
         }
         # how the 1->1 and fan-in runs spent the CPUs (the Linux scheduler's accounting):
         # the receiver's seconds on a CPU and runnable but waiting for one, the elapsed
@@ -179,6 +185,8 @@ async def _in_runtime(sizes: dict[str, int], logs: str) -> dict[str, Any]:
             rates["fan_in"].append(rate)
             _add(cpu["fan_in"], *spent)
             rates["pipe_fan_in"].append(await anyio.to_thread.run_sync(_pipe_fan_in, n))
+            rates["busy_aa"].append((await one_to_one(busy))[0])
+            rates["busy_fan_in"].append((await fan_in(busy))[0])
         # the same two runs with every process involved on one CPU, where both are bound by
         # CPU time alone: what fan-in costs per message, apart from sharing two cores
         cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
@@ -383,6 +391,17 @@ def measure(sizes: dict[str, int], progress: Any) -> list[Figure]:
             pipe_fan,
             "higher",
             runs=_pairs(runs["fan_in"], runs["pipe_fan_in"]),
+        ),
+        # the same with a handler that works about 2 µs a message: the receiver then sets
+        # the pace, and fan-in's extra CPU time fits in what the senders leave idle
+        Figure(
+            "fan-in 4→1 throughput, busy handler",
+            ours["busy_fan_in"],
+            "msg/s",
+            "actor→actor 1→1, same handler",
+            ours["busy_aa"],
+            "higher",
+            runs=_pairs(runs["busy_fan_in"], runs["busy_aa"]),
         ),
         # why fan-in trails 1->1 on a small machine: its receiver shares the CPUs with four
         # busy senders, and waits for one instead of working; raw Pipes show the same

@@ -71,6 +71,21 @@ class Sink(Actor):
         return None
 
 
+class BusySink(Sink):
+    """A sink whose handler does ``work`` loop turns of CPU work per message (about 7 ns
+    each here): a handler that computes something, where ``Sink``'s does nothing."""
+
+    def __init__(self, work: int) -> None:
+        super().__init__()
+        self.work = work
+
+    async def receive(self, message: Any) -> Any:
+        if isinstance(message, int):
+            for _ in range(self.work):
+                pass
+        return await super().receive(message)
+
+
 def scheduler_times() -> tuple[float, float]:
     """Seconds this process has spent on a CPU, and runnable but waiting for one.
 

@@ -32,6 +32,7 @@ def test_the_quick_benchmark_suite_runs_and_writes_every_figure(tmp_path: Path) 
         "tell throughput, script→actor",
         "tell throughput, actor→actor",
         "fan-in 4→1 throughput",
+        "fan-in 4→1 throughput, busy handler",
         "spawn to ready p50",
         "SIGKILL to restarted actor answering, p50",
         "counter demo, whole process",
