@@ -267,16 +267,8 @@ class Incarnation:
                 mailbox_size=spec.mailbox_size,
                 incarnation=spec.incarnation,
             )
-            mailbox = self.mailbox
             with self._loop_scope:
-                while True:
-                    env = mailbox.take()
-                    if env is None and (env := await mailbox.get()) is None:
-                        break
-                    if self._crash is None:
-                        await self._handle(env)
-                    else:
-                        self._dead_letter(env, "crashed")
+                await self._serve()
             await self._finish()
             tg.cancel_scope.cancel()
         return 0
@@ -386,10 +378,102 @@ class Incarnation:
             self._reply = self._make_reply(env)
         return self._reply
 
-    async def _handle(self, env: Envelope) -> None:
-        """Handle one message: decode it, run ``receive``, answer, and account for it.
+    async def _serve(self) -> None:
+        """Hand the mailbox's messages to the actor, one at a time, until it is drained.
 
-        One coroutine per message (no nested ones): this is the receiving hot path.
+        The common case (untraced, a body with no refs or arrays to map) is handled right
+        here, with no coroutine of ours per message: one cost an eighth of the receiving
+        side's time per message (1.80 against 1.57 µs; 1→1 tells went from 545k to 618k
+        msg/s, medians of 8 interleaved runs). Everything else goes through ``_handle``;
+        both share the failure paths, so a message ends the same way on either.
+        """
+        mailbox = self.mailbox
+        actor = self.actor
+        assert actor is not None
+        while True:
+            env = mailbox.take()
+            if env is None and (env := await mailbox.get()) is None:
+                return
+            if self._crash is not None:
+                self._dead_letter(env, "crashed")
+                continue
+            body = env.body
+            if self._trace or env.trace_id or body.find(UNPICKLE_MARK) >= 0:
+                await self._handle(env)
+                continue
+            try:
+                try:
+                    message = pickle.loads(body)
+                except Exception as exc:
+                    self._undecodable(env, exc)
+                    continue
+                self._env = env
+                try:
+                    result = await actor.receive(message)
+                except Exception as exc:
+                    self._receive_failed(env, message, exc)
+                    continue
+                except BaseException:
+                    self._receive_interrupted(env)
+                    raise
+                finally:
+                    reply = self._reply
+                    self._env = self._reply = None
+                self.handled += 1
+                if env.is_ask and reply is None:
+                    self._answer(env, True, result)
+            finally:
+                mailbox.done(env)
+
+    def _undecodable(self, env: Envelope, exc: Exception) -> None:
+        """``env``'s body did not unpickle here: log it, and fail its ask."""
+        self.failed += 1
+        self.log.error(
+            "message.failed",
+            msg_id=env.msg_id,
+            **_ids(env),
+            sender=env.sender,
+            receiver=self.spec.name,
+            reason="undecodable",
+            error_type=type(exc).__name__,
+            error=str(exc),
+        )
+        if env.is_ask:
+            self.mailbox.reply(env, False, dumps_error(exc))
+
+    def _receive_failed(self, env: Envelope, message: object, exc: Exception) -> None:
+        """``receive`` raised ``exc`` on ``env`` (called while ``self._env`` is still set)."""
+        reply = self._reply
+        self.failed += 1
+        self.log.error(
+            "message.failed",
+            msg_id=env.msg_id,
+            **_ids(env),
+            sender=env.sender,
+            receiver=self.spec.name,
+            msg_type=message_type(message),
+            error_type=type(exc).__name__,
+            exc_info=exc,
+        )
+        if reply is not None:
+            if not reply.settled:
+                reply.set_exception(exc)
+        elif env.is_ask:
+            self.mailbox.reply(env, False, dumps_error(exc))
+        if self.spec.on_error == "crash" and self._crash is None:
+            # let it crash: this incarnation's state is suspect; its supervisor decides
+            self._crash = (type(exc).__name__, str(exc)[:500])
+            self.request_stop(self.spec.stop_timeout, "exception")
+
+    def _receive_interrupted(self, env: Envelope) -> None:
+        """``receive`` was cancelled (the stop deadline, an interrupting stop)."""
+        if self._reply is None:
+            self._dead_letter(env, self._stop_reason or "cancelled", handled_part=True)
+
+    async def _handle(self, env: Envelope) -> None:
+        """Handle one message the general way: traced, or with refs or arrays to map.
+
+        Decode it, run ``receive``, answer, and account for it, in one coroutine.
         """
         # what the handler sends is caused by this message (only traced envelopes say so)
         token = CURRENT.set((env.msg_id, env.trace_id)) if env.trace_id else None
@@ -407,50 +491,16 @@ class Incarnation:
                     if refs:
                         await self.transport.connect_ahead(refs)
             except Exception as exc:
-                self.failed += 1
-                self.log.error(
-                    "message.failed",
-                    msg_id=env.msg_id,
-                    **_ids(env),
-                    sender=env.sender,
-                    receiver=self.spec.name,
-                    reason="undecodable",
-                    error_type=type(exc).__name__,
-                    error=str(exc),
-                )
-                if env.is_ask:
-                    self.mailbox.reply(env, False, dumps_error(exc))
+                self._undecodable(env, exc)
                 return
             self._env = env
             try:
                 result = await actor.receive(message)
             except Exception as exc:
-                reply = self._reply
-                self.failed += 1
-                self.log.error(
-                    "message.failed",
-                    msg_id=env.msg_id,
-                    **_ids(env),
-                    sender=env.sender,
-                    receiver=self.spec.name,
-                    msg_type=message_type(message),
-                    error_type=type(exc).__name__,
-                    exc_info=exc,
-                )
-                if reply is not None:
-                    if not reply.settled:
-                        reply.set_exception(exc)
-                elif env.is_ask:
-                    self.mailbox.reply(env, False, dumps_error(exc))
-                if self.spec.on_error == "crash" and self._crash is None:
-                    # let it crash: this incarnation's state is suspect; its supervisor decides
-                    self._crash = (type(exc).__name__, str(exc)[:500])
-                    self.request_stop(self.spec.stop_timeout, "exception")
+                self._receive_failed(env, message, exc)
                 return
             except BaseException:
-                # cancelled by the stop deadline or an interrupting stop
-                if self._reply is None:
-                    self._dead_letter(env, self._stop_reason or "cancelled", handled_part=True)
+                self._receive_interrupted(env)
                 raise
             finally:
                 reply = self._reply

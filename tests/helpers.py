@@ -22,6 +22,17 @@ class Echo(Actor):
         return message
 
 
+def _refuse_to_rebuild() -> None:
+    raise ValueError("this object cannot be rebuilt in the receiving process")
+
+
+class RefusesToUnpickle:
+    """Pickles fine, but unpickling it raises: as a class the receiver cannot import."""
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return (_refuse_to_rebuild, ())
+
+
 class LoopReporter(Actor):
     """Answers "loop" with the module of its event loop's class (asyncio or uvloop)."""
 

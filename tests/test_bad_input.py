@@ -18,7 +18,14 @@ from actors import (
     RuntimeClosedError,
 )
 from runtime import Runtime
-from tests.helpers import Echo, FailsInInit, FailsToStart, Holder
+from tests.helpers import (
+    Echo,
+    FailsInInit,
+    FailsToStart,
+    Holder,
+    RefusesToUnpickle,
+    read_events,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -35,6 +42,22 @@ async def test_unpicklable_message_is_refused_and_the_runtime_keeps_working(
         with pytest.raises(MessageNotSerializableError):
             await echo.ask({"handle": open(__file__)}, timeout=5)  # noqa: SIM115
         assert await echo.ask("still fine", timeout=5) == "still fine"
+
+
+async def test_a_message_the_actor_cannot_unpickle_fails_its_ask_and_is_logged_as_failed(
+    tmp_path: Path,
+) -> None:
+    async with Runtime(log_dir=tmp_path) as rt:
+        echo = await rt.spawn(Echo, name="echo")
+        with pytest.raises(ValueError, match="cannot be rebuilt in the receiving process"):
+            await echo.ask(RefusesToUnpickle(), timeout=5)
+        await echo.tell(RefusesToUnpickle())
+        assert await echo.ask("still fine", timeout=5) == "still fine"
+    failed = [e for e in read_events(tmp_path) if e["event"] == "message.failed"]
+    assert [(e["actor"], e["reason"], e["error_type"]) for e in failed] == [
+        ("echo", "undecodable", "ValueError"),
+        ("echo", "undecodable", "ValueError"),
+    ]
 
 
 async def test_unpicklable_spawn_argument_is_named_in_the_error(tmp_path: Path) -> None:
