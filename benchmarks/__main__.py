@@ -393,7 +393,7 @@ def measure(sizes: dict[str, int], progress: Any) -> list[Figure]:
             runs=_pairs(runs["fan_in"], runs["pipe_fan_in"]),
         ),
         # the same with a handler that works about 2 µs a message: the receiver then sets
-        # the pace, and fan-in's extra CPU time fits in what the senders leave idle
+        # the pace in both, and fan-in's extra CPU time still fits in two CPUs
         Figure(
             "fan-in 4→1 throughput, busy handler",
             ours["busy_fan_in"],
