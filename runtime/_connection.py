@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 import socket
 from collections.abc import Iterable
 
@@ -52,6 +53,7 @@ class FramedConnection:
         self._read_error: BaseException | None = None
         self._held: list[bytes] = []  # frames held until the loop step ends (push_batched)
         self._held_bytes = 0
+        self._poller: select.poll | None = None  # for wait_readable, made on first use
         self._in_step = False
         self.closed = False
         #: set once the socket is closed and the connection's tasks are done with it
@@ -251,6 +253,23 @@ class FramedConnection:
         self._read_available()
         frames, self._frames = self._frames, []
         return frames
+
+    def wait_readable(self, timeout: float) -> bool:
+        """Block (no event loop) until the socket has data or an error, ``timeout`` at most.
+
+        Only once the reader has started; False at once before, and if the time ran out.
+        """
+        if self._fd < 0 or timeout <= 0:
+            return False
+        if self._poller is None:
+            self._poller = select.poll()
+            self._poller.register(self._fd, select.POLLIN)
+        return bool(self._poller.poll(timeout * 1e3))
+
+    @property
+    def writing(self) -> bool:
+        """Whether frames wait for the writer task (the socket took less than given)."""
+        return bool(self._wbuf) or self._writing
 
     def fileno(self) -> int:
         """The socket's file descriptor, or -1."""

@@ -33,6 +33,7 @@ from actors import (
 )
 from actors._router import unpickling_refs
 
+from ._batching import flush_now
 from ._codec import Encoded, Shipper, loads_error, loads_shipped
 from ._connection import ConnectionLostError, FramedConnection, close_all
 from ._deference import calm, deferring
@@ -52,6 +53,9 @@ LEAVE_TIMEOUT = 1.0
 UNPICKLE_MARK = b"_unpickle_"
 _NO_REFS: list[ActorRef] = []
 _TELL = int(Kind.TELL)
+#: how long a sender out of credit waits for it in place, without its event loop, before
+#: it waits in the loop: as long as a loop of tells may run between two yields
+IN_PLACE = YIELD_EVERY
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +125,7 @@ class _Outbound(FramedConnection):
         self.acked = 0
         self.in_doubt = 0
         self.polling = PollBackoff()  # whether an asker busy-polls for its answer
+        self.in_place = PollBackoff()  # whether a sender out of credit waits in place
 
     def check_open(self) -> None:
         if self.dead_reason is not None:
@@ -141,10 +146,21 @@ class _Outbound(FramedConnection):
             return True
         return False
 
-    async def acquire_credit(self) -> None:
-        """Take one mailbox slot, waiting (in FIFO order) while there is none."""
+    async def acquire_credit(self, deadline: float = math.inf) -> None:
+        """Take one mailbox slot, waiting (in FIFO order) while there is none.
+
+        The first waiter waits in place (``wait_in_place``) before it waits in the loop.
+        ``deadline`` (``time.monotonic``) bounds only the wait in place: the caller's
+        timeout scope bounds the rest.
+        """
         if self.take_credit():
             return
+        if self.waiters == 0:
+            self.check_open()
+            if self.wait_in_place(min(IN_PLACE, deadline - time.monotonic())):
+                self.check_open()
+                self.credit -= 1
+                return
         self.waiters += 1
         try:
             async with self.send_lock:
@@ -161,6 +177,46 @@ class _Outbound(FramedConnection):
                 self.credit -= 1
         finally:
             self.waiters -= 1
+
+    def wait_in_place(self, budget: float) -> bool:
+        """Wait for credit in a blocking poll of this socket alone, ``budget`` seconds at most.
+
+        Waiting in the event loop costs a sender a loop round: its held frames written,
+        epoll, the reader task woken to dispatch the credit, an event set, the telling
+        task resumed. That cost 55 to 65 µs of CPU per wait for a lone sender that outruns
+        its receiver (4 to 5 waits per 1,000 tells), and 90 to 130 µs in a 4→1 fan-in,
+        where a sender that slept while the others ran starts again cold. Here it is a
+        write, a poll and a read. The loop does not run meanwhile, as it does not while a
+        loop of tells runs between two yields, and for no longer (``IN_PLACE``). Under
+        ``SCHED_BATCH``, as a wait in the loop (``deferring``). After waits in vain (a
+        receiver that takes nothing for a while) it is mostly skipped (``PollBackoff``).
+        Return whether credit came.
+        """
+        if budget <= 0 or self.read_failed or not self.in_place.should_poll():
+            return False
+        flush_now()  # the loop will not run to write what this process holds: now
+        if not self.demanded:
+            self.demanded = True
+            self.push_frame(Kind.DEMAND)
+        if self.writing:
+            return False  # the socket is full: only the writer task, in the loop, can help
+        deadline = time.perf_counter() + budget
+        with deferring():
+            while self.credit == 0 and not self.closing:
+                if not self.wait_readable(deadline - time.perf_counter()):
+                    break
+                frames = self.read_now()
+                if frames:
+                    try:
+                        self.dispatch(frames)
+                    except ProtocolError as exc:
+                        self.fail_reading(exc)  # the reader task logs it and closes
+                        break
+                if self.read_failed:
+                    break  # the reader task, in the loop, finds out why
+        got = self.credit > 0
+        self.in_place.caught(got)
+        return got
 
     def try_acquire_credit(self) -> bool:
         self.check_open()  # a dead receiver says so even when no slot is free
@@ -430,7 +486,7 @@ class Transport:
             try:
                 if not conn.take_credit():
                     with _within(deadline):
-                        await conn.acquire_credit()
+                        await conn.acquire_credit(deadline)
                 break
             except ActorDeadError:
                 encoded.discard()  # ended before taking it: try the next incarnation
