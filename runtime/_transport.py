@@ -15,7 +15,6 @@ import math
 import os
 import pickle
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -120,8 +119,9 @@ class _Outbound(FramedConnection):
         self.full_logged_at = 0.0
         self.box = ref.actor_id  # the receiving incarnation, told in its HELLO
         # messages sent and not yet finished by the receiver, oldest first: the ident of a
-        # tell, minus that of an ask (a plain int: one is appended per message)
-        self.unacked: deque[int] = deque()
+        # tell, minus that of an ask (a plain int: one is appended per message). A list: an
+        # ACK removes a batch with one slice, where a deque pops them one by one
+        self.unacked: list[int] = []
         self.acked = 0
         self.in_doubt = 0
         self.polling = PollBackoff()  # whether an asker busy-polls for its answer
@@ -265,9 +265,7 @@ class _Outbound(FramedConnection):
                     pending.bounced = True
                     pending.settle()
             elif kind == Kind.ACK:
-                unacked = self.unacked
-                for _ in range(min(ident - self.acked, len(unacked))):
-                    unacked.popleft()
+                del self.unacked[: max(0, ident - self.acked)]
                 self.acked = ident
             elif kind == Kind.HELLO:
                 hello = json.loads(body)
