@@ -44,3 +44,21 @@ def test_the_quick_benchmark_suite_runs_and_writes_every_figure(tmp_path: Path) 
     fan_in = next(f for f in report["figures"] if f["name"] == "fan-in 4→1 throughput")
     assert len(fan_in["runs"]) == 5
     assert all(r > 0 for r in fan_in["runs"])
+
+
+@pytest.mark.timeout(120)
+def test_the_fan_in_benchmark_runs_and_prints_each_pair_and_the_medians() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_fanin", "--messages", "8000", "--reps", "2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["run 1", "run 2", "median"]
+    for line in lines:
+        ratio = float(line.rsplit("fan-in/1→1 ", 1)[1].rstrip("x"))
+        assert ratio > 0
