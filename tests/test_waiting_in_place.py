@@ -19,6 +19,7 @@ from anyio.abc import UNIXSocketStream
 from actors import ActorDeadError, ActorRef
 from runtime import _transport as transport
 from runtime._batching import pending
+from runtime._deference import calm
 from runtime._frames import FrameDecoder, Kind, encode
 from runtime._polling import MISSES, PROBE_EVERY
 from runtime._transport import IN_PLACE, _Outbound
@@ -69,6 +70,10 @@ async def pair() -> AsyncIterator[tuple[_Outbound, Receiver]]:
         tg.cancel_scope.cancel()
     await conn.aclose()
     theirs.close()
+    # a wait in place defers (SCHED_BATCH) until a timer of this test's loop calms it; the
+    # loop ends first, and a thread left so would hand the policy to later tests' processes
+    # (Transport.aclose does the same for a real sender)
+    calm()
 
 
 async def test_a_sender_out_of_credit_sends_what_it_holds_then_asks_then_takes_credit_in_place(
