@@ -450,34 +450,14 @@ class Incarnation:
 
     def _undecodable(self, env: Envelope, exc: Exception) -> None:
         """``env``'s body did not unpickle here: log it, and fail its ask."""
-        self.failed += 1
-        self.log.error(
-            "message.failed",
-            msg_id=env.msg_id,
-            **_ids(env),
-            sender=env.sender,
-            receiver=self.spec.name,
-            reason="undecodable",
-            error_type=type(exc).__name__,
-            error=str(exc),
-        )
+        self._log_failed(env, exc, reason="undecodable", error=str(exc))
         if env.is_ask:
             self.mailbox.reply(env, False, dumps_error(exc))
 
     def _receive_failed(self, env: Envelope, message: object, exc: Exception) -> None:
         """``receive`` raised ``exc`` on ``env`` (called while ``self._env`` is still set)."""
         reply = self._reply
-        self.failed += 1
-        self.log.error(
-            "message.failed",
-            msg_id=env.msg_id,
-            **_ids(env),
-            sender=env.sender,
-            receiver=self.spec.name,
-            msg_type=message_type(message),
-            error_type=type(exc).__name__,
-            exc_info=exc,
-        )
+        self._log_failed(env, exc, msg_type=message_type(message), exc_info=exc)
         if reply is not None:
             if not reply.settled:
                 reply.set_exception(exc)
@@ -487,6 +467,19 @@ class Incarnation:
             # let it crash: this incarnation's state is suspect; its supervisor decides
             self._crash = (type(exc).__name__, str(exc)[:500])
             self.request_stop(self.spec.stop_timeout, "exception")
+
+    def _log_failed(self, env: Envelope, exc: Exception, **detail: object) -> None:
+        """Count ``env`` as failed with ``exc`` and log ``message.failed`` (plus ``detail``)."""
+        self.failed += 1
+        self.log.error(
+            "message.failed",
+            msg_id=env.msg_id,
+            **_ids(env),
+            sender=env.sender,
+            receiver=self.spec.name,
+            error_type=type(exc).__name__,
+            **detail,
+        )
 
     def _answer(self, env: Envelope, ok: bool, value: object) -> None:
         encoded = None

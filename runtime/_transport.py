@@ -178,6 +178,20 @@ class _Outbound(FramedConnection):
         finally:
             self.waiters -= 1
 
+    def _dispatch_arrived(self) -> bool:
+        """Read and dispatch the frames that have arrived; False if they broke the protocol.
+
+        (Then reading stops, and the reader task logs why and closes the connection.)
+        """
+        frames = self.read_now()
+        if frames:
+            try:
+                self.dispatch(frames)
+            except ProtocolError as exc:
+                self.fail_reading(exc)
+                return False
+        return True
+
     def wait_in_place(self, budget: float) -> bool:
         """Wait for credit in a blocking poll of this socket alone, ``budget`` seconds at most.
 
@@ -205,14 +219,7 @@ class _Outbound(FramedConnection):
             while self.credit == 0 and not self.closing:
                 if not self.wait_readable(deadline - time.perf_counter()):
                     break
-                frames = self.read_now()
-                if frames:
-                    try:
-                        self.dispatch(frames)
-                    except ProtocolError as exc:
-                        self.fail_reading(exc)  # the reader task logs it and closes
-                        break
-                if self.read_failed:
+                if not self._dispatch_arrived() or self.read_failed:
                     break  # the reader task, in the loop, finds out why
         got = self.credit > 0
         self.in_place.caught(got)
@@ -301,13 +308,8 @@ class _Outbound(FramedConnection):
         """
         deadline = time.perf_counter() + budget
         while True:
-            frames = self.read_now()
-            if frames:
-                try:
-                    self.dispatch(frames)
-                except ProtocolError as exc:
-                    self.fail_reading(exc)
-                    return False
+            if not self._dispatch_arrived():
+                return False
             if pending.done:
                 self.polling.caught(True)
                 return True
