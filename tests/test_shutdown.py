@@ -174,9 +174,20 @@ async def test_actors_exit_by_themselves_when_the_runtime_is_killed(tmp_path: Pa
     assert Path(info["run_dir"]).name in started[0]["swept_stale_runs"]
 
 
+# A terminal starts its foreground job with Ctrl-C (SIGINT) at its default action. A suite
+# started in the background by a non-interactive shell (`nohup make test &`) runs with
+# SIGINT ignored, which every child inherits and keeps across exec: the demo would then
+# rightly ignore the Ctrl-C below. So the demo is started as a terminal starts it.
+_AS_A_TERMINAL_STARTS_IT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+)
+
+
 async def test_ctrl_c_stops_the_demo_cleanly_without_child_tracebacks(tmp_path: Path) -> None:
+    demo = ["-m", "demos.counter", "--count", "400000000", "--log-dir", str(tmp_path)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "demos.counter", "--count", "400000000", "--log-dir", str(tmp_path)],
+        [sys.executable, "-c", _AS_A_TERMINAL_STARTS_IT, *demo],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
