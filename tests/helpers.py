@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import psutil
 
 from actors import Actor, ActorRef, Reply
 
@@ -510,3 +511,23 @@ class Relay(Actor):
                     return self.kept
                 return await self.next_hop.ask("barrier", timeout=60)
         return None
+
+
+def _running(procs: list[psutil.Process]) -> list[psutil.Process]:
+    """The processes still running; a zombie has ended (orphans may never be reaped here)."""
+    alive = []
+    for p in procs:
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+async def wait_ended(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait until every one of ``procs`` has ended (or is a zombie); return those still running."""
+    with anyio.move_on_after(timeout):
+        while _running(procs):
+            await anyio.sleep(0.01)  # polling other processes' state; no sync is involved
+    return _running(procs)

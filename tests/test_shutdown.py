@@ -27,6 +27,7 @@ from tests.helpers import (
     StopRecorder,
     block,
     read_events,
+    wait_ended,
 )
 
 pytestmark = pytest.mark.anyio
@@ -124,26 +125,9 @@ def _descendants(pid: int) -> list[psutil.Process]:
     return psutil.Process(pid).children(recursive=True)
 
 
-def _running(procs: list[psutil.Process]) -> list[psutil.Process]:
-    """The processes still running; a zombie has ended (orphans may never be reaped here)."""
-    alive = []
-    for p in procs:
-        try:
-            if p.status() != psutil.STATUS_ZOMBIE:
-                alive.append(p)
-        except psutil.NoSuchProcess:
-            pass
-    return alive
-
-
-async def _wait_ended(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
-    with anyio.move_on_after(timeout):
-        while _running(procs):
-            await anyio.sleep(0.01)  # polling other processes' state; no sync is involved
-    return _running(procs)
-
-
-async def test_actors_exit_by_themselves_when_the_runtime_is_killed(tmp_path: Path) -> None:
+async def test_actors_exit_by_themselves_when_the_runtime_is_killed(
+    tmp_path: Path, private_runs: Path
+) -> None:
     env = {**os.environ, "ACTORS_LOG_DIR": str(tmp_path)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.scripts.hold_runtime"],
@@ -159,7 +143,7 @@ async def test_actors_exit_by_themselves_when_the_runtime_is_killed(tmp_path: Pa
         proc.send_signal(signal.SIGKILL)
         proc.wait(5)
         killed_at = time.monotonic()
-        alive = await _wait_ended(survivors, timeout=3)
+        alive = await wait_ended(survivors, timeout=3)
         assert not alive, f"still running after the runtime was killed: {alive}"
         assert time.monotonic() - killed_at < 1.5
     finally:
@@ -210,7 +194,7 @@ async def test_ctrl_c_stops_the_demo_cleanly_without_child_tracebacks(tmp_path: 
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert "KeyboardInterrupt" not in err
-    assert not await _wait_ended(family, timeout=3)
+    assert not await wait_ended(family, timeout=3)
     exits = [e for e in read_events(tmp_path) if e["event"] == "actor.exited"]
     assert len(exits) == 4
     assert all(e["exit_code"] == 0 and e["reason"] == "interrupted" for e in exits)
