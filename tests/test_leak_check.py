@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 async def test_a_run_outside_the_test_is_its_owners_while_it_runs_and_leaked_once_dead(
-    tmp_path: Path,
+    tmp_path: Path, private_runs: Path
 ) -> None:
     before = _run_entries()
     # started by a shell that exits at once: a runtime outside this test process's tree,

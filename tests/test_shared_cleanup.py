@@ -89,6 +89,9 @@ async def test_after_a_process_group_kill_the_next_runtime_sweeps_only_dead_runs
         dead.wait(5)
         async with Runtime(log_dir=tmp_path / "next"):
             pass
+        # swept by this runtime (alone on the machine, nothing else could have) or by one
+        # outside the test that started in the instant since the reaping: every runtime
+        # sweeps dead runs' segments
         assert not any((SHM / name).exists() for name in dead_info["segments"])
         assert all((SHM / name).exists() for name in live_info["segments"])  # untouched
         assert Path(live_info["run_dir"]).exists()
@@ -96,8 +99,7 @@ async def test_after_a_process_group_kill_the_next_runtime_sweeps_only_dead_runs
             e for e in read_events(tmp_path / "next") if e["event"] == "runtime.stale_run_recovered"
         ]
         assert recovered
-        assert recovered[0]["segments"] >= 1
-        assert Path(dead_info["run_dir"]).name in recovered[0]["runs"]
+        assert Path(dead_info["run_dir"]).name in recovered[0]["runs"]  # its base: only ours
     finally:
         _end(dead)
         _end(live)
