@@ -629,15 +629,18 @@ class Transport:
         cause = CURRENT.get()
         parent_id, trace_id = cause if cause is not None else ("", msg_id)
         traced = Kind.TRACED_ASK if is_ask else Kind.TRACED_TELL
+        log = emitter()
+        # stamped before the frame leaves: once it has, the receiver may stamp its arrival
+        # before this process runs again, and a merged log would show it received first
+        stamp = log.stamp()
         if is_ask:
             conn.push_frame(traced, ident, pack_ids(trace_id, parent_id, body))
         else:
             conn.push_batched(traced, ident, pack_ids(trace_id, parent_id, body))
         conn.unacked.append(-ident if is_ask else ident)
-        log = emitter()
         log.queue(
             sent_line(
-                log.stamp(),
+                stamp,
                 msg_id,
                 trace_id,
                 parent_id,

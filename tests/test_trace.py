@@ -22,7 +22,7 @@ from runtime.trace import (
     render,
     sequence_diagram,
 )
-from tests.helpers import Relay
+from tests.helpers import Echo, Relay
 
 pytestmark = pytest.mark.anyio
 
@@ -204,3 +204,55 @@ def test_a_log_cut_short_by_a_kill_is_read_up_to_its_last_whole_line(tmp_path: P
     (tmp_path / "a.jsonl").write_text(line % 1 + (line % 2)[:40] + "\n" + line % 3)
     with pytest.raises(ValueError, match="a.jsonl:2 is not a JSON line"):
         merge_logs(tmp_path)
+
+
+async def test_a_traced_message_is_stamped_sent_before_its_frame_leaves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # once the frame is written, the receiver may stamp its arrival before the sender
+    # runs again; a sent stamp taken after the write then sorts after the arrival
+    import runtime._transport as transport
+    from runtime._connection import FramedConnection
+    from runtime._logging import _Emitter
+
+    calls: list[tuple[str, object]] = []  # in order: ("stamp", the string) or ("push", ident)
+    stamped = _Emitter.stamp
+    push_batched, push_frame = FramedConnection.push_batched, FramedConnection.push_frame
+    sent: list[tuple[str, str]] = []  # (the stamp given to message.sent, msg_id)
+    sent_line = transport.sent_line
+
+    def stamp(self: _Emitter, now: float = 0.0) -> str:
+        text = stamped(self, now)
+        calls.append(("stamp", text))
+        return text
+
+    def batched(self: FramedConnection, kind: int, ident: int, body: bytes) -> None:
+        calls.append(("push", ident))
+        push_batched(self, kind, ident, body)
+
+    def framed(
+        self: FramedConnection, kind: transport.Kind, ident: int = 0, body: bytes = b""
+    ) -> None:
+        calls.append(("push", ident))
+        push_frame(self, kind, ident, body)
+
+    def line(stamp: str, msg_id: str, *args: object) -> bytes:
+        sent.append((stamp, msg_id))
+        return sent_line(stamp, msg_id, *args)  # type: ignore[arg-type]
+
+    async with Runtime(log_dir=tmp_path, trace=True) as rt:
+        echo = await rt.spawn(Echo, name="echo")
+        await echo.ask("connected", timeout=5)
+        monkeypatch.setattr(_Emitter, "stamp", stamp)
+        monkeypatch.setattr(FramedConnection, "push_batched", batched)
+        monkeypatch.setattr(FramedConnection, "push_frame", framed)
+        monkeypatch.setattr(transport, "sent_line", line)
+        await echo.tell("told")
+        await echo.ask("asked", timeout=5)
+        monkeypatch.undo()
+    assert len(sent) == 2  # the tell and the ask
+    for text, msg_id in sent:
+        ident = int(msg_id.rsplit(".", 1)[1])
+        stamped_at = next(i for i, (what, arg) in enumerate(calls) if arg is text)
+        pushed_at = calls.index(("push", ident))
+        assert stamped_at < pushed_at, (msg_id, calls)
