@@ -6,7 +6,6 @@ import contextlib
 import multiprocessing.forkserver
 import multiprocessing.resource_tracker
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -17,6 +16,8 @@ import psutil
 import pytest
 
 from runtime._rundir import _base_dir
+from runtime._segments import run_of_segment
+from tests.helpers import running
 
 LEAK_GRACE = 5.0
 #: how long an unnamed /dev/shm entry may take to go away before it counts as leaked
@@ -41,13 +42,6 @@ def _infrastructure() -> set[int]:
     return pids
 
 
-def _status(p: psutil.Process) -> str | None:
-    try:
-        return str(p.status())
-    except psutil.NoSuchProcess:
-        return None
-
-
 def _run_entries() -> set[Path]:
     base = _base_dir()
     if not base.exists():
@@ -62,25 +56,27 @@ def _run_entries() -> set[Path]:
 
 # A demo, a benchmark, a script or another test session of the same user may run beside
 # this one, and its runs appear here too. Run directories and our segments are named after
-# the process that made them (``run-<pid>-...``, ``actors_<pid>-...``): those of a live
-# process outside this test process's tree are its own. Other entries of /dev/shm (the
-# named semaphores of multiprocessing) are someone else's while such a process maps them.
-# What no live process holds counts as leaked.
-_OWNER = re.compile(r"(?:run-|actors_)(\d+)-")
+# the run, whose id starts with the pid of the process that made it (``run-<pid>-...``,
+# ``actors_<pid>-...``): those of a live process outside this test process's tree are its
+# own. Other entries of /dev/shm (the named semaphores of multiprocessing) are someone
+# else's while such a process maps them. What no live process holds counts as leaked.
 
 
-def _running(pid: int) -> bool:
-    try:
-        return _status(psutil.Process(pid)) not in (psutil.STATUS_ZOMBIE, None)
-    except psutil.NoSuchProcess:
-        return False
+def _run_of(name: str) -> str | None:
+    """The run id in the name of a run directory or of one of our segments, else None."""
+    return name.removeprefix("run-") if name.startswith("run-") else run_of_segment(name)
 
 
 def _foreign(name: str, ours: set[int]) -> bool:
     """Whether ``name`` (a run directory, or a segment of ours) belongs to a running
     process that is neither this test process nor one of its children."""
-    owner = _OWNER.match(name)
-    return owner is not None and int(owner.group(1)) not in ours and _running(int(owner.group(1)))
+    run = _run_of(name)
+    pid = run.split("-", 1)[0] if run is not None else ""
+    if not pid.isdigit() or int(pid) in ours:
+        return False
+    with contextlib.suppress(psutil.NoSuchProcess):
+        return bool(running([psutil.Process(int(pid))]))
+    return False
 
 
 def _mapped_by_others(names: set[str], ours: set[int]) -> set[str]:
@@ -106,7 +102,7 @@ def others(new_runs: set[Path], new_shm: set[str]) -> tuple[set[Path], set[str]]
     shm = {name for name in new_shm if _foreign(name, ours)}
     # a killed run of another session's private_runs test, before that test sweeps it
     shm |= {name for name in new_shm - shm if _in_a_private_base(name)}
-    unnamed = {name for name in new_shm if _OWNER.match(name) is None}
+    unnamed = {name for name in new_shm if run_of_segment(name) is None}
     if unnamed:
         shm |= _mapped_by_others(unnamed, ours)
         shm |= _transient(unnamed - shm)
@@ -116,8 +112,8 @@ def others(new_runs: set[Path], new_shm: set[str]) -> tuple[set[Path], set[str]]
 def _in_a_private_base(segment: str) -> bool:
     """Whether ``segment``'s run has its directory in a ``private_runs`` base (this test's
     own base is removed before the leak check looks: any such base is another test's)."""
-    run_id = segment.removeprefix("actors_").split("_", 1)[0]
-    return any(Path(PRIVATE_ROOT).glob(f"{PRIVATE_PREFIX}*/actors/run-{run_id}"))
+    run = run_of_segment(segment)
+    return run is not None and any(Path(PRIVATE_ROOT).glob(f"{PRIVATE_PREFIX}*/actors/run-{run}"))
 
 
 def _transient(names: set[str]) -> set[str]:
@@ -145,7 +141,7 @@ def no_leaks() -> Iterator[None]:
         p for p in me.children(recursive=True) if p.pid not in before_procs and p.pid not in infra
     ]
     _gone, alive = psutil.wait_procs(leaked, timeout=LEAK_GRACE)
-    alive = [p for p in alive if _status(p) not in (psutil.STATUS_ZOMBIE, None)]
+    alive = running(alive)
     for p in alive:
         p.kill()
     assert not alive, f"test leaked processes: {[(p.pid, p.cmdline()) for p in alive]}"

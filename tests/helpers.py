@@ -513,7 +513,7 @@ class Relay(Actor):
         return None
 
 
-def _running(procs: list[psutil.Process]) -> list[psutil.Process]:
+def running(procs: list[psutil.Process]) -> list[psutil.Process]:
     """The processes still running; a zombie has ended (orphans may never be reaped here)."""
     alive = []
     for p in procs:
@@ -528,6 +528,6 @@ def _running(procs: list[psutil.Process]) -> list[psutil.Process]:
 async def wait_ended(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
     """Wait until every one of ``procs`` has ended (or is a zombie); return those still running."""
     with anyio.move_on_after(timeout):
-        while _running(procs):
+        while running(procs):
             await anyio.sleep(0.01)  # polling other processes' state; no sync is involved
-    return _running(procs)
+    return running(procs)
