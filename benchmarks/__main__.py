@@ -392,6 +392,22 @@ def measure(sizes: dict[str, int], progress: Any) -> list[Figure]:
             "higher",
             runs=_pairs(runs["fan_in"], runs["pipe_fan_in"]),
         ),
+        # the fan-in target read as the targets are stated, each figure against its raw
+        # baseline: does our lead over Pipe hold from 1->1 to 4->1? (the row above, over the
+        # tell row's ratio; the same as fan-in/1->1 over raw Pipes' own 4->1/1->1)
+        Figure(
+            "fan-in 4→1 vs 4 Pipes, over 1→1 vs Pipe",
+            ours["fan_in"] / pipe_fan,
+            "x",
+            "actor→actor 1→1 vs Pipe 1→1",
+            ours["tell_aa"] / pipe_tell,
+            "higher",
+            "≥ 1x",
+            _pairs(
+                _pairs(runs["fan_in"], runs["pipe_fan_in"]),
+                _pairs(runs["tell_aa"], runs["pipe_tell"]),
+            ),
+        ),
         # the same with a handler that works about 2 µs a message: the receiver then sets
         # the pace in both, and fan-in's extra CPU time still fits in two CPUs
         Figure(
@@ -563,6 +579,8 @@ def _fmt(value: float | None, unit: str) -> str:
         return "-"
     if unit == "%":
         return f"{value:.0%}"
+    if unit == "x":
+        return f"{value:.2f}x"
     if unit == "CPUs":
         return f"{value:.2f} CPUs"
     if unit == "s":

@@ -44,6 +44,13 @@ def test_the_quick_benchmark_suite_runs_and_writes_every_figure(tmp_path: Path) 
     fan_in = next(f for f in report["figures"] if f["name"] == "fan-in 4→1 throughput")
     assert len(fan_in["runs"]) == 5
     assert all(r > 0 for r in fan_in["runs"])
+    # the fan-in target read against the raw baselines: the quotient of two rows' ratios
+    by_name = {f["name"]: f for f in report["figures"]}
+    against_pipes = by_name["fan-in 4→1 vs 4 Pipes, over 1→1 vs Pipe"]
+    fan_in_lead = by_name["fan-in 4→1 throughput (vs Pipe)"]["ratio"]
+    one_to_one_lead = by_name["tell throughput, actor→actor"]["ratio"]
+    assert against_pipes["ratio"] == pytest.approx(fan_in_lead / one_to_one_lead)
+    assert len(against_pipes["runs"]) == 5
 
 
 @pytest.mark.timeout(120)
