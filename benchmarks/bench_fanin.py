@@ -4,8 +4,9 @@
 counting sink and four senders. Each repetition runs 1→1 (the first sender alone) and
 then fan-in (all four, a quarter of the messages each), and prints both rates, their
 ratio, and the CPU time per message of the receiver and of the senders together, from
-the scheduler's accounting. The medians come last. ``--pin`` puts the receiver alone on
-the last CPU and the senders on the others, for both runs.
+the scheduler's accounting, with the two ceilings that CPU time puts on the ratio
+(docs/performance.md, Why fan-in stops at parity). The medians come last. ``--pin``
+puts the receiver alone on the last CPU and the senders on the others, for both runs.
 
 For A/B runs of a change, interleave checkouts: ``PYTHONPATH=<checkout> python -m
 benchmarks.bench_fanin``, in ABBA order. The full suite's fan-in figure (``python -m
@@ -98,7 +99,15 @@ def _line(one: dict[str, Any], fan: dict[str, Any], ratio: float) -> str:
             f"senders {r['senders_us']:.2f} µs"
         )
 
-    return f"1→1 {side(one)} | 4→1 {side(fan)} | fan-in/1→1 {ratio:.3f}x"
+    # the CPU-time bound (docs/performance.md, Why fan-in stops at parity): fan-in's one
+    # receiver needs R4 a message, and all five processes S4 + R4 on two CPUs, against
+    # 1→1's wall time T1 a message
+    t1 = 1e6 / one["rate"]
+    caps = (
+        f"caps: T1/R4 {t1 / fan['receiver_us']:.3f}x, "
+        f"2·T1/(S4+R4) {2 * t1 / (fan['senders_us'] + fan['receiver_us']):.3f}x"
+    )
+    return f"1→1 {side(one)} | 4→1 {side(fan)} | {caps} | fan-in/1→1 {ratio:.3f}x"
 
 
 if __name__ == "__main__":

@@ -69,3 +69,5 @@ def test_the_fan_in_benchmark_runs_and_prints_each_pair_and_the_medians() -> Non
     for line in lines:
         ratio = float(line.rsplit("fan-in/1→1 ", 1)[1].rstrip("x"))
         assert ratio > 0
+        cap = float(line.split("caps: T1/R4 ", 1)[1].split("x", 1)[0])
+        assert cap > 0
