@@ -31,48 +31,31 @@ def test_a_module_that_builds_a_runtime_when_imported_does_not_break_the_forkser
 ) -> None:
     # the script's module builds a Runtime at import: in the forkserver that import stops
     # there (as a script's does in an actor process), and actors still start
-    (tmp_path / "side.py").write_text(
-        textwrap.dedent(
-            """
-            from actors import Actor
-            from runtime import Runtime
+    _run_script(
+        tmp_path,
+        """
+        from actors import Actor
+        from runtime import Runtime
 
-            class Doubler(Actor):
-                async def receive(self, message):
-                    return 2 * message
+        class Doubler(Actor):
+            async def receive(self, message):
+                return 2 * message
 
-            RUNTIME = Runtime(log_dir=None)
-            """
-        )
+        RUNTIME = Runtime(log_dir=None)
+        """,
+        """
+        import anyio
+        import side
+
+        async def main():
+            async with side.RUNTIME as rt:
+                ref = await rt.spawn(side.Doubler)
+                print("answer", await ref.ask(21, timeout=10))
+
+        if __name__ == "__main__":
+            anyio.run(main)
+        """,
     )
-    (tmp_path / "script.py").write_text(
-        textwrap.dedent(
-            """
-            import anyio
-            import side
-
-            async def main():
-                async with side.RUNTIME as rt:
-                    ref = await rt.spawn(side.Doubler)
-                    print("answer", await ref.ask(21, timeout=10))
-
-            if __name__ == "__main__":
-                anyio.run(main)
-            """
-        )
-    )
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "ACTORS_LOG_DIR": str(tmp_path / "logs")}
-    result = subprocess.run(
-        [sys.executable, "script.py"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=100,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "answer 42" in result.stdout
 
 
 @pytest.mark.timeout(120)
@@ -82,40 +65,49 @@ def test_the_forkserver_ends_at_once_yet_runs_exit_handlers_and_flushes_its_outp
     # the forkserver skips finalizing its interpreter when the script ends (it held the
     # script's stdout open meanwhile); what it printed, block-buffered on a pipe, and the
     # exit handlers of the modules it preloaded must survive that
-    (tmp_path / "side.py").write_text(
-        textwrap.dedent(
-            """
-            import atexit
-            import os
+    result = _run_script(
+        tmp_path,
+        """
+        import atexit
+        import os
 
-            from actors import Actor
+        from actors import Actor
 
-            print("imported by", os.getpid())
-            atexit.register(lambda: print("exit handler of", os.getpid()))
+        print("imported by", os.getpid())
+        atexit.register(lambda: print("exit handler of", os.getpid()))
 
-            class Echo(Actor):
-                async def receive(self, message):
-                    return message
-            """
-        )
+        class Echo(Actor):
+            async def receive(self, message):
+                return message
+        """,
+        """
+        import anyio
+        import side
+        from runtime import Runtime
+
+        async def main():
+            async with Runtime(log_dir=None) as rt:
+                ref = await rt.spawn(side.Echo)
+                print("answer", await ref.ask(42, timeout=10))
+
+        if __name__ == "__main__":
+            anyio.run(main)
+        """,
     )
-    (tmp_path / "script.py").write_text(
-        textwrap.dedent(
-            """
-            import anyio
-            import side
-            from runtime import Runtime
+    lines = result.stdout.splitlines()
+    importers = {line.split()[-1] for line in lines if line.startswith("imported by")}
+    handled = {line.split()[-1] for line in lines if line.startswith("exit handler of")}
+    assert len(importers) == 2  # the script, and the forkserver that preloaded side.py
+    assert handled == importers
 
-            async def main():
-                async with Runtime(log_dir=None) as rt:
-                    ref = await rt.spawn(side.Echo)
-                    print("answer", await ref.ask(42, timeout=10))
 
-            if __name__ == "__main__":
-                anyio.run(main)
-            """
-        )
-    )
+def _run_script(tmp_path: Path, side: str, script: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` (as script.py, beside ``side`` as side.py); it must print "answer 42".
+
+    Its stdout is block-buffered, as on any pipe when Python runs without ``-u``.
+    """
+    (tmp_path / "side.py").write_text(textwrap.dedent(side))
+    (tmp_path / "script.py").write_text(textwrap.dedent(script))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     env |= {"PYTHONPATH": str(ROOT), "ACTORS_LOG_DIR": str(tmp_path / "logs")}
     result = subprocess.run(
@@ -129,8 +121,4 @@ def test_the_forkserver_ends_at_once_yet_runs_exit_handlers_and_flushes_its_outp
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "answer 42" in result.stdout
-    lines = result.stdout.splitlines()
-    importers = {line.split()[-1] for line in lines if line.startswith("imported by")}
-    handled = {line.split()[-1] for line in lines if line.startswith("exit handler of")}
-    assert len(importers) == 2  # the script, and the forkserver that preloaded side.py
-    assert handled == importers
+    return result
