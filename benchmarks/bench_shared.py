@@ -146,7 +146,7 @@ async def _ours(array: np.ndarray, reps: int, increments: int) -> dict[str, list
 
 
 def _copy_floor(array: np.ndarray, reps: int) -> list[float]:
-    from runtime._segments import create_segment, unlink_segment
+    from runtime.shm.segments import create_segment, unlink_segment
 
     name = f"actors_{multiprocessing.current_process().pid}-bc_copy"
     mapping = create_segment(name, array.nbytes)

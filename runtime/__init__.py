@@ -8,13 +8,13 @@ A script needs one name from here: ``Runtime``::
 
 from __future__ import annotations
 
-from ._hosting import Host as Host
-from ._hosting import HostedProcess as HostedProcess
-from ._hosting import ProcessHost as ProcessHost
-from ._probe import EventProbe as EventProbe
-from ._runtime import Runtime as Runtime
-from ._runtime import default_log_root as default_log_root
-from ._supervision import ShutdownReport as ShutdownReport
+from .driver.process_host import Host as Host
+from .driver.process_host import HostedProcess as HostedProcess
+from .driver.process_host import ProcessHost as ProcessHost
+from .driver.runtime import Runtime as Runtime
+from .driver.supervision import ShutdownReport as ShutdownReport
+from .observe.logging import default_log_root as default_log_root
+from .observe.probe import EventProbe as EventProbe
 
 __all__ = [
     "EventProbe",

@@ -8,8 +8,8 @@ from typing import Any
 
 from actors import Actor, Failure, InvalidSpawnError, MessageNotSerializableError
 
-from ._codec import dumps
-from ._logging import LogConfig
+from .observe.logging import LogConfig
+from .wire.codec import dumps
 
 __all__ = ["ActorSpec", "ChildOptions", "DEFAULT_MAILBOX_SIZE", "check_options", "prepare_spawn"]
 

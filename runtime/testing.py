@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from .trace import Message, Run, merge_logs
 
 if TYPE_CHECKING:
-    from ._runtime import Runtime
+    from .driver.runtime import Runtime
 
 __all__ = ["Flow", "capture_flow"]
 

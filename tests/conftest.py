@@ -15,8 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from runtime._rundir import _base_dir
-from runtime._segments import run_of_segment
+from runtime.shm.segments import run_of_segment
+from runtime.wire.rundir import _base_dir
 from tests.helpers import running
 
 LEAK_GRACE = 5.0

@@ -12,8 +12,8 @@ from typing import Any
 import anyio
 import pytest
 
-from runtime._frames import FrameDecoder, Kind, encode
-from runtime._mailbox import Mailbox, _Inbound
+from runtime.wire.frames import FrameDecoder, Kind, encode
+from runtime.wire.mailbox import Mailbox, _Inbound
 
 pytestmark = pytest.mark.anyio
 

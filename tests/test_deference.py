@@ -11,8 +11,8 @@ import pytest
 
 from actors import ActorRef
 from runtime import Runtime
-from runtime import _deference as deference
-from runtime._deference import CALM, calm, deferring
+from runtime.wire import deference as deference
+from runtime.wire.deference import CALM, calm, deferring
 from tests.helpers import Forwarder, Gate, Latch, block
 
 pytestmark = [

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from runtime._codec import Shipper
-from runtime._frames import FrameDecoder, Kind, ProtocolError, encode
+from runtime.wire.codec import Shipper
+from runtime.wire.frames import FrameDecoder, Kind, ProtocolError, encode
 
 
 def test_frames_cut_at_any_chunk_boundary_come_out_whole_and_in_order() -> None:
@@ -48,7 +48,7 @@ def test_pickles_of_refs_and_of_large_arrays_carry_the_marks_the_fast_decode_loo
     import numpy as np
 
     from actors import ActorRef
-    from runtime._transport import UNPICKLE_MARK
+    from runtime.wire.transport import UNPICKLE_MARK
 
     assert UNPICKLE_MARK in pickle.dumps(ActorRef("a1", "n", "/x"), protocol=5)
     encoded = Shipper("1-ab", "a0.1", 1 << 20).encode("m", np.zeros(1 << 18), 1 << 30, "a1.1")

@@ -12,8 +12,8 @@ import pytest
 
 from actors import ActorDeadError, MailboxFullError, MessageTooLargeError
 from runtime import Runtime
-from runtime._pool import segment_state
-from runtime._segments import segments_of
+from runtime.shm.pool import segment_state
+from runtime.shm.segments import segments_of
 from tests.helpers import Forwarder, Gate, Latch, SharedUser, block, read_events
 
 pytestmark = pytest.mark.anyio

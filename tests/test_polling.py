@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runtime._polling import MISSES, PROBE_EVERY, PollBackoff
+from runtime.wire.polling import MISSES, PROBE_EVERY, PollBackoff
 
 
 def test_polling_goes_on_while_it_catches_and_backs_off_to_one_in_sixteen_after_misses() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime._hosting import script_modules
+from runtime.driver.process_host import script_modules
 from tests import helpers
 
 ROOT = Path(__file__).resolve().parent.parent

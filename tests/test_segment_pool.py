@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from runtime import _pool
-from runtime._pool import SegmentPool, give_back, orphan_pool, segment_state
-from runtime._segments import segments_of
+from runtime.shm import pool as _pool
+from runtime.shm.pool import SegmentPool, give_back, orphan_pool, segment_state
+from runtime.shm.segments import segments_of
 
 MiB = 1 << 20
 

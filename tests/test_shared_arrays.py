@@ -22,7 +22,7 @@ from actors import (
     StaleHandleError,
 )
 from runtime import Runtime
-from runtime._segments import free_bytes, segments_of
+from runtime.shm.segments import free_bytes, segments_of
 from tests.helpers import SharedUser, read_events
 
 pytestmark = pytest.mark.anyio

@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from runtime import Runtime
-from runtime._hosting import _NoManager
+from runtime.driver.process_host import _NoManager
 from tests.helpers import (
     Echo,
     Forwarder,

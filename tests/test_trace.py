@@ -211,9 +211,9 @@ async def test_a_traced_message_is_stamped_sent_before_its_frame_leaves(
 ) -> None:
     # once the frame is written, the receiver may stamp its arrival before the sender
     # runs again; a sent stamp taken after the write then sorts after the arrival
-    import runtime._transport as transport
-    from runtime._connection import FramedConnection
-    from runtime._logging import _Emitter
+    import runtime.wire.transport as transport
+    from runtime.observe.logging import _Emitter
+    from runtime.wire.connection import FramedConnection
 
     calls: list[tuple[str, object]] = []  # in order: ("stamp", the string) or ("push", ident)
     stamped = _Emitter.stamp

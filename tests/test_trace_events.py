@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
-from runtime._logging import _Emitter
-from runtime._tracing import (
+from runtime.observe.logging import _Emitter
+from runtime.observe.tracing import (
     handled_line,
     json_str,
     pack_ids,

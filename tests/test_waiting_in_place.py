@@ -17,12 +17,12 @@ import pytest
 from anyio.abc import UNIXSocketStream
 
 from actors import ActorDeadError, ActorRef
-from runtime import _transport as transport
-from runtime._batching import pending
-from runtime._deference import calm
-from runtime._frames import FrameDecoder, Kind, encode
-from runtime._polling import MISSES, PROBE_EVERY
-from runtime._transport import IN_PLACE, _Outbound
+from runtime.wire import transport as transport
+from runtime.wire.batching import pending
+from runtime.wire.deference import calm
+from runtime.wire.frames import FrameDecoder, Kind, encode
+from runtime.wire.polling import MISSES, PROBE_EVERY
+from runtime.wire.transport import IN_PLACE, _Outbound
 
 pytestmark = pytest.mark.anyio
 

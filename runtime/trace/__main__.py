@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 from rich.console import Console
 
-from .._runtime import default_log_root
+from ..observe.logging import default_log_root
 from . import MissingPlotLibraryError, load_run, merge_logs, plot_timeline, render
 from ._mermaid import sequence_diagram
 

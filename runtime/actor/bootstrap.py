@@ -13,12 +13,13 @@ from typing import Any
 import anyio
 from anyio.abc import SocketStream, UNIXSocketStream
 
-from ._control import ControlChannel
-from ._incarnation import Incarnation, load_spec
-from ._logging import open_log, safe_name
-from ._loop_noise import install_noise_filter
+from .._entry import LOOP_OPTION
+from ..observe.logging import open_log, safe_name
+from ..observe.loop_noise import install_noise_filter
+from ..wire.control import ControlChannel
+from .incarnation import Incarnation, load_spec
 
-__all__ = ["LOOP_OPTION", "actor_main", "bootstrap"]
+__all__ = ["actor_main", "bootstrap"]
 
 
 def bootstrap(unit: Any) -> None:
@@ -35,12 +36,6 @@ def bootstrap(unit: Any) -> None:
         sys.stderr.write(f"actor process {os.getpid()} crashed: {type(exc).__name__}: {exc}\n")
     sys.stdout.flush()
     sys.exit(code)
-
-
-#: the keyword argument of an actor process's unit that says whether it runs on uvloop
-#: (the runtime's choice, passed to each process: a forkserver's environment is the one it
-#: started with)
-LOOP_OPTION = "_actors_uvloop"
 
 
 async def actor_main(spec_data: bytes, control_sock: socket.socket) -> int:

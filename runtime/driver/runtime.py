@@ -6,9 +6,7 @@ import asyncio
 import importlib.util
 import math
 import os
-import shutil
 import signal
-import tempfile
 import threading
 from pathlib import Path
 from types import TracebackType
@@ -38,32 +36,24 @@ from actors import (
 from actors._router import install_router
 from actors._shared import install_shared_memory
 
-from ._codec import Shipper
-from ._hosting import Host, ProcessHost
-from ._logging import Log, LogConfig, open_log
-from ._loop_noise import install_noise_filter
-from ._main_import import MainImportStop, in_actor_process_main_import
-from ._probe import EventProbe, PublishingLog
-from ._rundir import RunDirectory
-from ._segments import sweep_stale_segments
-from ._sharing import SharedRegistry, SharingService
-from ._spawning import check_options, prepare_spawn
-from ._supervision import ActorRecord, ShutdownReport
-from ._transport import SenderInfo, Transport
-from ._tree import ActorTree, TreeConfig
+from .._main_import import MainImportStop, in_actor_process_main_import
+from .._spawning import check_options, prepare_spawn
+from ..observe.logging import Log, LogConfig, new_run_log_dir, open_log
+from ..observe.loop_noise import install_noise_filter
+from ..observe.probe import EventProbe, PublishingLog
+from ..shm.segments import sweep_stale_segments
+from ..shm.sharing import SharedRegistry, SharingService
+from ..wire.codec import Shipper
+from ..wire.rundir import RunDirectory
+from ..wire.transport import SenderInfo, Transport
+from .process_host import Host, ProcessHost
+from .supervision import ActorRecord, ShutdownReport
+from .tree import ActorTree, TreeConfig
 
-__all__ = ["Runtime", "default_log_root"]
+__all__ = ["Runtime"]
 
-_KEEP_RUN_LOGS = 20
 #: exit status of a process ended by SIGTERM, by shell convention
 _SIGTERM_EXIT = 128 + signal.SIGTERM
-
-
-def default_log_root() -> Path:
-    """Where runs keep their logs unless told otherwise: ``$ACTORS_LOG_DIR`` or a temp dir."""
-    if env := os.environ.get("ACTORS_LOG_DIR"):
-        return Path(env)
-    return Path(tempfile.gettempdir()) / f"actors-logs-{os.getuid()}"
 
 
 def _busy_poll_from_env() -> float:
@@ -240,7 +230,7 @@ class Runtime:
         host: Host = self._host_arg or ProcessHost(uvloop=self.uvloop)
         self._rundir, swept = RunDirectory.create()
         swept_segments = sweep_stale_segments(RunDirectory.existing_run_ids())
-        log_dir = self._log_dir_arg or _new_run_log_dir(self._rundir.run_id)
+        log_dir = self._log_dir_arg or new_run_log_dir(self._rundir.run_id)
         self._log_config = LogConfig(log_dir, self._rundir.run_id, trace=self.trace)
         self._log, self._log_file = open_log(
             self._log_config,
@@ -663,21 +653,3 @@ class Runtime:
             pid = int(args[0])
             return pid == os.getpid() or pid in tree.live_pids()
         raise ValueError(f"unknown control request {op!r}")
-
-
-def _new_run_log_dir(run_id: str) -> Path:
-    root = default_log_root()
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    runs = sorted(
-        (p for p in root.iterdir() if p.is_dir() and not p.is_symlink()),
-        key=lambda p: p.stat().st_mtime,
-    )
-    for old in runs[: max(0, len(runs) - (_KEEP_RUN_LOGS - 1))]:
-        shutil.rmtree(old, ignore_errors=True)
-    path = root / run_id
-    path.mkdir(mode=0o700)
-    latest = root / "latest"
-    if latest.is_symlink() or not latest.exists():
-        latest.unlink(missing_ok=True)
-        latest.symlink_to(path.name)
-    return path

@@ -20,11 +20,11 @@ import aiomultiprocess
 import aiomultiprocess.core
 import anyio
 
+from .._entry import LOOP_OPTION, PRELOAD, actor_main, bootstrap
+
 __all__ = ["Host", "HostedProcess", "ProcessHost", "install_no_manager", "script_modules"]
 
-#: modules the forkserver imports once, so each actor process starts with them loaded
-PRELOAD = ["runtime._forkserver_preload"]
-#: more modules for it to import, guarded (``_forkserver_preload``): the script's own
+#: more modules for it to import, guarded (``runtime.actor.preload``): the script's own
 PRELOAD_ENV = "_ACTORS_FORKSERVER_MODULES"
 # standard modules that touch the terminal or a display when imported, or are jokes
 _NOT_PRELOADED = frozenset(
@@ -153,7 +153,7 @@ class ProcessHost:
             extra = ["numpy"] if "numpy" in sys.modules else []
             if uvloop:
                 extra.append("uvloop")
-            multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD + extra)
+            multiprocessing.get_context("forkserver").set_forkserver_preload([PRELOAD, *extra])
             # and the script's own modules (where its actor classes live) and the standard
             # library modules it uses: each actor process would import them again
             os.environ[PRELOAD_ENV] = ",".join(script_modules())
@@ -162,8 +162,6 @@ class ProcessHost:
         self._lock = threading.Lock()
 
     async def start(self, name: str, spec: bytes, control: socket.socket) -> HostedProcess:
-        from ._bootstrap import LOOP_OPTION, actor_main, bootstrap
-
         proc = aiomultiprocess.Process(
             target=actor_main,
             args=(spec, control),

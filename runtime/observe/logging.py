@@ -12,6 +12,8 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import IO, Any
@@ -22,9 +24,22 @@ from structlog.processors import ExceptionRenderer
 from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from ._batching import end_of_step, flush_now
+from ..wire.batching import end_of_step, flush_now
 
-__all__ = ["EVENT_SEQ", "Log", "LogConfig", "emitter", "get_log", "open_log", "safe_name"]
+__all__ = [
+    "EVENT_SEQ",
+    "default_log_root",
+    "new_run_log_dir",
+    "Log",
+    "LogConfig",
+    "emitter",
+    "get_log",
+    "open_log",
+    "safe_name",
+]
+
+#: how many runs' log directories ``new_run_log_dir`` keeps under the default root
+_KEEP_RUN_LOGS = 20
 
 Log = Any  # structlog's filtering bound loggers are built at run time
 
@@ -198,3 +213,29 @@ def open_log(
             cache_logger_on_first_use=True,
         )
     return _log, file
+
+
+def default_log_root() -> Path:
+    """Where runs keep their logs unless told otherwise: ``$ACTORS_LOG_DIR`` or a temp dir."""
+    if env := os.environ.get("ACTORS_LOG_DIR"):
+        return Path(env)
+    return Path(tempfile.gettempdir()) / f"actors-logs-{os.getuid()}"
+
+
+def new_run_log_dir(run_id: str) -> Path:
+    """Make a directory for a new run's logs under ``default_log_root()``; keep the last few."""
+    root = default_log_root()
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    runs = sorted(
+        (p for p in root.iterdir() if p.is_dir() and not p.is_symlink()),
+        key=lambda p: p.stat().st_mtime,
+    )
+    for old in runs[: max(0, len(runs) - (_KEEP_RUN_LOGS - 1))]:
+        shutil.rmtree(old, ignore_errors=True)
+    path = root / run_id
+    path.mkdir(mode=0o700)
+    latest = root / "latest"
+    if latest.is_symlink() or not latest.exists():
+        latest.unlink(missing_ok=True)
+        latest.symlink_to(path.name)
+    return path

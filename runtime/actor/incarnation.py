@@ -47,15 +47,15 @@ from actors import (
 from actors._router import install_router
 from actors._shared import install_shared_memory
 
-from ._codec import Shipper, dumps_error, loads_error, message_type
-from ._control import ControlChannel, ControlClosedError
-from ._logging import Log, emitter
-from ._mailbox import Envelope, Mailbox
-from ._segments import segments_of, unlink_segments
-from ._sharing import SharingService
-from ._spawning import ActorSpec, check_options, prepare_spawn
-from ._tracing import CURRENT, handled_line, type_json
-from ._transport import LEAVE_TIMEOUT, UNPICKLE_MARK, SenderInfo, Transport
+from .._spawning import ActorSpec, check_options, prepare_spawn
+from ..observe.logging import Log, emitter
+from ..observe.tracing import CURRENT, handled_line, type_json
+from ..shm.segments import segments_of, unlink_segments
+from ..shm.sharing import SharingService
+from ..wire.codec import Shipper, dumps_error, loads_error, message_type
+from ..wire.control import ControlChannel, ControlClosedError
+from ..wire.mailbox import Envelope, Mailbox
+from ..wire.transport import LEAVE_TIMEOUT, UNPICKLE_MARK, SenderInfo, Transport
 
 __all__ = ["Incarnation"]
 

@@ -16,9 +16,9 @@ import anyio
 
 from actors import ActorRef, Backoff, Failure
 
-from ._control import ControlChannel
-from ._hosting import HostedProcess
-from ._spawning import ChildOptions
+from .._spawning import ChildOptions
+from ..wire.control import ControlChannel
+from .process_host import HostedProcess
 
 __all__ = ["ActorRecord", "Life", "ShutdownReport", "SupervisorNode"]
 

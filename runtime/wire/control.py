@@ -14,8 +14,8 @@ from typing import Any
 
 from anyio.abc import SocketAttribute, SocketStream
 
-from ._connection import ConnectionLostError, FramedConnection
-from ._frames import Kind, ProtocolError
+from .connection import ConnectionLostError, FramedConnection
+from .frames import Kind, ProtocolError
 
 __all__ = ["ControlChannel", "ControlClosedError"]
 

@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._logging import Log
+from .logging import Log
 
 __all__ = ["EventProbe", "PublishingLog"]
 

@@ -14,8 +14,8 @@ from contextvars import ContextVar
 
 import orjson
 
-from ._codec import message_type
-from ._logging import EVENT_SEQ
+from ..wire.codec import message_type
+from .logging import EVENT_SEQ
 
 __all__ = [
     "CURRENT",

@@ -40,15 +40,15 @@ from actors import (
     Terminated,
 )
 
-from ._control import ControlChannel, ControlClosedError
-from ._hosting import Host
-from ._logging import Log, LogConfig, safe_name
-from ._pool import orphan_pool
-from ._rundir import RunDirectory
-from ._segments import segments_of, unlink_segments
-from ._spawning import ActorSpec, ChildOptions
-from ._supervision import ActorRecord, Life, ShutdownReport, SupervisorNode
-from ._transport import Transport
+from .._spawning import ActorSpec, ChildOptions
+from ..observe.logging import Log, LogConfig, safe_name
+from ..shm.pool import orphan_pool
+from ..shm.segments import segments_of, unlink_segments
+from ..wire.control import ControlChannel, ControlClosedError
+from ..wire.rundir import RunDirectory
+from ..wire.transport import Transport
+from .process_host import Host
+from .supervision import ActorRecord, Life, ShutdownReport, SupervisorNode
 
 __all__ = ["ActorTree", "TreeConfig"]
 
@@ -502,7 +502,7 @@ class ActorTree:
     async def _serve(
         self, rec: ActorRecord, life: Life, rid: int, op: str, args: tuple[Any, ...]
     ) -> None:
-        from ._codec import dumps_error
+        from ..wire.codec import dumps_error
 
         assert life.control is not None
         try:

@@ -19,8 +19,8 @@ import anyio
 import anyio.abc
 from anyio.abc import SocketAttribute
 
-from ._batching import end_of_step, flush_now, pending
-from ._frames import HEADER, FrameDecoder, Kind, ProtocolError, encode
+from .batching import end_of_step, flush_now, pending
+from .frames import HEADER, FrameDecoder, Kind, ProtocolError, encode
 
 __all__ = ["ConnectionLostError", "FramedConnection", "close_all"]
 

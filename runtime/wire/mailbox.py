@@ -29,13 +29,13 @@ import anyio.abc
 import anyio.lowlevel
 from anyio.abc import SocketAttribute
 
-from ._batching import flush_now
-from ._connection import ConnectionLostError, FramedConnection, close_all
-from ._frames import Kind, ProtocolError, encode
-from ._logging import Log, emitter
-from ._polling import YIELD_EVERY, PollBackoff
-from ._rundir import peer_credentials
-from ._tracing import BOX, pair_json, received_line, unpack_ids
+from ..observe.logging import Log, emitter
+from ..observe.tracing import BOX, pair_json, received_line, unpack_ids
+from .batching import flush_now
+from .connection import ConnectionLostError, FramedConnection, close_all
+from .frames import Kind, ProtocolError, encode
+from .polling import YIELD_EVERY, PollBackoff
+from .rundir import peer_credentials
 
 __all__ = ["Envelope", "Mailbox"]
 

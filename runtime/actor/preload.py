@@ -28,8 +28,8 @@ import sys
 # anyio imports its asyncio backend on the first anyio.run: 10 ms per actor if not here
 import anyio._backends._asyncio  # noqa: F401
 
-from . import _bootstrap  # noqa: F401
-from ._main_import import importing_main, install_main_import_hooks
+from .._main_import import importing_main, install_main_import_hooks
+from . import bootstrap  # noqa: F401
 
 install_main_import_hooks()
 

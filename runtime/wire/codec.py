@@ -17,8 +17,8 @@ from actors import (
     SharedMemoryFullError,
 )
 
-from ._pool import DATA_OFFSET, SegmentPool, give_back
-from ._segments import attach_segment, unlink_segment, write_segment
+from ..shm.pool import DATA_OFFSET, SegmentPool, give_back
+from ..shm.segments import attach_segment, unlink_segment, write_segment
 
 __all__ = [
     "Encoded",

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._segments import SHM_DIR, create_segment, segments_of
+from .segments import SHM_DIR, create_segment, segments_of
 
 __all__ = [
     "DATA_OFFSET",

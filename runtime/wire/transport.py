@@ -32,15 +32,15 @@ from actors import (
 )
 from actors._router import unpickling_refs
 
-from ._batching import flush_now
-from ._codec import Encoded, Shipper, loads_error, loads_shipped
-from ._connection import ConnectionLostError, FramedConnection, close_all
-from ._deference import calm, deferring
-from ._frames import Kind, ProtocolError
-from ._logging import Log, emitter
-from ._polling import YIELD_EVERY, PollBackoff
-from ._rundir import peer_credentials
-from ._tracing import CURRENT, pack_ids, pair_json, sent_line, type_json
+from ..observe.logging import Log, emitter
+from ..observe.tracing import CURRENT, pack_ids, pair_json, sent_line, type_json
+from .batching import flush_now
+from .codec import Encoded, Shipper, loads_error, loads_shipped
+from .connection import ConnectionLostError, FramedConnection, close_all
+from .deference import calm, deferring
+from .frames import Kind, ProtocolError
+from .polling import YIELD_EVERY, PollBackoff
+from .rundir import peer_credentials
 
 __all__ = ["LEAVE_TIMEOUT", "UNPICKLE_MARK", "SenderInfo", "Transport"]
 

@@ -30,9 +30,9 @@ from actors import (
     StaleHandleError,
 )
 
-from ._locks import DIRTY, FREED, LockFile, LockState, poll_until
-from ._logging import Log
-from ._segments import (
+from ..observe.logging import Log
+from .locks import DIRTY, FREED, LockFile, LockState, poll_until
+from .segments import (
     attach_segment,
     create_segment,
     segments_of,

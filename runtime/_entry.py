@@ -1,0 +1,32 @@
+"""Where an actor process begins: the one place the driver side names the actor side.
+
+multiprocessing pickles these functions by name and calls them in the new process; only
+there do they import the actor side, so the driver's modules never load it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["LOOP_OPTION", "PRELOAD", "actor_main", "bootstrap"]
+
+#: the module the forkserver imports before it forks any actor process
+PRELOAD = "runtime.actor.preload"
+#: the keyword argument of an actor process's unit that says whether it runs on uvloop
+#: (the driver's choice, passed to each process: a forkserver keeps the environment it
+#: started with)
+LOOP_OPTION = "_actors_uvloop"
+
+
+def bootstrap(unit: Any) -> None:
+    """aiomultiprocess ``process_target``: run the actor process to its end."""
+    from .actor.bootstrap import bootstrap as run
+
+    run(unit)
+
+
+async def actor_main(spec: bytes, control: Any) -> int:
+    """Run one actor incarnation; return the process exit code."""
+    from .actor.bootstrap import actor_main as run
+
+    return await run(spec, control)

@@ -1,0 +1,1 @@
+"""Code that runs inside an actor process: bootstrap, preload, the incarnation."""

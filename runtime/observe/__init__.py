@@ -1,0 +1,1 @@
+"""Observation, used on both sides: structured logs, tracing, the probe."""

@@ -1,0 +1,1 @@
+"""Shared memory, used on both sides: segments, the segment pool, locks, sharing."""
