@@ -8,7 +8,7 @@ module anywhere else.
 It also installs our loader of the script's ``__main__`` (see ``_main_import``), and
 imports the script's own modules and the standard library modules it uses, listed by the
 runtime in ``_ACTORS_FORKSERVER_MODULES`` (``_hosting.script_modules``): an actor process
-would import them again, which takes milliseconds each (tens where no ``.pyc`` is cached).
+would otherwise import them again, each time, and that adds up at every start.
 Each is imported as the script is in an actor process: a module that builds a
 ``Runtime()`` when imported stops there. One that fails is left for the actor processes to
 import, as before; the forkserver itself must not fail.
@@ -25,7 +25,7 @@ import os
 import signal
 import sys
 
-# anyio imports its asyncio backend on the first anyio.run: 10 ms per actor if not here
+# anyio imports its asyncio backend on the first anyio.run: once here, not once per actor
 import anyio._backends._asyncio  # noqa: F401
 
 from .._main_import import importing_main, install_main_import_hooks
@@ -39,11 +39,11 @@ _SERVER_PID = os.getpid()
 def _end_at_once() -> None:
     """The forkserver's exit handler: flush its output, then end without finalizing.
 
-    The forkserver ends when the script does. Tearing down the modules preloaded here took
-    it another 50 ms, all the while holding the script's stdout and stderr open, so a
-    pipeline, or a caller reading the script's output, waited that much longer for it. It
-    needs no orderly end: it ends only once the script is gone, and it has no logs open and
-    nothing to flush but these two streams.
+    The forkserver ends when the script does. Tearing down the modules preloaded here
+    takes a while, all the while holding the script's stdout and stderr open, so a
+    pipeline, or a caller reading the script's output, would wait that much longer for it.
+    It needs no orderly end: it ends only once the script is gone, and it has no logs open
+    and nothing to flush but these two streams.
     """
     if os.getpid() != _SERVER_PID:  # an actor process (they end by os._exit anyway)
         return

@@ -148,7 +148,7 @@ class ProcessHost:
         install_no_manager()
         self._uvloop = uvloop
         if start_method == "forkserver":
-            # numpy costs ~100 ms per process to import: preload it when the script uses it;
+            # numpy is slow to import in every process: preload it when the script uses it;
             # likewise uvloop when actors run on it (the forkserver skips what is missing)
             extra = ["numpy"] if "numpy" in sys.modules else []
             if uvloop:

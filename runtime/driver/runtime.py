@@ -114,11 +114,11 @@ class Runtime:
         busy_poll: seconds an asker waiting for its answer, or an actor whose mailbox just
             ran empty, reads its sockets in a loop before it sleeps in the event loop.
             Waking a sleeping process costs more than a quick round trip on small VMs;
-            this makes asks several times faster, for a little CPU. It backs off by itself
+            this makes asks much faster, for a little CPU. It backs off by itself
             when answers do not come in time; 0 turns it off (machines shared with other
             work, laptops on battery). Default: ``$ACTORS_BUSY_POLL`` seconds, else 0.0002.
         uvloop: run actor processes on uvloop (``pip install uvloop``, the ``speed``
-            extra): asks about a fifth faster. Default: ``$ACTORS_UVLOOP`` (``1``), else
+            extra): faster asks. Default: ``$ACTORS_UVLOOP`` (``1``), else
             off. Raises ``ImportError`` when asked for but not installed.
         handle_sigterm: turn SIGTERM into an orderly stop (main thread only).
         host: how actor processes are started (default: one process per actor).

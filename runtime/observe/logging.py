@@ -112,7 +112,7 @@ class _Emitter:
         if second != self._second:
             self._second = second
             self._date = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        # zfill, not a :06d format spec: half the cost, once per traced event
+        # zfill, not a :06d format spec: it is cheaper, and this runs once per traced event
         return f'{self._date}.{str(int((now - second) * 1_000_000)).zfill(6)}Z"{self._tail}'
 
     def later(self, event: str, fields: dict[str, Any]) -> None:

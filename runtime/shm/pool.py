@@ -1,9 +1,8 @@
 """A sender's pool of shared-memory segments for the large arrays of its messages.
 
-A fresh segment costs the kernel a zero-filled page per 4 KiB: for 100 MiB that is most of
-the hand-off time on a small VM (``posix_fallocate`` alone takes about 20 ms, a copy into
-pages already mapped about 9 ms). So a sender keeps the segments it has sent and lends
-them again once their reader is done with them.
+A fresh segment costs the kernel a zero-filled page per 4 KiB: for a large array that
+is most of the hand-off time, more than the copy itself. So a sender keeps the segments it
+has sent and lends them again once their reader is done with them.
 
 Each segment starts with a header page: its state and the pid of the process it is lent
 to. The data follows the header page.

@@ -4,7 +4,8 @@ A sender that tells in a loop would pay one ``send`` system call per message, th
 single cost of a small tell. Instead, the first frame a connection sends in a step of the
 event loop goes to the kernel at once (a lone message is not delayed), and the frames that
 follow it in the same step are held and written together when the step ends: when the
-sending task next waits, and at the latest after ``tell``'s 1 ms yield.
+sending task next waits, and at the latest after ``tell``'s periodic yield
+(``polling.YIELD_EVERY``).
 
 A frame written at once (an ask, a reply, credit) first releases every held frame of the
 process, on every connection: a process's tells are on their way before any answer or

@@ -4,7 +4,7 @@ A sender that runs out of credit sleeps until the receiver frees slots. The rece
 credit frame wakes it, and Linux treats a wake-up over a unix socket as a hand-over: it
 puts the woken sender on the receiver's CPU and lets it preempt the receiver there. But
 the receiver is not done, it is the one process that sets the pace of a full mailbox,
-and in a fan-in it lost its CPU to a sender about three times per thousand messages.
+and in a fan-in it kept losing its CPU to the senders it had just woken.
 
 So a sender that has to wait for credit runs under ``SCHED_BATCH``: the same priority and
 share of the CPU, but its wake-ups preempt nobody; they wait for the next scheduling
@@ -13,9 +13,8 @@ message queue is charged extra reductions, so that the receiver catches up.)
 
 It stays so while it keeps running into full mailboxes, and is ``SCHED_OTHER`` again once
 it has not waited for ``CALM`` seconds, or when its transport closes. Switching back at
-every wait cost more than it saved: a change of policy is itself a point where Linux
-may switch tasks, and in a fan-in it did at 28% of the switches; keeping the policy
-across waits made fan-in 6% faster against 1→1 (README, Performance).
+every wait would cost more than it saves: a change of policy is itself a point where
+Linux may switch tasks, and in a fan-in it often does.
 
 A thread whose policy is not ``SCHED_OTHER`` (set by the user) is left alone, and so is
 a platform without ``SCHED_BATCH``. A process forked meanwhile starts as ``SCHED_OTHER``;

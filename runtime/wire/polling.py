@@ -1,10 +1,9 @@
 """Busy polling: when an asker or an idle actor reads its sockets instead of sleeping.
 
 On small VMs, waking a process that sleeps in epoll costs more than a whole quick round
-trip (a blocking ``Pipe`` ping-pong takes 25 µs here, an asyncio echo 100 to 145 µs, an
-asyncio client that polls 18 µs). So a process that expects a frame within microseconds
-polls for it, for at most ``busy_poll`` seconds (README, Busy polling), and stops doing so
-when frames do not come in time.
+trip. So a process that expects a frame within microseconds polls for it, for at most
+``busy_poll`` seconds (README, Busy polling), and stops doing so when frames do not come
+in time.
 """
 
 from __future__ import annotations

@@ -1,0 +1,113 @@
+"""Which parts of the code may import which, checked on the source and in a fresh process.
+
+``actors`` is the user-facing package and never imports ``runtime``. Inside ``runtime``,
+``driver`` runs in the script's process and ``actor`` inside actor processes: neither
+imports the other, and the modules both sides use import neither.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNTIME = ROOT / "runtime"
+
+#: modules used on both sides. runtime/_entry.py is deliberately not among them: it is the
+#: named entry point an actor process starts in, so it is the one shared module allowed to
+#: import runtime.actor.
+SHARED = [
+    RUNTIME / "wire",
+    RUNTIME / "shm",
+    RUNTIME / "observe",
+    RUNTIME / "_spawning.py",
+    RUNTIME / "_main_import.py",
+]
+
+
+def _sources(*roots: Path) -> list[Path]:
+    """The .py files at or under ``roots``; each root must exist, so no check runs empty."""
+    files: list[Path] = []
+    for root in roots:
+        assert root.exists(), f"{root.relative_to(ROOT)} is gone: update this test"
+        files.extend([root] if root.is_file() else sorted(root.rglob("*.py")))
+    return files
+
+
+def _module_of(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imported(path: Path) -> Iterator[tuple[int, str]]:
+    """Every module name ``path`` imports, anywhere in it, with its line.
+
+    ``from a import b`` yields ``a`` and ``a.b``: ``b`` may be a submodule.
+    """
+    module = _module_of(path)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                assert node.level - 1 < len(anchor), f"{path}:{node.lineno}: relative import"
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join([*anchor, *([base] if base else [])])
+            yield node.lineno, base
+            for alias in node.names:
+                yield node.lineno, f"{base}.{alias.name}"
+
+
+def _violations(files: Iterable[Path], forbidden: Iterable[str]) -> list[str]:
+    banned = tuple(forbidden)
+    found: dict[tuple[Path, int], str] = {}  # one line per import statement
+    for path in files:
+        for line, name in _imported(path):
+            if any(name == ban or name.startswith(ban + ".") for ban in banned):
+                found.setdefault((path, line), name)
+    return [
+        f"{path.relative_to(ROOT)}:{line} imports {name}" for (path, line), name in found.items()
+    ]
+
+
+def test_actors_never_imports_runtime() -> None:
+    bad = _violations(_sources(ROOT / "actors"), ["runtime"])
+    assert not bad, "actors/ must not import runtime:\n" + "\n".join(bad)
+
+
+def test_driver_and_actor_sides_never_import_each_other() -> None:
+    bad = _violations(_sources(RUNTIME / "driver"), ["runtime.actor"])
+    bad += _violations(_sources(RUNTIME / "actor"), ["runtime.driver"])
+    assert not bad, "runtime.driver and runtime.actor import each other:\n" + "\n".join(bad)
+
+
+def test_shared_modules_import_neither_side() -> None:
+    bad = _violations(_sources(*SHARED), ["runtime.driver", "runtime.actor"])
+    assert not bad, "a module used by both sides imports one side:\n" + "\n".join(bad)
+
+
+def test_importing_actors_loads_no_runtime_module() -> None:
+    code = (
+        "import sys, actors\n"
+        "print(*sorted(m for m in sys.modules if m == 'runtime' or m.startswith('runtime.')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = done.stdout.split()
+    assert not loaded, f"import actors loaded runtime modules: {loaded}"
