@@ -1,20 +1,36 @@
-"""ActorContext: what an actor can ask of the runtime that hosts it."""
+"""RuntimeServices and ActorContext: what a script and an actor can ask of the runtime.
+
+``RuntimeServices`` holds the calls both have (``Runtime`` in the script, ``self.context``
+in an actor), with their one set of defaults and docstrings; the runtime fills in the
+primitives each side delivers them by.
+"""
 
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
 import numpy.typing as npt
 
-from ._supervision import Backoff, OnError, RestartType, Strategy, Supervisor
+from ._supervision import (
+    DEFAULT_MAX_RESTARTS,
+    DEFAULT_PERIOD,
+    Backoff,
+    OnError,
+    RestartType,
+    Strategy,
+    Supervisor,
+)
 
 if TYPE_CHECKING:
     from ._actor import Actor
     from ._ref import ActorRef
     from ._shared import SharedArray, SharedSemaphore
 
-__all__ = ["ActorContext", "Timer"]
+__all__ = ["ActorContext", "RuntimeServices", "SpawnOptions", "SupervisorOptions", "Timer"]
 
 
 class Timer(Protocol):
@@ -25,17 +41,37 @@ class Timer(Protocol):
         ...
 
 
-class ActorContext(Protocol):
-    """The runtime's services, reachable from inside an actor as ``self.context``.
+@dataclass(frozen=True, slots=True)
+class SpawnOptions:
+    """``spawn``'s own keyword arguments, as given (checked by the runtime)."""
 
-    The runtime process stays the only one that starts OS processes: ``spawn`` here asks
-    it to start the child and returns the ref once the child runs.
+    name: str | None
+    mailbox_size: int | None
+    restart: RestartType
+    on_error: OnError
+    supervisor: Supervisor | None
+    message_deadline: float | None
+    hang_timeout: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisorOptions:
+    """``supervisor``'s arguments, as given (checked by the runtime)."""
+
+    name: str | None
+    strategy: Strategy
+    max_restarts: int
+    period: float
+    backoff: Backoff | None
+    supervisor: Supervisor | None
+
+
+class RuntimeServices(ABC):
+    """The calls a script makes on ``Runtime`` and an actor on ``self.context``.
+
+    Both take the same arguments with the same defaults; where they differ (who owns a
+    child spawned without ``supervisor``), the docstring says so.
     """
-
-    @property
-    def run_id(self) -> str:
-        """The id of the run this actor belongs to (it names the log directory)."""
-        ...
 
     async def spawn(
         self,
@@ -50,39 +86,95 @@ class ActorContext(Protocol):
         hang_timeout: float | None = None,
         **kwargs: Any,
     ) -> ActorRef:
-        """Start a new actor, as ``Runtime.spawn`` does.
+        """Start ``actor_class(*args, **kwargs)`` in a new process; return its ref once running.
 
-        Without ``supervisor`` the child belongs to this actor: it is supervised under
-        this actor's own ``one_for_one`` supervisor and stopped when this incarnation
-        ends (before this actor's own ``on_stop``).
+        The ref stays valid across restarts: messages sent while the actor is being
+        restarted wait up to ``restart_wait`` seconds for the new incarnation.
+
+        From the script, a child spawned without ``supervisor`` goes under the root
+        supervisor. From an actor, it belongs to that actor: it is supervised under the
+        actor's own ``one_for_one`` supervisor and stopped when the actor's incarnation
+        ends (before its ``on_stop``).
+
+        Args:
+            actor_class: a subclass of ``actors.Actor`` defined at module top level.
+            name: a unique name for ``lookup`` and the logs; default ``<class>-<n>``.
+            mailbox_size: capacity of its mailbox in messages (default: the runtime's
+                ``mailbox_size``), shared by all its senders.
+            restart: ``permanent`` (default), ``transient`` or ``temporary``.
+            on_error: ``crash`` (default: an exception escaping ``receive`` ends the
+                incarnation and the supervisor restarts it) or ``resume``.
+            supervisor: the supervisor it goes under.
+            message_deadline: seconds one message may take before the actor is declared
+                hung, its stack dumped and its process killed (and restarted); checked
+                at heartbeats, so up to two ``heartbeat_interval`` late.
+            hang_timeout: the runtime's ``hang_timeout``, for this actor.
+
+        These keyword names are the runtime's; the actor's ``__init__`` gets the rest.
+
+        Raises:
+            InvalidSpawnError: not an Actor class, arguments its ``__init__`` can't take,
+                or a bad option.
+            MessageNotSerializableError: an argument cannot be pickled.
+            ActorNameTakenError: a running actor already has ``name``.
+            ActorStartError: its ``__init__`` or ``on_start`` raised, or it never got ready.
         """
-        ...
+        options = SpawnOptions(
+            name, mailbox_size, restart, on_error, supervisor, message_deadline, hang_timeout
+        )
+        return await self._spawn(actor_class, args, kwargs, options)
 
     async def supervisor(
         self,
         name: str | None = None,
         *,
         strategy: Strategy = "one_for_one",
-        max_restarts: int = 3,
-        period: float = 5.0,
+        max_restarts: int = DEFAULT_MAX_RESTARTS,
+        period: float = DEFAULT_PERIOD,
         backoff: Backoff | None = None,
         supervisor: Supervisor | None = None,
     ) -> Supervisor:
-        """Create a supervisor owned by this actor (or under ``supervisor``)."""
-        ...
+        """Create a supervisor (under ``supervisor``, else the root one, or the actor's own).
 
-    async def lookup(self, name: str) -> ActorRef:
-        """Return the ref of the running actor called ``name``."""
-        ...
+        Spawn its children with ``spawn(..., supervisor=sup)``, in the order they should
+        start. When a child fails, ``strategy`` says which children restart; more than
+        ``max_restarts`` restarts within ``period`` seconds make it give up: it stops all
+        its children, newest first, and its own supervisor handles that as a failure.
 
-    async def stop(self, ref: ActorRef | None = None) -> None:
-        """Stop ``ref``, or this actor itself when ``ref`` is None.
+        Example::
 
-        Stopping itself returns at once: the actor finishes the current message, handles
-        what is already in its mailbox, runs ``on_stop`` and exits.
+            pipeline = await rt.supervisor("pipeline", strategy="rest_for_one")
+            source = await rt.spawn(Source, supervisor=pipeline)
+            sink = await rt.spawn(Sink, source, supervisor=pipeline)
+
+        Raises:
+            InvalidSupervisorError: a bad strategy, intensity or backoff.
         """
-        ...
+        options = SupervisorOptions(name, strategy, max_restarts, period, backoff, supervisor)
+        return await self._supervisor(options)
 
+    @abstractmethod
+    async def lookup(self, name: str) -> ActorRef:
+        """Return the ref of the actor called ``name`` (running, or being restarted).
+
+        Raises:
+            ActorNotFoundError: no actor has that name.
+        """
+
+    @abstractmethod
+    async def stop(self, ref: ActorRef) -> None:
+        """Stop ``ref`` in order, for good, and wait until its process has exited.
+
+        Its own children stop first. It finishes what is already in its mailbox and runs
+        ``on_stop``; after ``stop_timeout`` seconds it is terminated, then killed. It is
+        not restarted, whatever its restart type. Stopping an actor that already stopped
+        does nothing.
+
+        Raises:
+            ActorNotFoundError: ``ref`` does not belong to this runtime.
+        """
+
+    @abstractmethod
     async def shared_array(
         self,
         shape: int | tuple[int, ...] | None,
@@ -91,40 +183,107 @@ class ActorContext(Protocol):
         name: str | None = None,
         path: str | os.PathLike[str] | None = None,
     ) -> SharedArray:
-        """Create a shared array, as ``Runtime.shared_array`` does; the runtime owns it."""
-        ...
+        """Create a zero-filled numpy array in shared memory; return its handle.
+
+        The runtime owns the memory: it is unlinked when the run ends (or by ``free``),
+        and a later runtime removes what a killed run left. Send the handle to actors;
+        each maps the same memory.
+
+        Args:
+            shape: e.g. ``(1000, 3)``; an int for one dimension.
+            dtype: any numpy dtype without Python objects (default float64).
+            name: a label for the logs and errors.
+            path: map this ``.npy`` file instead: created with ``shape`` and ``dtype`` if
+                missing, else opened (``shape`` and ``dtype`` may then be None, or must
+                match). The file outlives the run; only its lock is the run's.
+
+        Raises:
+            InvalidSharedArrayError: a bad shape, dtype or file.
+            SharedMemoryFullError: ``/dev/shm`` (or ``shm_budget``) has no room for it.
+        """
 
     async def share(self, array: npt.ArrayLike, *, name: str | None = None) -> SharedArray:
-        """Copy ``array`` into a new shared array, as ``Runtime.share`` does."""
-        ...
+        """Copy ``array`` into a new shared array and return its handle."""
+        data = np.asarray(array)
+        handle = await self.shared_array(data.shape, data.dtype, name=name)
+        handle.view(writable=True)[...] = data
+        return handle
 
+    @abstractmethod
     async def semaphore(self, value: int, *, name: str | None = None) -> SharedSemaphore:
-        """Create a semaphore shared by the run's actors, as ``Runtime.semaphore`` does."""
-        ...
+        """Create a counting semaphore with ``value`` slots, shared by every actor.
 
+        ``async with sem:`` takes a slot and gives it back; a holder that dies gives its
+        slot back at once, and the next holder of it is told (``Permit``).
+
+        Raises:
+            InvalidArgumentError: ``value`` is not an int from 1 up.
+        """
+
+    @abstractmethod
     async def free(self, handle: SharedArray | SharedSemaphore) -> None:
-        """Free a shared array or semaphore, as ``Runtime.free`` does."""
-        ...
+        """Release a shared array's memory (or a semaphore) before the run ends.
 
+        Views already mapped stay valid; any later use of the handle raises
+        ``StaleHandleError``. A file-backed array's ``.npy`` file is kept.
+        """
+
+    # -- what each side implements ----------------------------------------------------
+
+    @abstractmethod
+    async def _spawn(
+        self,
+        actor_class: type[Actor],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: SpawnOptions,
+    ) -> ActorRef: ...
+
+    @abstractmethod
+    async def _supervisor(self, options: SupervisorOptions) -> Supervisor: ...
+
+
+class ActorContext(RuntimeServices):
+    """The runtime's services, reachable from inside an actor as ``self.context``.
+
+    The same calls as ``Runtime`` (spawn, supervisor, lookup, stop, shared memory), plus
+    what only an actor does: watch other actors, and send itself messages later. The
+    runtime's process stays the only one that starts OS processes: ``spawn`` here asks it
+    to start the child and returns the ref once the child runs.
+    """
+
+    @property
+    @abstractmethod
+    def run_id(self) -> str:
+        """The id of the run this actor belongs to (it names the log directory)."""
+
+    @abstractmethod
+    async def stop(self, ref: ActorRef | None = None) -> None:
+        """Stop ``ref`` as ``Runtime.stop`` does, or this actor itself when ``ref`` is None.
+
+        Stopping itself returns at once: the actor finishes the current message, handles
+        what is already in its mailbox, runs ``on_stop`` and exits.
+        """
+
+    @abstractmethod
     async def watch(self, ref: ActorRef) -> None:
         """Receive ``actors.Terminated(ref, reason)`` once ``ref`` has ended for good.
 
         Restarts are not reported: a restarted actor is still the same actor. Watching an
         actor that has already ended sends the message at once.
         """
-        ...
 
+    @abstractmethod
     async def unwatch(self, ref: ActorRef) -> None:
         """Stop watching ``ref``."""
-        ...
 
+    @abstractmethod
     def send_after(self, delay: float, message: object) -> Timer:
         """Send ``message`` to this actor itself after ``delay`` seconds."""
-        ...
 
+    @abstractmethod
     def send_every(self, interval: float, message: object) -> Timer:
         """Send ``message`` to this actor every ``interval`` seconds, first after one interval.
 
         A tick waits while the mailbox is full; ticks missed meanwhile are skipped.
         """
-        ...

@@ -10,15 +10,21 @@ __all__ = [
     "ActorsError",
     "AskTimeoutError",
     "EscalationError",
+    "InvalidArgumentError",
+    "InvalidConfigError",
     "InvalidSharedArrayError",
     "InvalidSpawnError",
+    "InvalidSupervisorError",
     "LockOwnerDiedError",
     "LockTimeoutError",
     "MailboxFullError",
     "MessageNotSerializableError",
     "MessageTooLargeError",
+    "MissingDependencyError",
     "RemoteActorError",
+    "RuntimeAlreadyRunningError",
     "RuntimeClosedError",
+    "UnsupportedBackendError",
     "SharedMemoryFullError",
     "StaleHandleError",
 ]
@@ -310,3 +316,57 @@ class EscalationError(ActorsError):
 
     def __reduce__(self) -> tuple[type[EscalationError], tuple[str, str, str, int, float]]:
         return (type(self), (self.supervisor, self.actor, self.reason, self.restarts, self.period))
+
+
+class InvalidArgumentError(ActorsError, ValueError):
+    """An argument to a runtime call is out of range or of the wrong kind.
+
+    Raised where the call is made, before anything is sent or started. ``problem`` says
+    what was given and what is allowed.
+    """
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+        super().__init__(problem)
+
+    def __reduce__(self) -> tuple[type[InvalidArgumentError], tuple[str]]:
+        return (type(self), (self.problem,))
+
+
+class InvalidConfigError(InvalidArgumentError):
+    """A ``Runtime(...)`` option, or the environment variable behind it, is invalid."""
+
+
+class MissingDependencyError(InvalidConfigError, ImportError):
+    """An option needs a package that is not installed (the message names it)."""
+
+
+class InvalidSupervisorError(InvalidArgumentError):
+    """A supervisor's strategy, intensity or backoff is invalid."""
+
+
+class RuntimeAlreadyRunningError(ActorsError):
+    """A second ``Runtime`` was entered in a process where one is already running."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "a Runtime is already running in this process (the script's, or this actor's); "
+            "use that one (inside an actor: self.context), or exit it before entering another"
+        )
+
+    def __reduce__(self) -> tuple[type[RuntimeAlreadyRunningError], tuple[()]]:
+        return (type(self), ())
+
+
+class UnsupportedBackendError(ActorsError, RuntimeError):
+    """The runtime was used from an async library it does not run on."""
+
+    def __init__(self, library: str) -> None:
+        self.library = library
+        super().__init__(
+            f"the actor runtime runs on asyncio, not {library}; start the script with "
+            "asyncio.run(main()) or anyio.run(main) (the default asyncio backend)"
+        )
+
+    def __reduce__(self) -> tuple[type[UnsupportedBackendError], tuple[str]]:
+        return (type(self), (self.library,))

@@ -14,7 +14,14 @@ from ._errors import RuntimeClosedError
 if TYPE_CHECKING:
     from ._ref import ActorRef
 
-__all__ = ["Router", "unpickling_refs", "current_router", "install_router", "note_unpickled_ref"]
+__all__ = [
+    "Router",
+    "current_router",
+    "install_router",
+    "note_unpickled_ref",
+    "router_installed",
+    "unpickling_refs",
+]
 
 
 class Router(Protocol):
@@ -34,6 +41,11 @@ def install_router(router: Router | None) -> None:
     """Make ``router`` deliver for every ref in this process (``None`` uninstalls)."""
     global _router
     _router = router
+
+
+def router_installed() -> bool:
+    """Whether a runtime (the script's or an actor's) delivers messages in this process."""
+    return _router is not None
 
 
 def current_router() -> Router:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from ._errors import InvalidSupervisorError
+
 if TYPE_CHECKING:
     from ._ref import ActorRef
 
@@ -17,9 +19,12 @@ __all__ = [
     "DEFAULT_MAX_RESTARTS",
     "DEFAULT_PERIOD",
     "Backoff",
+    "DeadLetterReason",
     "Failure",
+    "LifecycleState",
     "OnError",
     "RestartType",
+    "StopReason",
     "Strategy",
     "Supervisor",
     "Terminated",
@@ -47,6 +52,49 @@ Strategy = Literal["one_for_one", "one_for_all", "rest_for_one"]
 * ``rest_for_one``: that one and those started after it.
 """
 
+LifecycleState = Literal["starting", "running", "down", "restarting", "stopping", "ended"]
+"""Where an actor is in its life, as the runtime tracks it.
+
+* ``starting``: its first incarnation is being started (``spawn`` has not returned);
+* ``running``: an incarnation is ready for messages;
+* ``down``: its incarnation ended by itself, and its supervisor decides what follows;
+* ``restarting``: a new incarnation is being started;
+* ``stopping``: it is being stopped in order;
+* ``ended``: for good; it will not be restarted.
+"""
+
+StopReason = Literal[
+    "requested",
+    "stopped",
+    "shutdown",
+    "interrupted",
+    "escalated",
+    "restart",
+    "parent_ended",
+    "parent_lost",
+    "sigterm",
+    "exception",
+    "start_failed",
+]
+"""Why an incarnation was ended in order (``Failure.reason`` adds hard ends to these).
+
+* ``requested``: it stopped itself (``self.context.stop()``);
+* ``stopped``: ``stop(ref)`` was called;
+* ``shutdown``: the runtime's ``async with`` block ended;
+* ``interrupted``: the block ended on an error or Ctrl-C (no draining);
+* ``escalated``: its supervisor gave up;
+* ``restart``: restarted because a sibling failed (``one_for_all``, ``rest_for_one``);
+* ``parent_ended``: the actor that owned it ended;
+* ``parent_lost``: the runtime's process died;
+* ``sigterm``: its process got SIGTERM;
+* ``exception``: ``receive`` raised, with ``on_error="crash"``;
+* ``start_failed``: it never became ready.
+"""
+
+DeadLetterReason = Literal["stopped", "crashed", "cancelled"] | StopReason
+"""Why a message was dead-lettered: its receiver stopped (or crashed, or was cancelled
+mid-handler) before handling it; the stop reasons above say why it stopped."""
+
 OnError = Literal["crash", "resume"]
 """What an exception escaping ``receive`` does to the actor (the asker gets it either way).
 
@@ -70,7 +118,9 @@ class Backoff:
 
     def __post_init__(self) -> None:
         if not (0 <= self.min_s <= self.max_s) or not (0 <= self.jitter < 1):
-            raise ValueError(f"Backoff needs 0 <= min_s <= max_s and 0 <= jitter < 1, not {self!r}")
+            raise InvalidSupervisorError(
+                f"Backoff needs 0 <= min_s <= max_s and 0 <= jitter < 1, not {self!r}"
+            )
 
 
 @dataclass(frozen=True, slots=True)

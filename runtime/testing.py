@@ -83,7 +83,7 @@ class Flow:
 @contextmanager
 def capture_flow(rt: Runtime) -> Iterator[Flow]:
     """Capture the message flow of ``rt`` (which must trace) while the block runs."""
-    if not rt.trace:
+    if not rt.config.trace:
         raise ValueError(
             "capture_flow needs per-message events: create the runtime with "
             "Runtime(trace=True) or set ACTORS_TRACE=1"

@@ -140,4 +140,4 @@ async def test_a_bad_busy_poll_in_the_environment_is_refused(
     with pytest.raises(ValueError, match="ACTORS_BUSY_POLL must be a number of seconds"):
         Runtime(log_dir=tmp_path)
     monkeypatch.setenv("ACTORS_BUSY_POLL", "0")
-    assert Runtime(log_dir=tmp_path).busy_poll == 0.0
+    assert Runtime(log_dir=tmp_path).config.busy_poll == 0.0

@@ -23,7 +23,8 @@ SHARED = [
     RUNTIME / "wire",
     RUNTIME / "shm",
     RUNTIME / "observe",
-    RUNTIME / "_spawning.py",
+    RUNTIME / "_api.py",
+    RUNTIME / "_config.py",
     RUNTIME / "_main_import.py",
 ]
 

@@ -14,7 +14,7 @@ import anyio
 from anyio.abc import SocketStream, UNIXSocketStream
 
 from .._entry import LOOP_OPTION
-from ..observe.logging import open_log, safe_name
+from ..observe.logging import log_stem, open_log
 from ..observe.loop_noise import install_noise_filter
 from ..wire.control import ControlChannel
 from .incarnation import Incarnation, load_spec
@@ -42,7 +42,7 @@ async def actor_main(spec_data: bytes, control_sock: socket.socket) -> int:
     """Run one actor incarnation; return the process exit code."""
     install_noise_filter(asyncio.get_running_loop())
     spec = load_spec(spec_data)
-    stem = f"{safe_name(spec.name)}.{spec.actor_id}.{os.getpid()}"
+    stem = log_stem(spec.name, spec.actor_id, os.getpid())
     log, log_file = open_log(
         spec.log,
         stem,

@@ -24,38 +24,40 @@ import anyio
 import anyio.abc
 import anyio.from_thread
 import anyio.lowlevel
-import numpy as np
-import numpy.typing as npt
 
 from actors import (
-    DEFAULT_MAX_RESTARTS,
-    DEFAULT_PERIOD,
     Actor,
     ActorDeadError,
     ActorRef,
-    Backoff,
     MessageNotSerializableError,
-    OnError,
     Reply,
-    RestartType,
-    SharedArray,
-    SharedSemaphore,
-    Strategy,
-    Supervisor,
     Timer,
 )
 from actors._router import install_router
 from actors._shared import install_shared_memory
 
-from .._spawning import ActorSpec, check_options, prepare_spawn
 from ..observe.logging import Log, emitter
 from ..observe.tracing import CURRENT, handled_line, type_json
-from ..shm.segments import segments_of, unlink_segments
+from ..shm.segments import message_prefix, segments_of, unlink_segments
 from ..shm.sharing import SharingService
 from ..wire.codec import Shipper, dumps_error, loads_error, message_type
 from ..wire.control import ControlChannel, ControlClosedError
 from ..wire.mailbox import Envelope, Mailbox
+from ..wire.protocol import (
+    ActorSpec,
+    Answer,
+    AwaitActor,
+    Heartbeat,
+    IsPeer,
+    Ready,
+    Request,
+    RequestBody,
+    StartFailed,
+    Stop,
+    Stopped,
+)
 from ..wire.transport import LEAVE_TIMEOUT, UNPICKLE_MARK, SenderInfo, Transport
+from .context import Context
 
 __all__ = ["Incarnation"]
 
@@ -64,119 +66,11 @@ EXIT_PARENT_LOST = 70
 _PARENT_LOST_GRACE = 0.5
 
 
-class _Context:
-    """``actors.ActorContext`` for code running inside an actor process."""
-
-    def __init__(self, incarnation: Incarnation) -> None:
-        self._inc = incarnation
-
-    @property
-    def run_id(self) -> str:
-        return self._inc.spec.log.run_id
-
-    async def spawn(
-        self,
-        actor_class: type[Actor],
-        *args: Any,
-        name: str | None = None,
-        mailbox_size: int | None = None,
-        restart: RestartType = "permanent",
-        on_error: OnError = "crash",
-        supervisor: Supervisor | None = None,
-        message_deadline: float | None = None,
-        hang_timeout: float | None = None,
-        **kwargs: Any,
-    ) -> ActorRef:
-        options = check_options(restart, on_error, message_deadline, hang_timeout)
-        payload, size = prepare_spawn(
-            actor_class, args, kwargs, mailbox_size, self._inc.spec.max_message_size
-        )
-        ref: ActorRef = await self._inc.request(
-            "spawn", actor_class.__name__, payload, name, size, options, supervisor
-        )
-        await self._inc.transport.ensure_connected(ref)
-        return ref
-
-    async def supervisor(
-        self,
-        name: str | None = None,
-        *,
-        strategy: Strategy = "one_for_one",
-        max_restarts: int = DEFAULT_MAX_RESTARTS,
-        period: float = DEFAULT_PERIOD,
-        backoff: Backoff | None = None,
-        supervisor: Supervisor | None = None,
-    ) -> Supervisor:
-        sup: Supervisor = await self._inc.request(
-            "supervisor", name, strategy, max_restarts, period, backoff, supervisor
-        )
-        return sup
-
-    async def watch(self, ref: ActorRef) -> None:
-        await self._inc.request("watch", ref)
-
-    async def unwatch(self, ref: ActorRef) -> None:
-        await self._inc.request("unwatch", ref)
-
-    def send_after(self, delay: float, message: object) -> Timer:
-        return self._inc.start_timer(delay, message, repeat=False)
-
-    def send_every(self, interval: float, message: object) -> Timer:
-        return self._inc.start_timer(interval, message, repeat=True)
-
-    async def lookup(self, name: str) -> ActorRef:
-        ref: ActorRef = await self._inc.request("lookup", name)
-        await self._inc.transport.ensure_connected(ref)
-        return ref
-
-    async def stop(self, ref: ActorRef | None = None) -> None:
-        if ref is None or ref.actor_id == self._inc.spec.actor_id:
-            self._inc.request_stop(self._inc.spec.stop_timeout, "requested")
-            return
-        await self._inc.request("stop", ref.actor_id)
-
-    async def shared_array(
-        self,
-        shape: int | tuple[int, ...] | None,
-        dtype: npt.DTypeLike | None = None,
-        *,
-        name: str | None = None,
-        path: str | os.PathLike[str] | None = None,
-    ) -> SharedArray:
-        array: SharedArray = await self._inc.request(
-            "shared_array", shape, _dtype_arg(dtype), name, None if path is None else str(path)
-        )
-        return array
-
-    async def share(self, array: npt.ArrayLike, *, name: str | None = None) -> SharedArray:
-        data = np.asarray(array)
-        handle = await self.shared_array(data.shape, data.dtype, name=name)
-        handle.view(writable=True)[...] = data
-        return handle
-
-    async def semaphore(self, value: int, *, name: str | None = None) -> SharedSemaphore:
-        sem: SharedSemaphore = await self._inc.request("semaphore", value, name)
-        return sem
-
-    async def free(self, handle: SharedArray | SharedSemaphore) -> None:
-        await self._inc.request("free", handle)
-
-
 def _ids(env: Envelope) -> dict[str, str | None]:
     """The trace keys of an envelope's events (none when it came untraced)."""
     if not env.trace_id:
         return {}
     return {"trace_id": env.trace_id, "parent_id": env.parent_id or None}
-
-
-def _dtype_arg(dtype: npt.DTypeLike | None) -> object:
-    # dtype objects and type objects travel as their string form: plain data on the wire
-    if dtype is None:
-        return None
-    try:
-        return np.dtype(dtype).str
-    except TypeError:
-        return dtype
 
 
 class _Timer:
@@ -232,13 +126,13 @@ class Incarnation:
             self.transport = Transport(
                 tg,
                 SenderInfo(spec.name, spec.actor_id, os.getpid(), spec.box),
-                max_message_size=spec.max_message_size,
+                max_message_size=spec.config.max_message_size,
                 log=self.log,
                 trace=spec.log.trace,
-                shipper=Shipper(spec.log.run_id, spec.box, spec.shm_threshold),
+                shipper=Shipper(spec.log.run_id, spec.box, spec.config.shm_threshold),
+                ask_spin=spec.config.busy_poll,
+                await_actor=self._await_actor,
             )
-            self.transport.await_actor = self._await_actor
-            self.transport.ask_spin = spec.busy_poll
             install_router(self.transport)
             self.sharing = SharingService(spec.log.run_id, Path(spec.run_dir) / "locks", self.log)
             install_shared_memory(self.sharing)
@@ -246,12 +140,12 @@ class Incarnation:
                 spec.mailbox_size,
                 spec.name,
                 box=spec.box,
-                max_body=spec.max_message_size,
+                max_body=spec.config.max_message_size,
                 log=self.log,
                 trace=spec.log.trace,
                 is_peer=self._is_peer,
             )
-            self.mailbox.spin = spec.busy_poll
+            self.mailbox.spin = spec.config.busy_poll
             tg.start_soon(self._read_control)
             tg.start_soon(self._watch_sigterm)
             self._start_lifeline()
@@ -259,7 +153,7 @@ class Incarnation:
                 tg.cancel_scope.cancel()
                 return 1
             tg.start_soon(self.mailbox.serve, tg)
-            self.control.send("ready", os.getpid())
+            self.control.send(Ready(os.getpid()))
             tg.start_soon(self._beat)
             self.log.info(
                 "actor.started",
@@ -284,7 +178,7 @@ class Incarnation:
                     "script file, not in an interactive session or `python -c`"
                 ) from exc
             actor = actor_class(*args, **kwargs)
-            actor._actor_bind(self.ref, _Context(self))
+            actor._actor_bind(self.ref, Context(self))
             actor._actor_set_deferral(self._defer)
             self.actor = actor
             await self.mailbox.listen(self.spec.address)
@@ -294,7 +188,7 @@ class Incarnation:
         except Exception as exc:
             tb = "".join(traceback.format_exception(exc))
             self.log.error("actor.start_failed", error_type=type(exc).__name__, exc_info=exc)
-            self.control.send("start_failed", type(exc).__name__, str(exc), tb)
+            self.control.send(StartFailed(type(exc).__name__, str(exc), tb))
             await self._flush_control()
             return False
         return True
@@ -323,7 +217,7 @@ class Incarnation:
     async def _finish(self) -> None:
         reason = self._stop_reason or "requested"
         if self.actor is not None:
-            with anyio.move_on_after(max(0.1, self.spec.stop_timeout * 0.2)):
+            with anyio.move_on_after(max(0.1, self.spec.config.stop_timeout * 0.2)):
                 try:
                     await self.actor.on_stop()
                 except Exception as exc:
@@ -352,12 +246,12 @@ class Incarnation:
             in_doubt=in_doubt,
         )
         self.control.send(
-            "stopped", reason, self.handled, self.failed, self.dead, in_doubt, error_type, error
+            Stopped(reason, self.handled, self.failed, self.dead, in_doubt, error_type, error)
         )
         await self.mailbox.aclose()
         await self.transport.aclose()
         # large arrays still addressed to us will never be read: every sender has closed
-        unlink_segments(segments_of(self.spec.log.run_id, f"m{self.spec.box}_"))
+        unlink_segments(segments_of(self.spec.log.run_id, message_prefix(self.spec.box)))
         self.transport.shipper.pool.close()
         self.sharing.close()
         await self._flush_control()
@@ -462,10 +356,10 @@ class Incarnation:
                 reply.set_exception(exc)
         elif env.is_ask:
             self.mailbox.reply(env, False, dumps_error(exc))
-        if self.spec.on_error == "crash" and self._crash is None:
+        if self.spec.options.on_error == "crash" and self._crash is None:
             # let it crash: this incarnation's state is suspect; its supervisor decides
             self._crash = (type(exc).__name__, str(exc)[:500])
-            self.request_stop(self.spec.stop_timeout, "exception")
+            self.request_stop(self.spec.config.stop_timeout, "exception")
 
     def _log_failed(self, env: Envelope, exc: Exception, **detail: object) -> None:
         """Count ``env`` as failed with ``exc`` and log ``message.failed`` (plus ``detail``)."""
@@ -549,11 +443,11 @@ class Incarnation:
 
     # -- control channel -----------------------------------------------------------------
 
-    async def request(self, op: str, *args: object) -> Any:
-        """Ask the runtime to do ``op`` for this actor; re-raise its error here."""
+    async def request(self, body: RequestBody) -> Any:
+        """Ask the driver to carry out ``body`` for this actor; re-raise its error here."""
         rid = next(self._request_ids)
         self._requests[rid] = done = anyio.Event()
-        self.control.send("request", rid, op, *args)
+        self.control.send(Request(rid, body))
         try:
             await done.wait()
         finally:
@@ -565,7 +459,7 @@ class Incarnation:
 
     async def _await_actor(self, ref: ActorRef, since: float) -> None:
         try:
-            await self.request("await_actor", ref, since)
+            await self.request(AwaitActor(ref, since))
         except ControlClosedError:
             raise ActorDeadError(ref.name, "unreachable") from None
 
@@ -575,7 +469,7 @@ class Incarnation:
         "Since" is when a beat first saw the message in ``receive`` (``_env``): at most one
         interval late, and nothing to record per message on the hot path.
         """
-        interval = self.spec.heartbeat_interval
+        interval = self.spec.config.heartbeat_interval
         seen: Envelope | None = None
         since = 0.0
         while True:
@@ -585,7 +479,7 @@ class Incarnation:
             elif env is not seen:
                 since = time.monotonic()
             seen = env
-            self.control.send("hb", since)
+            self.control.send(Heartbeat(since))
             self.transport.shipper.pool.trim()
             await anyio.sleep(interval)
 
@@ -620,7 +514,7 @@ class Incarnation:
             return True
         try:
             with anyio.fail_after(5.0):
-                known: bool = await self.request("is_peer", pid)
+                known: bool = await self.request(IsPeer(pid))
         except (TimeoutError, ControlClosedError):
             return False
         if known:
@@ -630,17 +524,15 @@ class Incarnation:
     async def _read_control(self) -> None:
         try:
             while True:
-                item = await self.control.receive()
-                kind = item[0]
-                if kind == "reply":
-                    _, rid, ok, value = item
-                    if rid in self._requests:
-                        self._answers[rid] = (ok, value)
-                        self._requests[rid].set()
-                elif kind == "stop":
-                    self.request_stop(float(item[1]), "requested" if len(item) < 3 else item[2])
-                elif kind == "peer":
-                    self._peers.add(int(item[1]))
+                match await self.control.receive():
+                    case Answer(request_id=rid, ok=ok, value=value):
+                        if rid in self._requests:
+                            self._answers[rid] = (ok, value)
+                            self._requests[rid].set()
+                    case Stop(timeout=timeout, reason=reason):
+                        self.request_stop(timeout, reason)
+                    case other:
+                        raise ControlClosedError(f"the driver sent {type(other).__name__}")
         except ControlClosedError:
             pass
         # the runtime is gone: nobody can stop us in order any more, nor unlink the run's
@@ -658,7 +550,7 @@ class Incarnation:
     async def _watch_sigterm(self) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM) as signals:
             async for _ in signals:
-                self.request_stop(self.spec.stop_timeout, "sigterm")
+                self.request_stop(self.spec.config.stop_timeout, "sigterm")
 
     def _start_lifeline(self) -> None:
         """Exit even when a handler blocks the event loop and the runtime has died.
@@ -696,5 +588,6 @@ class Incarnation:
 def load_spec(data: bytes) -> ActorSpec:
     """Unpickle the spec sent by the runtime (only runtime types inside)."""
     spec = pickle.loads(data)
-    assert isinstance(spec, ActorSpec)
+    if not isinstance(spec, ActorSpec):
+        raise TypeError(f"an actor process was started with a {type(spec).__name__}, not a spec")
     return spec

@@ -1,4 +1,4 @@
-"""Hosts: how an actor gets an OS process. The runtime only talks to this interface.
+"""ProcessHost: each incarnation in its own local OS process (the ``Host`` seam's default).
 
 ``ProcessHost`` starts each actor in its own process with aiomultiprocess's ``Process``
 and our own bootstrap, from a forkserver that has the runtime's modules preloaded.
@@ -9,20 +9,33 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import pickle
 import signal
 import socket
 import sys
 import threading
 import types
-from typing import Protocol
+from pathlib import Path
 
 import aiomultiprocess
 import aiomultiprocess.core
 import anyio
+from anyio.abc import UNIXSocketStream
 
 from .._entry import LOOP_OPTION, PRELOAD, actor_main, bootstrap
+from ..observe.logging import log_stem
+from ..shm.pool import orphan_pool
+from ..shm.segments import message_prefix, segments_of, unlink_segments
+from ..wire.control import ControlChannel
+from ..wire.protocol import ActorSpec
+from .hosting import StackDump
 
-__all__ = ["Host", "HostedProcess", "ProcessHost", "install_no_manager", "script_modules"]
+__all__ = ["ProcessHost", "install_no_manager", "script_modules"]
+
+#: seconds a stack dump may take to appear in the actor's .stderr log
+_DUMP_WAIT = 1.0
+#: the most of a stack dump that goes into the log
+_MAX_STACK = 16_000
 
 #: more modules for it to import, guarded (``runtime.actor.preload``): the script's own
 PRELOAD_ENV = "_ACTORS_FORKSERVER_MODULES"
@@ -64,29 +77,6 @@ def script_modules() -> list[str]:
     return sorted(chosen)
 
 
-class HostedProcess(Protocol):
-    """One running actor process, as the runtime sees it."""
-
-    @property
-    def pid(self) -> int: ...
-
-    async def wait(self) -> int:
-        """Wait for the process to end; return its exit code (-N for signal N)."""
-        ...
-
-    def terminate(self) -> None: ...
-
-    def kill(self) -> None: ...
-
-
-class Host(Protocol):
-    """Starts actor processes."""
-
-    async def start(self, name: str, spec: bytes, control: socket.socket) -> HostedProcess:
-        """Start a process running the actor bootstrap with ``spec`` and ``control``."""
-        ...
-
-
 class _NoManager:
     """Stands in for the SyncManager process aiomultiprocess would start.
 
@@ -104,18 +94,34 @@ def install_no_manager() -> None:
         aiomultiprocess.core._manager = _NoManager()
 
 
-class _AioProcess:
-    def __init__(self, proc: aiomultiprocess.Process, lock: threading.Lock) -> None:
+class _ProcessIncarnation:
+    """``HostedIncarnation`` for an actor running in a local process."""
+
+    def __init__(
+        self,
+        proc: aiomultiprocess.Process,
+        lock: threading.Lock,
+        control: ControlChannel,
+        spec: ActorSpec,
+    ) -> None:
         self._proc = proc
         self._lock = lock
+        self._control = control
+        self._spec = spec
         pid: int | None = proc.pid
-        assert pid is not None
+        if pid is None:  # multiprocessing sets it in start(), which returned
+            raise RuntimeError("an actor process started without a pid")
         self._pid: int = pid
         self._code: int | None = None
+        self._stderr = spec.log.log_dir / f"{log_stem(spec.name, spec.actor_id, pid)}.stderr"
 
     @property
     def pid(self) -> int:
         return self._pid
+
+    @property
+    def control(self) -> ControlChannel:
+        return self._control
 
     async def wait(self) -> int:
         if self._code is None:
@@ -127,7 +133,19 @@ class _AioProcess:
                 code: int | None = inner.exitcode
                 inner.close()
             self._code = 255 if code is None else code
+            self._clean_up()
         return self._code
+
+    def _clean_up(self) -> None:
+        """Remove what the process may have left: its socket file and its segments."""
+        spec = self._spec
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(spec.address)
+        run_id = spec.log.run_id
+        # large arrays sent to it and never read: nobody else will map them
+        unlink_segments(segments_of(run_id, message_prefix(spec.box)))
+        # and the segments it lent out: free ones go now, lent ones when their reader is done
+        orphan_pool(run_id, spec.box)
 
     def _signal(self, sig: signal.Signals) -> None:
         if self._code is None:
@@ -139,6 +157,20 @@ class _AioProcess:
 
     def kill(self) -> None:
         self._signal(signal.SIGKILL)
+
+    async def dump_stacks(self) -> StackDump:
+        """Have faulthandler write every thread's stack to the actor's ``.stderr`` log."""
+        before = _size(self._stderr)
+        self._signal(signal.SIGUSR1)
+        with anyio.move_on_after(_DUMP_WAIT):
+            while True:
+                await anyio.sleep(0.02)
+                size = _size(self._stderr)
+                if size > before and size == _size(self._stderr):
+                    stack = _read_from(self._stderr, before)
+                    if "File" in stack:
+                        return StackDump(stack, str(self._stderr))
+        return StackDump("", str(self._stderr))
 
 
 class ProcessHost:
@@ -161,7 +193,21 @@ class ProcessHost:
         # multiprocessing's bookkeeping is not meant for concurrent starts and reaps
         self._lock = threading.Lock()
 
-    async def start(self, name: str, spec: bytes, control: socket.socket) -> HostedProcess:
+    async def start(self, name: str, spec: ActorSpec) -> _ProcessIncarnation:
+        ours, theirs = socket.socketpair()
+        try:
+            proc = await self._start_process(name, pickle.dumps(spec), theirs)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        control = ControlChannel(await UNIXSocketStream.from_socket(ours))
+        return _ProcessIncarnation(proc, self._lock, control, spec)
+
+    async def _start_process(
+        self, name: str, spec: bytes, control: socket.socket
+    ) -> aiomultiprocess.Process:
         proc = aiomultiprocess.Process(
             target=actor_main,
             args=(spec, control),
@@ -177,4 +223,17 @@ class ProcessHost:
 
         # starting blocks on the forkserver hand-off; keep the event loop free meanwhile
         await anyio.to_thread.run_sync(start)
-        return _AioProcess(proc, self._lock)
+        return proc
+
+
+def _read_from(path: Path, offset: int) -> str:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(_MAX_STACK).decode(errors="replace")
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0

@@ -35,6 +35,7 @@ __all__ = [
     "emitter",
     "get_log",
     "open_log",
+    "log_stem",
     "safe_name",
 ]
 
@@ -60,6 +61,11 @@ class LogConfig:
 
     def __setstate__(self, state: tuple[Path, str, bool]) -> None:
         self.log_dir, self.run_id, self.trace = state
+
+
+def log_stem(name: str, actor_id: str, pid: int) -> str:
+    """The file name, without suffix, of an actor process's log and ``.stderr`` files."""
+    return f"{safe_name(name)}.{actor_id}.{pid}"
 
 
 def safe_name(name: str) -> str:

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .segments import SHM_DIR, create_segment, segments_of
+from .segments import SHM_DIR, create_segment, pool_prefix, segment_name, segments_of
 
 __all__ = [
     "DATA_OFFSET",
@@ -169,7 +169,7 @@ class SegmentPool:
             held -= victim.capacity
             self._drop(victim)
         self._ids += 1
-        name = f"actors_{self.run_id}_p{self.owner}.{self._ids}"
+        name = segment_name(self.run_id, f"{pool_prefix(self.owner)}{self._ids}")
         mapping = create_segment(name, DATA_OFFSET + capacity)
         segment = _Segment(name, capacity, mapping, time.monotonic())
         self._segments.append(segment)
@@ -236,7 +236,7 @@ def orphan_pool(run_id: str, owner: str) -> int:
     def orphan(state: int, holder: int) -> tuple[int, int] | None:
         return (ORPHANED, holder) if state == LENT and _alive(holder) else None
 
-    return sum(_restate(SHM_DIR / name, orphan) for name in segments_of(run_id, f"p{owner}."))
+    return sum(_restate(SHM_DIR / name, orphan) for name in segments_of(run_id, pool_prefix(owner)))
 
 
 def segment_state(name: str) -> str | None:

@@ -27,6 +27,10 @@ from actors import SharedMemoryFullError, StaleHandleError
 __all__ = [
     "SHM_DIR",
     "PREFIX",
+    "message_prefix",
+    "pool_prefix",
+    "segment_name",
+    "message_segment",
     "attach_segment",
     "create_segment",
     "run_of_segment",
@@ -143,6 +147,26 @@ def unlink_segment(name: str) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+def segment_name(run_id: str, kind: str) -> str:
+    """The ``/dev/shm`` name of the run's segment ``kind`` (e.g. ``a3``, ``p<box>.<n>``)."""
+    return f"{PREFIX}{run_id}_{kind}"
+
+
+def pool_prefix(owner: str) -> str:
+    """The kind prefix of the pooled segments lent by incarnation ``owner``."""
+    return f"p{owner}."
+
+
+def message_prefix(box: str) -> str:
+    """The kind prefix of segments holding arrays sent to incarnation ``box``."""
+    return f"m{box}_"
+
+
+def message_segment(run_id: str, box: str, sender_id: str, n: int) -> str:
+    """The name of the ``n``-th segment ``sender_id`` writes for incarnation ``box``."""
+    return segment_name(run_id, f"{message_prefix(box)}{sender_id}.{n}")
 
 
 def segments_of(run_id: str, kind: str = "") -> list[str]:

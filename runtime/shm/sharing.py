@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from actors import (
+    InvalidArgumentError,
     InvalidSharedArrayError,
     LockOwnerDiedError,
     LockTimeoutError,
@@ -35,6 +36,7 @@ from .locks import DIRTY, FREED, LockFile, LockState, poll_until
 from .segments import (
     attach_segment,
     create_segment,
+    segment_name,
     segments_of,
     unlink_segment,
     unlink_segments,
@@ -274,7 +276,7 @@ class SharedRegistry:
         nbytes = int(np.prod(dims, dtype=np.int64)) * dt.itemsize
         if self.budget is not None and self.used + nbytes > self.budget:
             raise SharedMemoryFullError(nbytes, self.budget - self.used, "Runtime(shm_budget)")
-        key = f"actors_{self.run_id}_a{n}"
+        key = segment_name(self.run_id, f"a{n}")
         mapping = create_segment(key, nbytes)  # zero-filled by the kernel
         mapping.close()  # nothing exported yet; users map it again through the handle
         lock_name = f"a{n}"
@@ -342,7 +344,7 @@ class SharedRegistry:
 
     def create_semaphore(self, value: object, name: str | None = None) -> SharedSemaphore:
         if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= _MAX_SEMAPHORE:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"a semaphore's value must be an int from 1 to {_MAX_SEMAPHORE}, not {value!r}"
             )
         n = next(self._ids)
@@ -358,7 +360,9 @@ class SharedRegistry:
     def free(self, handle: SharedArray | SharedSemaphore) -> None:
         """Release ``handle``'s memory and lock files; later use raises StaleHandleError."""
         if not isinstance(handle, (SharedArray, SharedSemaphore)):
-            raise TypeError(f"free() takes a SharedArray or SharedSemaphore, not {handle!r}")
+            raise InvalidArgumentError(
+                f"free() takes a SharedArray or SharedSemaphore, not {handle!r}"
+            )
         live = self._live.get(handle.key)
         if handle.run_id != self.run_id or live is None or live != handle:
             raise StaleHandleError(repr(handle), "it is unknown to this runtime or already freed")

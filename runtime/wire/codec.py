@@ -18,7 +18,7 @@ from actors import (
 )
 
 from ..shm.pool import DATA_OFFSET, SegmentPool, give_back
-from ..shm.segments import attach_segment, unlink_segment, write_segment
+from ..shm.segments import attach_segment, message_segment, unlink_segment, write_segment
 
 __all__ = [
     "Encoded",
@@ -186,7 +186,7 @@ class Shipper:
             if lent is not None:
                 self._shipped.append((lent, raw.nbytes, DATA_OFFSET))
                 return False
-        name = f"actors_{self.run_id}_m{self._box}_{self.sender_id}.{next(self._ids)}"
+        name = message_segment(self.run_id, self._box, self.sender_id, next(self._ids))
         write_segment(name, raw)
         self._shipped.append((name, raw.nbytes, 0))
         return False

@@ -1,8 +1,8 @@
-"""ControlChannel: the private line between the runtime and one actor process.
+"""ControlChannel: the private line between the driver and one local actor process.
 
-It is a ``socketpair`` created by the runtime and handed to the child at spawn, so both
-ends are authenticated by construction. Lifecycle (ready, stop, stopped) and requests
-(spawn, lookup, stop, peer checks) travel on it. EOF on it means the other side is gone.
+It is a ``socketpair`` created by the driver and handed to the child at spawn, so both
+ends are authenticated by construction. The messages of ``protocol`` travel on it, one
+pickled dataclass per frame. EOF on it means the other side is gone.
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from __future__ import annotations
 import pickle
 import socket
 from collections import deque
-from typing import Any
 
 from anyio.abc import SocketAttribute, SocketStream
 
 from .connection import ConnectionLostError, FramedConnection
 from .frames import Kind, ProtocolError
+from .protocol import Answer, ControlMessage, Heartbeat, Ready, Request, StartFailed, Stop, Stopped
 
 __all__ = ["ControlChannel", "ControlClosedError"]
 
@@ -26,19 +26,22 @@ class ControlClosedError(Exception):
     """The other end of the control channel is gone."""
 
 
+_MESSAGE_TYPES = (Ready, Heartbeat, StartFailed, Stopped, Request, Answer, Stop)
+
+
 class ControlChannel(FramedConnection):
-    """Sends and receives pickled tuples over a framed socket."""
+    """Sends and receives ``protocol`` messages over a framed socket."""
 
     def __init__(self, stream: SocketStream) -> None:
         super().__init__(stream, _MAX_CONTROL)
-        self._inbox: deque[tuple[Any, ...]] = deque()
+        self._inbox: deque[ControlMessage] = deque()
 
-    def send(self, *item: object) -> None:
-        """Queue ``item`` (a tuple of picklable values) for the other end."""
-        self.push_frame(Kind.CONTROL, 0, pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL))
+    def send(self, message: ControlMessage) -> None:
+        """Queue ``message`` for the other end; never blocks."""
+        self.push_frame(Kind.CONTROL, 0, pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
 
-    async def receive(self) -> tuple[Any, ...]:
-        """Return the next item.
+    async def receive(self) -> ControlMessage:
+        """Return the next message.
 
         Raises:
             ControlClosedError: the other end closed the channel or died.
@@ -51,8 +54,17 @@ class ControlChannel(FramedConnection):
             for kind, _ident, body in frames:
                 if kind != Kind.CONTROL:
                     raise ControlClosedError(f"unexpected frame kind {kind} on the control channel")
-                self._inbox.append(pickle.loads(body))
+                message = pickle.loads(body)
+                if not isinstance(message, _MESSAGE_TYPES):
+                    raise ControlClosedError(
+                        f"unexpected {type(message).__name__} on the control channel"
+                    )
+                self._inbox.append(message)
         return self._inbox.popleft()
+
+    async def run(self) -> None:
+        """Keep sending what ``send`` queued, until cancelled."""
+        await self.run_writer()
 
     def fileno(self) -> int:
         sock: socket.socket = self.stream.extra(SocketAttribute.raw_socket)

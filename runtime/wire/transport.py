@@ -359,7 +359,17 @@ class Transport:
         log: Log,
         trace: bool,
         shipper: Shipper,
+        ask_spin: float,
+        await_actor: Callable[[ActorRef, float], Awaitable[None]],
+        explain_unreachable: Callable[[ActorRef], str] | None = None,
     ) -> None:
+        """Args:
+        ask_spin: how long an asker busy-polls for its answer before sleeping (0: never).
+        await_actor: waits, after a failed connect at ``since``, until the actor may be
+            reachable again (restarted); raises ActorDeadError when it will not be.
+        explain_unreachable: why an unreachable actor is gone ("stopped", "died"), where
+            this process knows.
+        """
         self._tg = task_group
         self.shipper = shipper
         self.sender = sender
@@ -372,16 +382,12 @@ class Transport:
         self._conns: dict[str, _Outbound] = {}
         self._connecting: dict[str, anyio.Event] = {}
         self._ids = itertools.count(1)
-        #: waits, after a failed connect at ``since``, until the actor may be reachable
-        #: again (restarted); raises ActorDeadError when it will not be
-        self.await_actor: Callable[[ActorRef, float], Awaitable[None]] = _unreachable
-        #: explains why an unreachable actor is gone ("stopped"/"died"), where known
-        self.explain_unreachable: Callable[[ActorRef], str] = lambda ref: "unreachable"
+        self.await_actor = await_actor
+        self.explain_unreachable = explain_unreachable or _unexplained
         #: messages recorded as in doubt because their receiver died before finishing them
         self.in_doubt_total = 0
         self._yielded_at = 0.0
-        #: how long an asker busy-polls for its answer before sleeping (0: never)
-        self.ask_spin = 0.0
+        self.ask_spin = ask_spin
 
     # -- actors.Router -------------------------------------------------------------------
 
@@ -717,5 +723,5 @@ def _within(deadline: float) -> contextlib.AbstractContextManager[anyio.CancelSc
     return anyio.fail_after(max(0.0, deadline - time.monotonic()))
 
 
-async def _unreachable(ref: ActorRef, since: float) -> None:
-    raise ActorDeadError(ref.name, "unreachable")
+def _unexplained(ref: ActorRef) -> str:
+    return "unreachable"

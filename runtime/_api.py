@@ -1,0 +1,246 @@
+"""Services: ``actors.RuntimeServices`` checked and turned into requests, on either side.
+
+``Runtime`` (in the script's process) and an actor's context (in the actor's process)
+both derive from it: mistakes fail at the call site, with the same checks and defaults on
+both sides, and each side only says how a request reaches the driver.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from abc import abstractmethod
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from actors import (
+    Actor,
+    ActorRef,
+    Backoff,
+    InvalidSpawnError,
+    InvalidSupervisorError,
+    MessageNotSerializableError,
+    RuntimeServices,
+    SharedArray,
+    SharedSemaphore,
+    Supervisor,
+)
+from actors._context import SpawnOptions, SupervisorOptions
+
+from ._config import RuntimeConfig
+from .wire.codec import dumps
+from .wire.protocol import (
+    ChildOptions,
+    CreateSemaphore,
+    CreateSharedArray,
+    CreateSupervisor,
+    Free,
+    Lookup,
+    RequestBody,
+    SpawnActor,
+    StopActor,
+)
+from .wire.transport import Transport
+
+__all__ = ["Services", "check_child_options", "check_supervisor", "prepare_spawn"]
+
+_STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
+
+
+class Services(RuntimeServices):
+    """The shared calls, delivered as typed requests through ``_request``."""
+
+    @property
+    @abstractmethod
+    def _config(self) -> RuntimeConfig: ...
+
+    @property
+    @abstractmethod
+    def _transport(self) -> Transport: ...
+
+    @abstractmethod
+    async def _request(self, body: RequestBody) -> Any:
+        """Have the driver carry out ``body``; return its answer or raise its error."""
+
+    async def _spawn(
+        self,
+        actor_class: type[Actor],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: SpawnOptions,
+    ) -> ActorRef:
+        config = self._config
+        child = check_child_options(options)
+        size = config.mailbox_size if options.mailbox_size is None else options.mailbox_size
+        payload = prepare_spawn(actor_class, args, kwargs, size, config.max_message_size)
+        if options.supervisor is not None and not isinstance(options.supervisor, Supervisor):
+            raise InvalidSpawnError(
+                f"supervisor must be an actors.Supervisor, not {options.supervisor!r}"
+            )
+        body = SpawnActor(
+            actor_class.__name__, payload, options.name, size, child, options.supervisor
+        )
+        ref: ActorRef = await self._request(body)
+        await self._transport.ensure_connected(ref)
+        return ref
+
+    async def _supervisor(self, options: SupervisorOptions) -> Supervisor:
+        sup: Supervisor = await self._request(check_supervisor(options))
+        return sup
+
+    async def lookup(self, name: str) -> ActorRef:
+        ref: ActorRef = await self._request(Lookup(name))
+        await self._transport.ensure_connected(ref)
+        return ref
+
+    async def stop(self, ref: ActorRef) -> None:
+        if not isinstance(ref, ActorRef):
+            raise InvalidSpawnError(f"stop() takes an ActorRef, not {ref!r}")
+        await self._request(StopActor(ref))
+
+    async def shared_array(
+        self,
+        shape: int | tuple[int, ...] | None,
+        dtype: npt.DTypeLike | None = None,
+        *,
+        name: str | None = None,
+        path: str | os.PathLike[str] | None = None,
+    ) -> SharedArray:
+        if path is None and dtype is None:
+            dtype = "float64"
+        body = CreateSharedArray(
+            shape, _dtype_arg(dtype), name, None if path is None else os.fspath(path)
+        )
+        array: SharedArray = await self._request(body)
+        return array
+
+    async def semaphore(self, value: int, *, name: str | None = None) -> SharedSemaphore:
+        sem: SharedSemaphore = await self._request(CreateSemaphore(value, name))
+        return sem
+
+    async def free(self, handle: SharedArray | SharedSemaphore) -> None:
+        await self._request(Free(handle))
+
+
+def _dtype_arg(dtype: npt.DTypeLike | None) -> object:
+    # dtype objects and type objects travel as their string form: plain data on the wire
+    if dtype is None:
+        return None
+    try:
+        return np.dtype(dtype).str
+    except TypeError:
+        return dtype
+
+
+def _seconds(what: str, value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise InvalidSpawnError(
+            f"{what} must be a positive number of seconds or None, not {value!r}"
+        )
+    return float(value)
+
+
+def check_child_options(options: SpawnOptions) -> ChildOptions:
+    """Validate spawn's supervision options; raise ``InvalidSpawnError`` saying what is allowed."""
+    if options.restart not in ("permanent", "transient", "temporary"):
+        raise InvalidSpawnError(
+            f"restart must be 'permanent', 'transient' or 'temporary', not {options.restart!r}"
+        )
+    if options.on_error not in ("crash", "resume"):
+        raise InvalidSpawnError(f"on_error must be 'crash' or 'resume', not {options.on_error!r}")
+    return ChildOptions(
+        options.restart,
+        options.on_error,
+        _seconds("message_deadline", options.message_deadline),
+        _seconds("hang_timeout", options.hang_timeout),
+    )
+
+
+def check_supervisor(options: SupervisorOptions) -> CreateSupervisor:
+    """Validate a supervisor's arguments; raise ``InvalidSupervisorError`` saying what's allowed."""
+    if options.strategy not in _STRATEGIES:
+        raise InvalidSupervisorError(
+            f"strategy must be 'one_for_one', 'one_for_all' or 'rest_for_one', "
+            f"not {options.strategy!r}"
+        )
+    max_restarts = options.max_restarts
+    if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
+        raise InvalidSupervisorError(f"max_restarts must be an int >= 0, not {max_restarts!r}")
+    period = options.period
+    if isinstance(period, bool) or not (isinstance(period, (int, float)) and period > 0):
+        raise InvalidSupervisorError(f"period must be a positive number of seconds, not {period!r}")
+    if options.backoff is not None and not isinstance(options.backoff, Backoff):
+        raise InvalidSupervisorError(
+            f"backoff must be an actors.Backoff or None, not {options.backoff!r}"
+        )
+    if options.supervisor is not None and not isinstance(options.supervisor, Supervisor):
+        raise InvalidSupervisorError(
+            f"supervisor must be an actors.Supervisor, not {options.supervisor!r}"
+        )
+    if options.name is not None and (not isinstance(options.name, str) or not options.name):
+        raise InvalidSupervisorError(
+            f"a supervisor's name must be a non-empty str, not {options.name!r}"
+        )
+    return CreateSupervisor(
+        options.name,
+        options.strategy,
+        max_restarts,
+        float(period),
+        options.backoff,
+        options.supervisor,
+    )
+
+
+def prepare_spawn(
+    actor_class: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    mailbox_size: object,
+    limit: int,
+) -> bytes:
+    """Check a spawn request and pickle it; return the payload an actor process loads.
+
+    Raises:
+        InvalidSpawnError: not an Actor class, a class defined inside a function, a bad
+            mailbox size, or arguments its ``__init__`` cannot take.
+        MessageNotSerializableError: an argument cannot be pickled (named in the error).
+    """
+    if not (isinstance(actor_class, type) and issubclass(actor_class, Actor)):
+        what = (
+            f"an instance of {type(actor_class).__name__}"
+            if not isinstance(actor_class, type)
+            else f"class {actor_class.__qualname__}"
+        )
+        raise InvalidSpawnError(
+            f"spawn() takes a subclass of actors.Actor, not {what}; define "
+            "`class MyActor(Actor)` and pass the class itself, not an instance"
+        )
+    cls_name = actor_class.__qualname__
+    if "<locals>" in cls_name:
+        raise InvalidSpawnError(
+            f"actor class {cls_name} is defined inside a function; actor processes import "
+            "their class by name, so define it at the top level of a module or script"
+        )
+    if isinstance(mailbox_size, bool) or not isinstance(mailbox_size, int) or mailbox_size < 1:
+        raise InvalidSpawnError(
+            f"mailbox_size must be a positive int (messages), not {mailbox_size!r}"
+        )
+    try:
+        inspect.signature(actor_class).bind(*args, **kwargs)
+    except TypeError as exc:
+        raise InvalidSpawnError(
+            f"{cls_name}{inspect.signature(actor_class)} cannot take these spawn "
+            f"arguments: {exc}; pass what its __init__ expects after the class"
+        ) from None
+    try:
+        return dumps("spawn request", (actor_class, args, kwargs), limit)
+    except MessageNotSerializableError:
+        for index, arg in enumerate(args):
+            dumps(f"spawn argument {index} of {cls_name}", arg, limit)
+        for key, arg in kwargs.items():
+            dumps(f"spawn argument {key!r} of {cls_name}", arg, limit)
+        raise

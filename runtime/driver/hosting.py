@@ -1,0 +1,84 @@
+"""The Host seam: how the driver gets an incarnation running somewhere, and talks to it.
+
+The tree only uses these protocols. ``ProcessHost`` runs each incarnation in a local OS
+process; ``FakeHost`` (``runtime.testing``) runs none, so that supervision policy can be
+tested in-process. Another backend implements the same three protocols.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..wire.protocol import ActorSpec, ControlMessage
+
+__all__ = ["ControlLink", "Host", "HostedIncarnation", "StackDump"]
+
+
+@dataclass(frozen=True, slots=True)
+class StackDump:
+    """The stacks of an incarnation's threads, and where the full dump was written."""
+
+    text: str
+    where: str
+
+
+class ControlLink(Protocol):
+    """The driver's end of an incarnation's control link."""
+
+    def send(self, message: ControlMessage) -> None:
+        """Queue ``message`` for the incarnation; never blocks."""
+        ...
+
+    async def receive(self) -> ControlMessage:
+        """Return the next message from the incarnation.
+
+        Raises:
+            ControlClosedError: the incarnation's end is gone.
+        """
+        ...
+
+    async def run(self) -> None:
+        """Do the link's background work (sending what was queued) until cancelled."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class HostedIncarnation(Protocol):
+    """One running incarnation of an actor, as the driver sees it."""
+
+    @property
+    def pid(self) -> int | None:
+        """Its OS process id, where it has one on this machine."""
+        ...
+
+    @property
+    def control(self) -> ControlLink: ...
+
+    async def wait(self) -> int:
+        """Wait for it to end, and for what it left behind to be cleaned up.
+
+        Returns its exit code: 0 for an orderly end, -N for signal N.
+        """
+        ...
+
+    def terminate(self) -> None:
+        """Ask it to end now (SIGTERM for a process)."""
+        ...
+
+    def kill(self) -> None:
+        """End it at once (SIGKILL for a process)."""
+        ...
+
+    async def dump_stacks(self) -> StackDump:
+        """Dump its threads' stacks (``text`` is empty if none could be had)."""
+        ...
+
+
+class Host(Protocol):
+    """Starts incarnations."""
+
+    async def start(self, name: str, spec: ActorSpec) -> HostedIncarnation:
+        """Start an incarnation running ``spec``; return once it runs (not yet ready)."""
+        ...

@@ -1,0 +1,246 @@
+"""The control protocol between the driver and an actor process, as frozen dataclasses.
+
+Every message on a control link is one of these, matched by type on arrival. An actor's
+requests (``spawn``, ``lookup``, ...) travel inside ``Request`` and are answered by
+``Answer``; the driver serves the same request types for the script's own calls, so each
+request has exactly one handler.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from actors import (
+    ActorRef,
+    Backoff,
+    Failure,
+    OnError,
+    RestartType,
+    SharedArray,
+    SharedSemaphore,
+    Strategy,
+    Supervisor,
+)
+
+from .._config import RuntimeConfig
+from ..observe.logging import LogConfig
+
+__all__ = [
+    "ActorSpec",
+    "Answer",
+    "AwaitActor",
+    "ChildOptions",
+    "ControlMessage",
+    "CreateSemaphore",
+    "CreateSharedArray",
+    "CreateSupervisor",
+    "Free",
+    "Heartbeat",
+    "IsPeer",
+    "Lookup",
+    "Ready",
+    "Request",
+    "RequestBody",
+    "SpawnActor",
+    "StartFailed",
+    "Stop",
+    "StopActor",
+    "Stopped",
+    "Unwatch",
+    "Watch",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ChildOptions:
+    """How an actor is supervised (see ``Runtime.spawn``)."""
+
+    restart: RestartType = "permanent"
+    on_error: OnError = "crash"
+    message_deadline: float | None = None
+    hang_timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActorSpec:
+    """Everything an actor process needs to start; only runtime types, safe to unpickle."""
+
+    actor_id: str
+    name: str
+    address: str
+    mailbox_size: int
+    #: pickled (actor_class, args, kwargs): user types, loaded once logging is up
+    payload: bytes
+    config: RuntimeConfig
+    log: LogConfig
+    options: ChildOptions
+    runtime_pid: int
+    peers: frozenset[int]
+    run_dir: str
+    incarnation: int
+    #: names this incarnation: actor id and incarnation number
+    box: str
+    #: why the previous incarnation ended, for ``on_restart``
+    failure: Failure | None
+
+
+# -- actor → driver: lifecycle ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """The actor's ``on_start`` returned: it takes messages now."""
+
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """The actor's event loop runs; ``handling_since`` (monotonic, 0: idle) is for deadlines."""
+
+    handling_since: float
+
+
+@dataclass(frozen=True, slots=True)
+class StartFailed:
+    """Loading the actor, its ``__init__``, ``on_restart`` or ``on_start`` raised."""
+
+    error_type: str
+    error: str
+    traceback: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stopped:
+    """The incarnation's own account, sent as it ends in order."""
+
+    reason: str
+    handled: int
+    failed: int
+    dead_lettered: int
+    in_doubt: int
+    error_type: str
+    error: str
+
+
+# -- actor → driver: requests, served by the driver ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SpawnActor:
+    class_name: str
+    payload: bytes
+    name: str | None
+    mailbox_size: int
+    options: ChildOptions
+    supervisor: Supervisor | None
+
+
+@dataclass(frozen=True, slots=True)
+class CreateSupervisor:
+    name: str | None
+    strategy: Strategy
+    max_restarts: int
+    period: float
+    backoff: Backoff | None
+    supervisor: Supervisor | None
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class StopActor:
+    ref: ActorRef
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    ref: ActorRef
+
+
+@dataclass(frozen=True, slots=True)
+class Unwatch:
+    ref: ActorRef
+
+
+@dataclass(frozen=True, slots=True)
+class CreateSharedArray:
+    shape: object
+    #: a dtype's string form: plain data on the wire
+    dtype: object
+    name: str | None
+    path: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CreateSemaphore:
+    value: object
+    name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Free:
+    handle: SharedArray | SharedSemaphore
+
+
+@dataclass(frozen=True, slots=True)
+class IsPeer:
+    """Is ``pid`` one of this run's processes (a sender the mailbox may accept)?"""
+
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitActor:
+    """Return once ``ref`` has an incarnation that started after ``since`` (monotonic)."""
+
+    ref: ActorRef
+    since: float
+
+
+RequestBody: TypeAlias = (
+    SpawnActor
+    | CreateSupervisor
+    | Lookup
+    | StopActor
+    | Watch
+    | Unwatch
+    | CreateSharedArray
+    | CreateSemaphore
+    | Free
+    | IsPeer
+    | AwaitActor
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    request_id: int
+    body: RequestBody
+
+
+# -- driver → actor --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The outcome of ``Request`` ``request_id``: a value, or a pickled error (``ok`` False)."""
+
+    request_id: int
+    ok: bool
+    value: object
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """Stop in order within ``timeout`` seconds; ``reason`` goes into the logs."""
+
+    timeout: float
+    reason: str
+
+
+ControlMessage: TypeAlias = Ready | Heartbeat | StartFailed | Stopped | Request | Answer | Stop
