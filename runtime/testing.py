@@ -21,12 +21,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .driver.fake_host import FakeClock as FakeClock
+from .driver.fake_host import FakeHost as FakeHost
+from .driver.fake_host import FakeIncarnation as FakeIncarnation
+from .driver.fake_host import HostEvent as HostEvent
 from .trace import Message, Run, merge_logs
 
 if TYPE_CHECKING:
     from .driver.runtime import Runtime
 
-__all__ = ["Flow", "capture_flow"]
+__all__ = ["FakeClock", "FakeHost", "FakeIncarnation", "Flow", "HostEvent", "capture_flow"]
 
 
 class Flow:
