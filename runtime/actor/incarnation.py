@@ -94,8 +94,19 @@ class Incarnation:
         self.control = control
         self.log = log
         self.ref = ActorRef(spec.actor_id, spec.name, spec.address)
+        #: made in ``run``, inside the task group its connections belong to
         self.transport: Transport
-        self.mailbox: Mailbox
+        self.sharing = SharingService(spec.log.run_id, Path(spec.run_dir) / "locks", log)
+        self.mailbox = Mailbox(
+            spec.mailbox_size,
+            spec.name,
+            box=spec.box,
+            max_body=spec.config.max_message_size,
+            log=log,
+            trace=spec.log.trace,
+            is_peer=self._is_peer,
+        )
+        self.mailbox.spin = spec.config.busy_poll
         self.actor: Actor | None = None
         self._tg: anyio.abc.TaskGroup
         self._peers = set(spec.peers) | {os.getpid()}
@@ -134,18 +145,7 @@ class Incarnation:
                 await_actor=self._await_actor,
             )
             install_router(self.transport)
-            self.sharing = SharingService(spec.log.run_id, Path(spec.run_dir) / "locks", self.log)
             install_shared_memory(self.sharing)
-            self.mailbox = Mailbox(
-                spec.mailbox_size,
-                spec.name,
-                box=spec.box,
-                max_body=spec.config.max_message_size,
-                log=self.log,
-                trace=spec.log.trace,
-                is_peer=self._is_peer,
-            )
-            self.mailbox.spin = spec.config.busy_poll
             tg.start_soon(self._read_control)
             tg.start_soon(self._watch_sigterm)
             self._start_lifeline()
@@ -542,10 +542,8 @@ class Incarnation:
         for rid, event in self._requests.items():
             self._answers[rid] = (False, dumps_error(ActorDeadError("runtime", "died")))
             event.set()
-        if self._stop_reason is None and hasattr(self, "mailbox"):
+        if self._stop_reason is None:
             self.request_stop(_PARENT_LOST_GRACE, "parent_lost")
-        elif not hasattr(self, "mailbox"):
-            os._exit(EXIT_PARENT_LOST)
 
     async def _watch_sigterm(self) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM) as signals:
@@ -581,7 +579,7 @@ class Incarnation:
         threading.Thread(target=watch, name="actor-lifeline", daemon=True).start()
 
     def _on_parent_lost(self) -> None:
-        if self._stop_reason is None and hasattr(self, "mailbox"):
+        if self._stop_reason is None:
             self.request_stop(_PARENT_LOST_GRACE, "parent_lost")
 
 

@@ -33,7 +33,7 @@ from actors import (
 )
 
 from .._config import RuntimeConfig
-from ..observe.logging import Log, LogConfig
+from ..observe.logging import EventLog, LogConfig
 from ..wire.codec import dumps_error
 from ..wire.control import ControlClosedError
 from ..wire.protocol import (
@@ -81,7 +81,7 @@ class ActorTree:
         registry: Registry,
         rundir: RunDirectory,
         log_config: LogConfig,
-        log: Log,
+        log: EventLog,
         tg: anyio.abc.TaskGroup,
         clock: Clock,
         notify: Notify,

@@ -16,18 +16,19 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import orjson
 import structlog
 from structlog.processors import ExceptionRenderer
 from structlog.tracebacks import ExceptionDictTransformer
-from structlog.typing import EventDict, Processor, WrappedLogger
+from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
 from ..wire.batching import end_of_step, flush_now
 
 __all__ = [
     "EVENT_SEQ",
+    "EventLog",
     "default_log_root",
     "new_run_log_dir",
     "Log",
@@ -42,7 +43,20 @@ __all__ = [
 #: how many runs' log directories ``new_run_log_dir`` keeps under the default root
 _KEEP_RUN_LOGS = 20
 
-Log = Any  # structlog's filtering bound loggers are built at run time
+#: a process's logger, as ``open_log`` makes it
+Log = FilteringBoundLogger
+
+
+class EventLog(Protocol):
+    """What code that only logs events needs: a ``Log``, or one that also publishes them."""
+
+    def debug(self, event: str, **fields: Any) -> Any: ...
+
+    def info(self, event: str, **fields: Any) -> Any: ...
+
+    def warning(self, event: str, **fields: Any) -> Any: ...
+
+    def error(self, event: str, **fields: Any) -> Any: ...
 
 
 class LogConfig:
