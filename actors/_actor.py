@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ._errors import InvalidSpawnError
 from ._reply import Reply
 
 if TYPE_CHECKING:
@@ -112,7 +113,7 @@ class Actor:
     # Called by the runtime only; not part of the public API.
     def _actor_bind(self, ref: ActorRef, context: ActorContext) -> None:
         if not hasattr(self, "_Actor__ref"):
-            raise TypeError(
+            raise InvalidSpawnError(
                 f"{type(self).__name__}.__init__ did not call super().__init__(); add it "
                 "as the first line of __init__"
             )

@@ -30,7 +30,14 @@ if TYPE_CHECKING:
     from ._ref import ActorRef
     from ._shared import SharedArray, SharedSemaphore
 
-__all__ = ["ActorContext", "RuntimeServices", "SpawnOptions", "SupervisorOptions", "Timer"]
+__all__ = [
+    "ActorContext",
+    "RuntimeServices",
+    "SharedArrayCall",
+    "SpawnCall",
+    "SupervisorOptions",
+    "Timer",
+]
 
 
 class Timer(Protocol):
@@ -42,9 +49,12 @@ class Timer(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class SpawnOptions:
-    """``spawn``'s own keyword arguments, as given (checked by the runtime)."""
+class SpawnCall:
+    """A ``spawn`` call as made: the class, its arguments, and spawn's own options."""
 
+    actor_class: type[Actor]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
     name: str | None
     mailbox_size: int | None
     restart: RestartType
@@ -52,6 +62,16 @@ class SpawnOptions:
     supervisor: Supervisor | None
     message_deadline: float | None
     hang_timeout: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class SharedArrayCall:
+    """A ``shared_array`` call as made (a dtype travels as its string form)."""
+
+    shape: object
+    dtype: object
+    name: str | None
+    path: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,10 +139,19 @@ class RuntimeServices(ABC):
             ActorNameTakenError: a running actor already has ``name``.
             ActorStartError: its ``__init__`` or ``on_start`` raised, or it never got ready.
         """
-        options = SpawnOptions(
-            name, mailbox_size, restart, on_error, supervisor, message_deadline, hang_timeout
+        call = SpawnCall(
+            actor_class,
+            args,
+            kwargs,
+            name,
+            mailbox_size,
+            restart,
+            on_error,
+            supervisor,
+            message_deadline,
+            hang_timeout,
         )
-        return await self._spawn(actor_class, args, kwargs, options)
+        return await self._spawn(call)
 
     async def supervisor(
         self,
@@ -174,7 +203,6 @@ class RuntimeServices(ABC):
             ActorNotFoundError: ``ref`` does not belong to this runtime.
         """
 
-    @abstractmethod
     async def shared_array(
         self,
         shape: int | tuple[int, ...] | None,
@@ -201,6 +229,12 @@ class RuntimeServices(ABC):
             InvalidSharedArrayError: a bad shape, dtype or file.
             SharedMemoryFullError: ``/dev/shm`` (or ``shm_budget``) has no room for it.
         """
+        if path is None and dtype is None:
+            dtype = "float64"
+        call = SharedArrayCall(
+            shape, _dtype_arg(dtype), name, None if path is None else os.fspath(path)
+        )
+        return await self._shared_array(call)
 
     async def share(self, array: npt.ArrayLike, *, name: str | None = None) -> SharedArray:
         """Copy ``array`` into a new shared array and return its handle."""
@@ -231,16 +265,23 @@ class RuntimeServices(ABC):
     # -- what each side implements ----------------------------------------------------
 
     @abstractmethod
-    async def _spawn(
-        self,
-        actor_class: type[Actor],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        options: SpawnOptions,
-    ) -> ActorRef: ...
+    async def _spawn(self, call: SpawnCall) -> ActorRef: ...
 
     @abstractmethod
     async def _supervisor(self, options: SupervisorOptions) -> Supervisor: ...
+
+    @abstractmethod
+    async def _shared_array(self, call: SharedArrayCall) -> SharedArray: ...
+
+
+def _dtype_arg(dtype: npt.DTypeLike | None) -> object:
+    # dtype objects and type objects travel as their string form: plain data on the wire
+    if dtype is None:
+        return None
+    try:
+        return np.dtype(dtype).str
+    except TypeError:
+        return dtype
 
 
 class ActorContext(RuntimeServices):

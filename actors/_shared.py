@@ -17,7 +17,7 @@ import anyio
 import numpy as np
 import numpy.typing as npt
 
-from ._errors import RuntimeClosedError
+from ._errors import InvalidSharedArrayError, RuntimeClosedError
 
 __all__ = [
     "DEFAULT_LOCK_TIMEOUT",
@@ -157,7 +157,10 @@ class SharedArray:
         view = self.view()
         if dtype is not None and np.dtype(dtype) != self.dtype:
             if copy is False:
-                raise ValueError(f"{self.label} is {self.dtype}; a zero-copy view cannot change it")
+                raise InvalidSharedArrayError(
+                    f"{self.label} is {self.dtype}; a zero-copy view cannot change it: "
+                    "pass copy=None (or True) to np.asarray, or use the array's own dtype"
+                )
             return view.astype(dtype)
         return view.copy() if copy else view
 

@@ -7,13 +7,10 @@ both sides, and each side only says how a request reaches the driver.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
-import os
 from abc import abstractmethod
 from typing import Any
-
-import numpy as np
-import numpy.typing as npt
 
 from actors import (
     Actor,
@@ -27,7 +24,8 @@ from actors import (
     SharedSemaphore,
     Supervisor,
 )
-from actors._context import SpawnOptions, SupervisorOptions
+from actors._checks import optional_seconds, seconds
+from actors._context import SharedArrayCall, SpawnCall, SupervisorOptions
 
 from ._config import RuntimeConfig
 from .wire.codec import dumps
@@ -64,23 +62,19 @@ class Services(RuntimeServices):
     async def _request(self, body: RequestBody) -> Any:
         """Have the driver carry out ``body``; return its answer or raise its error."""
 
-    async def _spawn(
-        self,
-        actor_class: type[Actor],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        options: SpawnOptions,
-    ) -> ActorRef:
+    async def _spawn(self, call: SpawnCall) -> ActorRef:
         config = self._config
-        child = check_child_options(options)
-        size = config.mailbox_size if options.mailbox_size is None else options.mailbox_size
-        payload = prepare_spawn(actor_class, args, kwargs, size, config.max_message_size)
-        if options.supervisor is not None and not isinstance(options.supervisor, Supervisor):
+        child = check_child_options(call)
+        size = config.mailbox_size if call.mailbox_size is None else call.mailbox_size
+        payload = prepare_spawn(
+            call.actor_class, call.args, call.kwargs, size, config.max_message_size
+        )
+        if call.supervisor is not None and not isinstance(call.supervisor, Supervisor):
             raise InvalidSpawnError(
-                f"supervisor must be an actors.Supervisor, not {options.supervisor!r}"
+                f"supervisor must be an actors.Supervisor, not {call.supervisor!r}"
             )
         body = SpawnActor(
-            actor_class.__name__, payload, options.name, size, child, options.supervisor
+            call.actor_class.__name__, payload, call.name, size, child, call.supervisor
         )
         ref: ActorRef = await self._request(body)
         await self._transport.ensure_connected(ref)
@@ -100,20 +94,8 @@ class Services(RuntimeServices):
             raise InvalidSpawnError(f"stop() takes an ActorRef, not {ref!r}")
         await self._request(StopActor(ref))
 
-    async def shared_array(
-        self,
-        shape: int | tuple[int, ...] | None,
-        dtype: npt.DTypeLike | None = None,
-        *,
-        name: str | None = None,
-        path: str | os.PathLike[str] | None = None,
-    ) -> SharedArray:
-        if path is None and dtype is None:
-            dtype = "float64"
-        body = CreateSharedArray(
-            shape, _dtype_arg(dtype), name, None if path is None else os.fspath(path)
-        )
-        array: SharedArray = await self._request(body)
+    async def _shared_array(self, call: SharedArrayCall) -> SharedArray:
+        array: SharedArray = await self._request(CreateSharedArray(call))
         return array
 
     async def semaphore(self, value: int, *, name: str | None = None) -> SharedSemaphore:
@@ -124,27 +106,7 @@ class Services(RuntimeServices):
         await self._request(Free(handle))
 
 
-def _dtype_arg(dtype: npt.DTypeLike | None) -> object:
-    # dtype objects and type objects travel as their string form: plain data on the wire
-    if dtype is None:
-        return None
-    try:
-        return np.dtype(dtype).str
-    except TypeError:
-        return dtype
-
-
-def _seconds(what: str, value: object) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise InvalidSpawnError(
-            f"{what} must be a positive number of seconds or None, not {value!r}"
-        )
-    return float(value)
-
-
-def check_child_options(options: SpawnOptions) -> ChildOptions:
+def check_child_options(options: SpawnCall) -> ChildOptions:
     """Validate spawn's supervision options; raise ``InvalidSpawnError`` saying what is allowed."""
     if options.restart not in ("permanent", "transient", "temporary"):
         raise InvalidSpawnError(
@@ -155,8 +117,8 @@ def check_child_options(options: SpawnOptions) -> ChildOptions:
     return ChildOptions(
         options.restart,
         options.on_error,
-        _seconds("message_deadline", options.message_deadline),
-        _seconds("hang_timeout", options.hang_timeout),
+        optional_seconds("message_deadline", options.message_deadline, error=InvalidSpawnError),
+        optional_seconds("hang_timeout", options.hang_timeout, error=InvalidSpawnError),
     )
 
 
@@ -170,9 +132,7 @@ def check_supervisor(options: SupervisorOptions) -> CreateSupervisor:
     max_restarts = options.max_restarts
     if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
         raise InvalidSupervisorError(f"max_restarts must be an int >= 0, not {max_restarts!r}")
-    period = options.period
-    if isinstance(period, bool) or not (isinstance(period, (int, float)) and period > 0):
-        raise InvalidSupervisorError(f"period must be a positive number of seconds, not {period!r}")
+    period = seconds("period", options.period, error=InvalidSupervisorError)
     if options.backoff is not None and not isinstance(options.backoff, Backoff):
         raise InvalidSupervisorError(
             f"backoff must be an actors.Backoff or None, not {options.backoff!r}"
@@ -185,14 +145,7 @@ def check_supervisor(options: SupervisorOptions) -> CreateSupervisor:
         raise InvalidSupervisorError(
             f"a supervisor's name must be a non-empty str, not {options.name!r}"
         )
-    return CreateSupervisor(
-        options.name,
-        options.strategy,
-        max_restarts,
-        float(period),
-        options.backoff,
-        options.supervisor,
-    )
+    return CreateSupervisor(dataclasses.replace(options, period=period))
 
 
 def prepare_spawn(

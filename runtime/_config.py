@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from actors import (
     InvalidConfigError,
     MissingDependencyError,
 )
+from actors._checks import seconds
 
 __all__ = ["ENV_BUSY_POLL", "ENV_LOG_DIR", "ENV_TRACE", "ENV_UVLOOP", "RuntimeConfig"]
 
@@ -144,13 +144,7 @@ def _flag(text: str) -> bool:
 
 
 def _seconds(what: str, value: object) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not value > 0
-        or not math.isfinite(value)
-    ):
-        raise InvalidConfigError(f"{what} must be a positive number of seconds, not {value!r}")
+    seconds(what, value, error=InvalidConfigError)
 
 
 def _count(what: str, value: object, *, minimum: int) -> None:

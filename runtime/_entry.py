@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["LOOP_OPTION", "PRELOAD", "actor_main", "bootstrap"]
+__all__ = ["LOOP_OPTION", "PRELOAD", "PRELOAD_ENV", "actor_main", "bootstrap"]
 
 #: the module the forkserver imports before it forks any actor process
 PRELOAD = "runtime.actor.preload"
+#: the environment variable listing the script's modules the forkserver imports too
+PRELOAD_ENV = "_ACTORS_FORKSERVER_MODULES"
 #: the keyword argument of an actor process's unit that says whether it runs on uvloop
 #: (the driver's choice, passed to each process: a forkserver keeps the environment it
 #: started with)

@@ -16,6 +16,7 @@ import anyio
 import pytest
 
 from actors import ActorRef, Backoff, EscalationError, RestartType, Strategy, Supervisor
+from actors._context import SupervisorOptions
 from runtime import RuntimeConfig
 from runtime.driver.policy import SupervisorNode
 from runtime.driver.registry import Registry
@@ -69,9 +70,8 @@ class Fixture:
         backoff: Backoff | None = None,
         parent: SupervisorNode | None = None,
     ) -> SupervisorNode:
-        handle: Supervisor = self.tree.add_supervisor(
-            None, strategy, max_restarts, period, backoff, parent or self.tree.root
-        )
+        options = SupervisorOptions(None, strategy, max_restarts, period, backoff, None)
+        handle: Supervisor = self.tree.add_supervisor(options, parent or self.tree.root)
         return self.tree.node_for(handle, None)
 
     async def crash(self, name: str, *, code: int = 1) -> None:

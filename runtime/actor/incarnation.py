@@ -29,10 +29,13 @@ from actors import (
     Actor,
     ActorDeadError,
     ActorRef,
+    DeadLetterReason,
     MessageNotSerializableError,
     Reply,
+    StopReason,
     Timer,
 )
+from actors._checks import seconds
 from actors._router import install_router
 from actors._shared import install_shared_memory
 
@@ -67,10 +70,11 @@ _PARENT_LOST_GRACE = 0.5
 
 
 def _ids(env: Envelope) -> dict[str, str | None]:
-    """The trace keys of an envelope's events (none when it came untraced)."""
+    """The keys naming an envelope's message in its events (trace ids if it came traced)."""
+    keys: dict[str, str | None] = {"msg_id": env.msg_id, "sender": env.sender}
     if not env.trace_id:
-        return {}
-    return {"trace_id": env.trace_id, "parent_id": env.parent_id or None}
+        return keys
+    return {**keys, "trace_id": env.trace_id, "parent_id": env.parent_id or None}
 
 
 class _Timer:
@@ -115,7 +119,7 @@ class Incarnation:
         self._request_ids = itertools.count(1)
         self._open_replies: dict[int, tuple[Envelope, Reply]] = {}
         self._loop_scope = anyio.CancelScope()
-        self._stop_reason: str | None = None
+        self._stop_reason: StopReason | None = None
         self._stop_by = math.inf  # time.monotonic() by which stopping must be done
         self._stopped = anyio.Event()
         self._crash: tuple[str, str] | None = None
@@ -193,7 +197,7 @@ class Incarnation:
             return False
         return True
 
-    def request_stop(self, timeout: float, reason: str) -> None:
+    def request_stop(self, timeout: float, reason: StopReason) -> None:
         """Begin stopping: no new senders, handle what was sent, then stop by ``timeout``."""
         if self._stop_reason is not None:
             return
@@ -366,9 +370,7 @@ class Incarnation:
         self.failed += 1
         self.log.error(
             "message.failed",
-            msg_id=env.msg_id,
             **_ids(env),
-            sender=env.sender,
             receiver=self.spec.name,
             error_type=type(exc).__name__,
             **detail,
@@ -412,7 +414,9 @@ class Incarnation:
             self._open_replies[key] = (env, reply)
         return reply
 
-    def _dead_letter(self, env: Envelope, reason: str, *, handled_part: bool = False) -> None:
+    def _dead_letter(
+        self, env: Envelope, reason: DeadLetterReason, *, handled_part: bool = False
+    ) -> None:
         if not handled_part:
             self.mailbox.done(env)
             if env.is_ask and self.mailbox.bounce(env):
@@ -420,18 +424,14 @@ class Incarnation:
                 if self.spec.log.trace:
                     self.log.debug(
                         "message.bounced",
-                        msg_id=env.msg_id,
                         **_ids(env),
-                        sender=env.sender,
                         reason=reason,
                     )
                 return
         self.dead += 1
         self.log.warning(
             "message.dead_lettered",
-            msg_id=env.msg_id,
             **_ids(env),
-            sender=env.sender,
             receiver=self.spec.name,
             reason=reason,
             ask=env.is_ask,
@@ -484,10 +484,10 @@ class Incarnation:
             await anyio.sleep(interval)
 
     def start_timer(self, delay: float, message: object, *, repeat: bool) -> Timer:
-        if not (isinstance(delay, (int, float)) and delay >= 0 and math.isfinite(delay)):
-            raise ValueError(f"timer delay must be a number of seconds >= 0, not {delay!r}")
-        if repeat and delay <= 0:
-            raise ValueError("send_every needs a positive interval")
+        if repeat:
+            delay = seconds("send_every's interval", delay)
+        else:
+            delay = seconds("send_after's delay", delay, zero=True)
         if self._stop_reason is not None:
             raise RuntimeError("the actor is stopping: no new timers")
         timer = _Timer(self._timers)

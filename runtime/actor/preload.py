@@ -7,7 +7,7 @@ module anywhere else.
 
 It also installs our loader of the script's ``__main__`` (see ``_main_import``), and
 imports the script's own modules and the standard library modules it uses, listed by the
-runtime in ``_ACTORS_FORKSERVER_MODULES`` (``_hosting.script_modules``): an actor process
+runtime in ``PRELOAD_ENV`` (``driver.process_host.script_modules``): an actor process
 would otherwise import them again, each time, and that adds up at every start.
 Each is imported as the script is in an actor process: a module that builds a
 ``Runtime()`` when imported stops there. One that fails is left for the actor processes to
@@ -28,6 +28,7 @@ import sys
 # anyio imports its asyncio backend on the first anyio.run: once here, not once per actor
 import anyio._backends._asyncio  # noqa: F401
 
+from .._entry import PRELOAD_ENV
 from .._main_import import importing_main, install_main_import_hooks
 from . import bootstrap  # noqa: F401
 
@@ -60,7 +61,7 @@ atexit.register(_end_at_once)
 
 
 def _preload_script_modules() -> None:
-    names = os.environ.get("_ACTORS_FORKSERVER_MODULES", "")
+    names = os.environ.get(PRELOAD_ENV, "")
     with importing_main():
         for name in filter(None, names.split(",")):
             try:

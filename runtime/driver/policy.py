@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import anyio
 
-from actors import Backoff, Strategy
+from actors import Strategy
+from actors._context import SupervisorOptions
 
 if TYPE_CHECKING:
     from .registry import ActorRecord
@@ -49,20 +50,17 @@ class SupervisorNode:
         self,
         node_id: str,
         name: str,
-        strategy: Strategy,
-        max_restarts: int,
-        period: float,
-        backoff: Backoff | None,
+        options: SupervisorOptions,
         parent: SupervisorNode | None,
         owner: ActorRecord | None,
         clock: Clock,
     ) -> None:
         self.node_id = node_id
         self.name = name
-        self.strategy: Strategy = strategy
-        self.max_restarts = max_restarts
-        self.period = period
-        self.backoff = backoff
+        self.strategy: Strategy = options.strategy
+        self.max_restarts = options.max_restarts
+        self.period = options.period
+        self.backoff = options.backoff
         self.parent = parent
         #: the actor whose incarnation this node belongs to (ends with it), if any
         self.owner = owner

@@ -22,7 +22,7 @@ import aiomultiprocess.core
 import anyio
 from anyio.abc import UNIXSocketStream
 
-from .._entry import LOOP_OPTION, PRELOAD, actor_main, bootstrap
+from .._entry import LOOP_OPTION, PRELOAD, PRELOAD_ENV, actor_main, bootstrap
 from ..observe.logging import log_stem
 from ..shm.pool import orphan_pool
 from ..shm.segments import message_prefix, segments_of, unlink_segments
@@ -37,8 +37,6 @@ _DUMP_WAIT = 1.0
 #: the most of a stack dump that goes into the log
 _MAX_STACK = 16_000
 
-#: more modules for it to import, guarded (``runtime.actor.preload``): the script's own
-PRELOAD_ENV = "_ACTORS_FORKSERVER_MODULES"
 # standard modules that touch the terminal or a display when imported, or are jokes
 _NOT_PRELOADED = frozenset(
     {"antigravity", "curses", "idlelib", "pydoc", "readline", "this", "tkinter", "turtle"}

@@ -19,6 +19,7 @@ from actors import (
     Failure,
     InvalidSpawnError,
     LifecycleState,
+    StopReason,
 )
 
 from ..wire.protocol import ChildOptions, Stopped
@@ -48,7 +49,7 @@ class Life:
     killed: bool = False
     hung: bool = False
     #: why the driver stopped it (None: it ended by itself, which is a failure to handle)
-    stop_requested: str | None = None
+    stop_requested: StopReason | None = None
     running_at: float = 0.0
     last_beat: float = 0.0
     handling_since: float = 0.0

@@ -73,11 +73,8 @@ class Requests:
                     node,
                     parent_id=None if requester is None else requester.ref.actor_id,
                 )
-            case CreateSupervisor():
-                parent = tree.node_for(body.supervisor, requester)
-                return tree.add_supervisor(
-                    body.name, body.strategy, body.max_restarts, body.period, body.backoff, parent
-                )
+            case CreateSupervisor(options=options):
+                return tree.add_supervisor(options, tree.node_for(options.supervisor, requester))
             case Lookup(name=name):
                 return registry.lookup(name)
             case StopActor(ref=ref):
@@ -102,8 +99,8 @@ class Requests:
                 if target is not None and requester is not None:
                     target.watchers.discard(requester.ref.actor_id)
                 return None
-            case CreateSharedArray():
-                return self._shared.create_array(body.shape, body.dtype, body.name, body.path)
+            case CreateSharedArray(call=call):
+                return self._shared.create_array(call.shape, call.dtype, call.name, call.path)
             case CreateSemaphore():
                 return self._shared.create_semaphore(body.value, body.name)
             case Free(handle=handle):

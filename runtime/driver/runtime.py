@@ -18,6 +18,7 @@ from actors import (
     EscalationError,
     RuntimeAlreadyRunningError,
     RuntimeClosedError,
+    StopReason,
     UnsupportedBackendError,
 )
 from actors._router import install_router, router_installed
@@ -303,6 +304,7 @@ class Runtime(Services):
         swallowed = self._body.__exit__(exc_type, exc, tb)
         ours = cancelled and (swallowed or exc is None or _is_cancellation(exc))
         self._state = "stopping"
+        reason: StopReason
         if ours:
             reason = "escalated" if self._escalation is not None else "sigterm"
         else:

@@ -22,15 +22,15 @@ from actors import (
     ActorRef,
     ActorsError,
     ActorStartError,
-    Backoff,
     EscalationError,
     Failure,
     InvalidSpawnError,
     RuntimeClosedError,
-    Strategy,
+    StopReason,
     Supervisor,
     Terminated,
 )
+from actors._context import SupervisorOptions
 
 from .._config import RuntimeConfig
 from ..observe.logging import EventLog, LogConfig
@@ -101,9 +101,11 @@ class ActorTree:
         self.on_escalation = on_escalation
         self.nodes: dict[str, SupervisorNode] = {}
         self._node_ids = itertools.count(1)
-        self.root = self._node(
-            "root", "one_for_one", config.max_restarts, config.period, None, None, None
+        #: the intensity of the root supervisor, and of each actor's own supervisor
+        self._default = SupervisorOptions(
+            None, "one_for_one", config.max_restarts, config.period, None, None
         )
+        self.root = self._node("root", self._default, None, None)
         self._supervising = anyio.Lock()
         self.open = True
         self.report = ShutdownReport()
@@ -113,41 +115,28 @@ class ActorTree:
     def _node(
         self,
         name: str,
-        strategy: Strategy,
-        max_restarts: int,
-        period: float,
-        backoff: Backoff | None,
+        options: SupervisorOptions,
         parent: SupervisorNode | None,
         owner: ActorRecord | None,
     ) -> SupervisorNode:
         node_id = "root" if parent is None and owner is None else f"s{next(self._node_ids)}"
-        node = SupervisorNode(
-            node_id, name, strategy, max_restarts, period, backoff, parent, owner, self.clock
-        )
+        node = SupervisorNode(node_id, name, options, parent, owner, self.clock)
         self.nodes[node_id] = node
         if parent is not None:
             parent.children.append(node)
         return node
 
-    def add_supervisor(
-        self,
-        name: str | None,
-        strategy: Strategy,
-        max_restarts: int,
-        period: float,
-        backoff: Backoff | None,
-        parent: SupervisorNode,
-    ) -> Supervisor:
+    def add_supervisor(self, options: SupervisorOptions, parent: SupervisorNode) -> Supervisor:
         """Create a supervisor under ``parent`` (arguments already checked); return its handle."""
-        label = name or f"supervisor-{next(self._node_ids)}"
-        node = self._node(label, strategy, max_restarts, period, backoff, parent, None)
+        label = options.name or f"supervisor-{next(self._node_ids)}"
+        node = self._node(label, options, parent, None)
         self.log.info(
             "supervisor.started",
             supervisor=label,
             supervisor_id=node.node_id,
-            strategy=strategy,
-            max_restarts=max_restarts,
-            period_s=period,
+            strategy=options.strategy,
+            max_restarts=options.max_restarts,
+            period_s=options.period,
             parent=parent.name,
         )
         return Supervisor(node.node_id, label)
@@ -162,16 +151,7 @@ class ActorTree:
         if owner is None:
             return self.root
         if owner.own_node is None or owner.own_node.ended:
-            # an actor's own supervisor has the runtime's default intensity
-            owner.own_node = self._node(
-                f"{owner.name}/children",
-                "one_for_one",
-                self.config.max_restarts,
-                self.config.period,
-                None,
-                None,
-                owner,
-            )
+            owner.own_node = self._node(f"{owner.name}/children", self._default, None, owner)
         return owner.own_node
 
     # -- spawning --------------------------------------------------------------------------
@@ -233,13 +213,10 @@ class ActorTree:
         self.tg.start_soon(self._watch, rec, life)
         self.log.info(
             "actor.spawned",
-            actor=rec.name,
-            actor_id=rec.ref.actor_id,
-            pid=life.pid,
+            **_keys(rec, life),
             actor_class=rec.class_name,
             parent=rec.parent_id or "main",
             supervisor=rec.node.name,
-            incarnation=life.number,
             restart=rec.options.restart,
             mailbox_size=rec.mailbox_size,
         )
@@ -334,10 +311,7 @@ class ActorTree:
         clean = code == 0 and not life.killed and not life.hung
         (self.log.info if clean else self.log.warning)(
             "actor.exited",
-            actor=rec.name,
-            actor_id=rec.ref.actor_id,
-            pid=life.pid,
-            incarnation=life.number,
+            **_keys(rec, life),
             exit_code=code,
             reason=life.exit_reason,
             killed=life.killed,
@@ -411,10 +385,7 @@ class ActorTree:
         dump = await life.hosted.dump_stacks()
         self.log.error(
             "actor.hung",
-            actor=rec.name,
-            actor_id=rec.ref.actor_id,
-            pid=life.pid,
-            incarnation=life.number,
+            **_keys(rec, life),
             why=why,
             stack=dump.text,
             stack_file=dump.where,
@@ -549,12 +520,12 @@ class ActorTree:
 
     # -- stopping ------------------------------------------------------------------------
 
-    async def stop(self, rec: ActorRecord, reason: str = "stopped") -> None:
+    async def stop(self, rec: ActorRecord, reason: StopReason = "stopped") -> None:
         """Stop ``rec`` for good (and first its children): it will not be restarted."""
         async with self._supervising:
             await self._stop_child(rec, reason, final=True)
 
-    async def _stop_child(self, child: Child, reason: str, *, final: bool) -> None:
+    async def _stop_child(self, child: Child, reason: StopReason, *, final: bool) -> None:
         if isinstance(child, SupervisorNode):
             await self._end_node(child, reason, final=final)
             return
@@ -570,7 +541,9 @@ class ActorTree:
         elif rec.state != "ended":
             rec.set_state("down")
 
-    async def _end_node(self, node: SupervisorNode, reason: str, *, final: bool = True) -> None:
+    async def _end_node(
+        self, node: SupervisorNode, reason: StopReason, *, final: bool = True
+    ) -> None:
         """Stop a node's children newest first; a final end also removes them."""
         for child in reversed(list(node.children)):
             await self._stop_child(child, reason, final=final)
@@ -580,7 +553,7 @@ class ActorTree:
             if node.parent is not None and node in node.parent.children:
                 node.parent.children.remove(node)
 
-    async def _stop_life(self, rec: ActorRecord, life: Life, reason: str) -> None:
+    async def _stop_life(self, rec: ActorRecord, life: Life, reason: StopReason) -> None:
         """Stop in order; after ``stop_timeout`` terminate, then kill. Returns once exited."""
         if life.exited.is_set():
             return
@@ -603,7 +576,7 @@ class ActorTree:
         with anyio.move_on_after(_KILL_WAIT):
             await life.exited.wait()
 
-    async def shutdown(self, reason: str) -> None:
+    async def shutdown(self, reason: StopReason) -> None:
         """Stop every actor, newest first, depth first; fill in the report."""
         self.open = False
         with anyio.CancelScope(shield=True):
@@ -624,3 +597,13 @@ class ActorTree:
                     report.killed.append(rec.name)
                 else:
                     report.stopped.append(rec.name)
+
+
+def _keys(rec: ActorRecord, life: Life) -> dict[str, object]:
+    """The keys naming an incarnation in the driver's log events."""
+    return {
+        "actor": rec.name,
+        "actor_id": rec.ref.actor_id,
+        "pid": life.pid,
+        "incarnation": life.number,
+    }

@@ -24,6 +24,7 @@ from structlog.processors import ExceptionRenderer
 from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
+from .._config import ENV_LOG_DIR
 from ..wire.batching import end_of_step, flush_now
 
 __all__ = [
@@ -237,7 +238,7 @@ def open_log(
 
 def default_log_root() -> Path:
     """Where runs keep their logs unless told otherwise: ``$ACTORS_LOG_DIR`` or a temp dir."""
-    if env := os.environ.get("ACTORS_LOG_DIR"):
+    if env := os.environ.get(ENV_LOG_DIR):
         return Path(env)
     return Path(tempfile.gettempdir()) / f"actors-logs-{os.getuid()}"
 

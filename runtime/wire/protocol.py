@@ -13,15 +13,15 @@ from typing import TypeAlias
 
 from actors import (
     ActorRef,
-    Backoff,
     Failure,
     OnError,
     RestartType,
     SharedArray,
     SharedSemaphore,
-    Strategy,
+    StopReason,
     Supervisor,
 )
+from actors._context import SharedArrayCall, SupervisorOptions
 
 from .._config import RuntimeConfig
 from ..observe.logging import LogConfig
@@ -139,12 +139,7 @@ class SpawnActor:
 
 @dataclass(frozen=True, slots=True)
 class CreateSupervisor:
-    name: str | None
-    strategy: Strategy
-    max_restarts: int
-    period: float
-    backoff: Backoff | None
-    supervisor: Supervisor | None
+    options: SupervisorOptions
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,11 +164,7 @@ class Unwatch:
 
 @dataclass(frozen=True, slots=True)
 class CreateSharedArray:
-    shape: object
-    #: a dtype's string form: plain data on the wire
-    dtype: object
-    name: str | None
-    path: str | None
+    call: SharedArrayCall
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,7 +231,7 @@ class Stop:
     """Stop in order within ``timeout`` seconds; ``reason`` goes into the logs."""
 
     timeout: float
-    reason: str
+    reason: StopReason
 
 
 ControlMessage: TypeAlias = Ready | Heartbeat | StartFailed | Stopped | Request | Answer | Stop

@@ -30,6 +30,7 @@ from actors import (
     MailboxFullError,
     RemoteActorError,
 )
+from actors._checks import seconds
 from actors._router import unpickling_refs
 
 from ..observe.logging import Log, emitter
@@ -454,8 +455,7 @@ class Transport:
         self._send(conn, Kind.TELL, next(self._ids), encoded.body, message)
 
     async def ask(self, ref: ActorRef, message: object, timeout: float) -> Any:
-        if not (timeout > 0 and math.isfinite(timeout)):
-            raise ValueError(f"ask timeout must be a positive number of seconds, not {timeout!r}")
+        timeout = seconds("ask timeout", timeout)
         # no timeout scope around the whole ask: entering and leaving one costs a large share
         # of a polled round trip; each await that can block gets one (``_within``)
         deadline = time.monotonic() + timeout
