@@ -128,12 +128,21 @@ def _kinds(events: list[HostEvent]) -> list[tuple[str, str]]:
     return [(e.kind, e.name) for e in events if e.kind in ("start", "stop")]
 
 
-async def test_one_for_one_restarts_only_the_failed_child(fake: Fixture) -> None:
-    sup = fake.supervisor("one_for_one")
+@pytest.mark.parametrize(
+    ("strategy", "starts"),
+    [("one_for_one", [1, 2, 1]), ("rest_for_one", [1, 2, 2]), ("one_for_all", [2, 2, 2])],
+)
+async def test_a_strategy_restarts_the_children_it_names(
+    fake: Fixture, strategy: Strategy, starts: list[int]
+) -> None:
+    sup = fake.supervisor(strategy)
     for name in "abc":
         await fake.spawn(name, sup)
     await fake.crash("b")
-    assert [fake.host.starts(n) for n in "abc"] == [1, 2, 1]
+    last = max(n for n, count in zip("abc", starts, strict=True) if count == 2)
+    with anyio.fail_after(DEADLINE):
+        await fake.host.until(lambda: fake.host.starts(last) == 2)
+    assert [fake.host.starts(n) for n in "abc"] == starts
 
 
 async def test_one_for_all_stops_the_others_newest_first_and_starts_all_in_order(
@@ -153,18 +162,6 @@ async def test_one_for_all_stops_the_others_newest_first_and_starts_all_in_order
         ("start", "b"),
         ("start", "c"),
     ]
-
-
-async def test_rest_for_one_restarts_the_failed_child_and_those_started_after_it(
-    fake: Fixture,
-) -> None:
-    sup = fake.supervisor("rest_for_one")
-    for name in "abc":
-        await fake.spawn(name, sup)
-    await fake.crash("b")
-    with anyio.fail_after(DEADLINE):
-        await fake.host.until(lambda: fake.host.starts("c") == 2)
-    assert [fake.host.starts(n) for n in "abc"] == [1, 2, 2]
 
 
 async def test_more_restarts_than_the_intensity_within_the_period_escalates(

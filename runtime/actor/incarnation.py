@@ -43,22 +43,11 @@ from ..observe.logging import Log, emitter
 from ..observe.tracing import CURRENT, handled_line, type_json
 from ..shm.segments import message_prefix, segments_of, unlink_segments
 from ..shm.sharing import SharingService
+from ..wire import protocol
 from ..wire.codec import Shipper, dumps_error, loads_error, message_type
 from ..wire.control import ControlChannel, ControlClosedError
 from ..wire.mailbox import Envelope, Mailbox
-from ..wire.protocol import (
-    ActorSpec,
-    Answer,
-    AwaitActor,
-    Heartbeat,
-    IsPeer,
-    Ready,
-    Request,
-    RequestBody,
-    StartFailed,
-    Stop,
-    Stopped,
-)
+from ..wire.protocol import ActorSpec, RequestBody
 from ..wire.transport import LEAVE_TIMEOUT, UNPICKLE_MARK, SenderInfo, Transport
 from .context import Context
 
@@ -157,7 +146,7 @@ class Incarnation:
                 tg.cancel_scope.cancel()
                 return 1
             tg.start_soon(self.mailbox.serve, tg)
-            self.control.send(Ready(os.getpid()))
+            self.control.send(protocol.Ready(os.getpid()))
             tg.start_soon(self._beat)
             self.log.info(
                 "actor.started",
@@ -192,7 +181,7 @@ class Incarnation:
         except Exception as exc:
             tb = "".join(traceback.format_exception(exc))
             self.log.error("actor.start_failed", error_type=type(exc).__name__, exc_info=exc)
-            self.control.send(StartFailed(type(exc).__name__, str(exc), tb))
+            self.control.send(protocol.StartFailed(type(exc).__name__, str(exc), tb))
             await self._flush_control()
             return False
         return True
@@ -250,7 +239,9 @@ class Incarnation:
             in_doubt=in_doubt,
         )
         self.control.send(
-            Stopped(reason, self.handled, self.failed, self.dead, in_doubt, error_type, error)
+            protocol.Stopped(
+                reason, self.handled, self.failed, self.dead, in_doubt, error_type, error
+            )
         )
         await self.mailbox.aclose()
         await self.transport.aclose()
@@ -447,7 +438,7 @@ class Incarnation:
         """Ask the driver to carry out ``body`` for this actor; re-raise its error here."""
         rid = next(self._request_ids)
         self._requests[rid] = done = anyio.Event()
-        self.control.send(Request(rid, body))
+        self.control.send(protocol.Request(rid, body))
         try:
             await done.wait()
         finally:
@@ -459,7 +450,7 @@ class Incarnation:
 
     async def _await_actor(self, ref: ActorRef, since: float) -> None:
         try:
-            await self.request(AwaitActor(ref, since))
+            await self.request(protocol.AwaitActor(ref, since))
         except ControlClosedError:
             raise ActorDeadError(ref.name, "unreachable") from None
 
@@ -479,7 +470,7 @@ class Incarnation:
             elif env is not seen:
                 since = time.monotonic()
             seen = env
-            self.control.send(Heartbeat(since))
+            self.control.send(protocol.Heartbeat(since))
             self.transport.shipper.pool.trim()
             await anyio.sleep(interval)
 
@@ -514,7 +505,7 @@ class Incarnation:
             return True
         try:
             with anyio.fail_after(5.0):
-                known: bool = await self.request(IsPeer(pid))
+                known: bool = await self.request(protocol.IsPeer(pid))
         except (TimeoutError, ControlClosedError):
             return False
         if known:
@@ -525,11 +516,11 @@ class Incarnation:
         try:
             while True:
                 match await self.control.receive():
-                    case Answer(request_id=rid, ok=ok, value=value):
+                    case protocol.Answer(request_id=rid, ok=ok, value=value):
                         if rid in self._requests:
                             self._answers[rid] = (ok, value)
                             self._requests[rid].set()
-                    case Stop(timeout=timeout, reason=reason):
+                    case protocol.Stop(timeout=timeout, reason=reason):
                         self.request_stop(timeout, reason)
                     case other:
                         raise ControlClosedError(f"the driver sent {type(other).__name__}")
