@@ -16,6 +16,7 @@ from actors import (
     Actor,
     ActorRef,
     Backoff,
+    InvalidArgumentError,
     InvalidSpawnError,
     InvalidSupervisorError,
     MessageNotSerializableError,
@@ -91,7 +92,7 @@ class Services(RuntimeServices):
 
     async def stop(self, ref: ActorRef) -> None:
         if not isinstance(ref, ActorRef):
-            raise InvalidSpawnError(f"stop() takes an ActorRef, not {ref!r}")
+            raise InvalidArgumentError(f"stop() takes an ActorRef, not {ref!r}")
         await self._request(StopActor(ref))
 
     async def _shared_array(self, call: SharedArrayCall) -> SharedArray:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import anyio.abc
 
-from actors import ActorNotFoundError, RuntimeClosedError
+from actors import ActorNotFoundError, InvalidArgumentError, RuntimeClosedError
 
 from ..shm.sharing import SharedRegistry, SharingService
 from ..wire.protocol import (
@@ -87,7 +87,7 @@ class Requests:
                 return None
             case Watch(ref=ref):
                 if requester is None:
-                    raise RuntimeClosedError("only actors watch other actors")
+                    raise InvalidArgumentError("only actors watch other actors")
                 target = registry.records.get(ref.actor_id)
                 if target is None:
                     self._tg.start_soon(tree.notify_now, requester.ref, ref, registry.explain(ref))
@@ -109,4 +109,4 @@ class Requests:
                 return None
             case IsPeer(pid=pid):
                 return pid == os.getpid() or pid in registry.live_pids()
-        raise RuntimeClosedError(f"unknown request {type(body).__name__}")
+        raise InvalidArgumentError(f"unknown request {type(body).__name__}")

@@ -14,8 +14,8 @@ import anyio
 import anyio.abc
 
 from actors import (
-    ActorRef,
     EscalationError,
+    InvalidConfigError,
     RuntimeAlreadyRunningError,
     RuntimeClosedError,
     StopReason,
@@ -149,7 +149,10 @@ class Runtime(Services):
     ) -> None:
         _refuse_other_async_library()
         if config is not None and options:
-            raise RuntimeClosedError("give Runtime either a config or options, not both")
+            raise InvalidConfigError(
+                f"Runtime takes a config or options, not both (got {', '.join(options)} too); "
+                "use dataclasses.replace(config, ...) to change a config"
+            )
         self._cfg = config if config is not None else RuntimeConfig.from_options(**options)
         self._host_arg = host
         self._clock: Clock = MonotonicClock()
@@ -390,12 +393,6 @@ class Runtime(Services):
         """
         self._require("running")
         return EventProbe(self._events)
-
-    async def stop(self, ref: ActorRef) -> None:
-        self._require("running")
-        if ref.actor_id in self._registry.ended:
-            return
-        await super().stop(ref)
 
     # -- requests --------------------------------------------------------------------------
 
