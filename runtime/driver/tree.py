@@ -1,17 +1,14 @@
-"""ActorTree: starts, watches, restarts and stops every incarnation of a run.
+"""ActorTree: the run's supervision tree, with OTP semantics.
 
-It applies OTP semantics to the supervision tree (``policy``): restart types, strategies,
-restart intensity with escalation, and stopping in reverse start order with a deadline,
-then terminate, then kill. It sees incarnations only through the ``Host`` seam: exits
-through ``wait``, hangs through heartbeats on the control link.
+It applies the policy of each supervisor (``policy``) to the run's actors: restart types,
+strategies, restart intensity with escalation, and stopping in reverse start order. It
+starts and stops incarnations through ``Incarnations``, which tells it when one exits.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
-import os
-import signal
 import time
 from collections.abc import Awaitable, Callable
 
@@ -34,39 +31,22 @@ from actors._context import SupervisorOptions
 
 from .._config import RuntimeConfig
 from ..observe.logging import EventLog, LogConfig
-from ..wire.codec import dumps_error
-from ..wire.control import ControlClosedError
 from ..wire.protocol import (
-    ActorSpec,
-    Answer,
     ChildOptions,
-    Heartbeat,
-    Ready,
-    Request,
-    RequestBody,
-    StartFailed,
-    Stop,
-    Stopped,
 )
 from ..wire.rundir import RunDirectory
 from .hosting import Host
+from .incarnations import Incarnations, ServeRequest
 from .policy import Clock, SupervisorNode
 from .registry import ActorRecord, Life, Registry
 from .report import ShutdownReport
-from .watchdog import watch_for_hangs
 
 __all__ = ["ActorTree", "Child"]
 
-#: seconds to wait for an incarnation to end after terminate, then after kill
-_TERM_WAIT = 1.0
-_KILL_WAIT = 5.0
-#: seconds an ended incarnation's last control messages may take to arrive
-_LAST_WORDS = 1.0
 #: how an incarnation ended when it was not asked to: ``requested`` is the only normal end
 _NORMAL = "requested"
 
 Child = ActorRecord | SupervisorNode
-ServeRequest = Callable[[ActorRecord, RequestBody], Awaitable[object]]
 Notify = Callable[[ActorRef, Terminated], Awaitable[None]]
 
 
@@ -89,16 +69,24 @@ class ActorTree:
         on_escalation: Callable[[EscalationError], None],
     ) -> None:
         self.config = config
-        self.host = host
         self.registry = registry
         self.rundir = rundir
-        self.log_config = log_config
         self.log = log
         self.tg = tg
         self.clock = clock
         self._notify_terminated = notify
-        self._serve_request = serve_request
         self.on_escalation = on_escalation
+        self.incarnations = Incarnations(
+            config=config,
+            host=host,
+            registry=registry,
+            rundir=rundir,
+            log_config=log_config,
+            log=log,
+            tg=tg,
+            serve_request=serve_request,
+            on_exit=self._ended,
+        )
         self.nodes: dict[str, SupervisorNode] = {}
         self._node_ids = itertools.count(1)
         #: the intensity of the root supervisor, and of each actor's own supervisor
@@ -177,78 +165,11 @@ class ActorTree:
         registry.add(rec)
         node.children.append(rec)
         try:
-            await self._start(rec)
+            await self.incarnations.start(rec)
         except BaseException:
             self._forget(rec, "start_failed")
             raise
         return ref
-
-    async def _start(self, rec: ActorRecord) -> None:
-        """Start one incarnation of ``rec`` and wait until it is ready.
-
-        Raises:
-            ActorStartError: it failed or timed out before being ready.
-        """
-        number = rec.lives + 1
-        spec = ActorSpec(
-            actor_id=rec.ref.actor_id,
-            name=rec.name,
-            address=rec.ref.address,
-            mailbox_size=rec.mailbox_size,
-            payload=rec.payload,
-            config=self.config,
-            log=self.log_config,
-            options=rec.options,
-            runtime_pid=os.getpid(),
-            peers=frozenset({os.getpid(), *self.registry.live_pids()}),
-            run_dir=str(self.rundir.path),
-            incarnation=number,
-            box=f"{rec.ref.actor_id}.{number}",
-            failure=rec.failure,
-        )
-        hosted = await self.host.start(f"actor:{rec.name}", spec)
-        rec.lives = number
-        life = Life(number, hosted, last_beat=time.monotonic())
-        rec.life = life
-        self.tg.start_soon(self._watch, rec, life)
-        self.log.info(
-            "actor.spawned",
-            **_keys(rec, life),
-            actor_class=rec.class_name,
-            parent=rec.parent_id or "main",
-            supervisor=rec.node.name,
-            restart=rec.options.restart,
-            mailbox_size=rec.mailbox_size,
-        )
-        with anyio.move_on_after(self.config.start_timeout) as scope:
-            async with anyio.create_task_group() as tg:
-
-                async def settled(event: anyio.Event) -> None:
-                    await event.wait()
-                    tg.cancel_scope.cancel()
-
-                tg.start_soon(settled, life.running)
-                tg.start_soon(settled, life.exited)
-        if life.running.is_set() and not life.exited.is_set():
-            rec.set_state("running")
-            return
-        life.stop_requested = "start_failed"  # its exit is handled here, not as a crash
-        if scope.cancelled_caught:
-            hosted.kill()
-            await life.exited.wait()
-            raise ActorStartError(
-                rec.name,
-                "TimeoutError",
-                f"not ready within start_timeout={self.config.start_timeout:g} s",
-            )
-        await life.exited.wait()
-        if life.start_error is not None:
-            raise ActorStartError(rec.name, *life.start_error)
-        raise ActorStartError(
-            rec.name,
-            "ProcessExited",
-            f"its process exited with code {life.exit_code} before it was ready",
-        )
 
     def _forget(self, rec: ActorRecord, reason: str) -> None:
         """``rec`` has ended for good: free its name, tell its watchers."""
@@ -274,123 +195,18 @@ class ActorTree:
         with contextlib.suppress(ActorsError):  # the watcher went too: nobody to tell
             await self._notify_terminated(watcher, message)
 
-    # -- watching incarnations ---------------------------------------------------------------
-
-    async def _watch(self, rec: ActorRecord, life: Life) -> None:
-        hosted = life.hosted
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(hosted.control.run)
-            tg.start_soon(self._read_control, rec, life)
-            tg.start_soon(
-                watch_for_hangs,
-                rec,
-                life,
-                self.config.heartbeat_interval,
-                rec.options.hang_timeout or self.config.hang_timeout,
-                self._kill_hung,
-            )
-            code = await hosted.wait()
-            # the incarnation's last control messages (Stopped) may still be on their way
-            with anyio.move_on_after(_LAST_WORDS):
-                await life.control_done.wait()
-            tg.cancel_scope.cancel()
-        await hosted.control.aclose()
-        life.exit_code = code
-        life.exit_reason = self._exit_reason(life, code)
-        rec.add_report(life)
-        fields: dict[str, object] = {}
-        report = life.stop_report
-        if report is not None:
-            fields["handled"] = report.handled
-            fields["failed"] = report.failed
-            fields["dead_lettered"] = report.dead_lettered
-            if report.error_type:
-                fields["error_type"] = report.error_type
-        # an incarnation that never got ready is handled by whoever started it
-        unexpected = life.stop_requested is None and life.running.is_set()
-        clean = code == 0 and not life.killed and not life.hung
-        (self.log.info if clean else self.log.warning)(
-            "actor.exited",
-            **_keys(rec, life),
-            exit_code=code,
-            reason=life.exit_reason,
-            killed=life.killed,
-            **fields,
-        )
-        # its children belonged to this incarnation: they end with it
+    async def _ended(self, rec: ActorRecord, life: Life, unexpected: bool) -> None:
+        """An incarnation has exited: its children end with it; a failure goes to policy."""
         if rec.own_node is not None:
             await self._end_node(rec.own_node, "parent_ended")
             rec.own_node = None
-        if unexpected:
-            rec.set_state("down")
-        life.exited.set()
-        if unexpected and self.open:
+        if not unexpected:
+            return
+        rec.set_state("down")
+        if self.open:
             self.tg.start_soon(self._failed, rec, life)
-        elif unexpected:
-            self._forget(rec, life.exit_reason)
-
-    @staticmethod
-    def _exit_reason(life: Life, code: int) -> str:
-        if life.start_error is not None:
-            return "start_failed"
-        if life.hung:
-            return "hung"
-        if life.killed:
-            return "shutdown_timeout"
-        if code < 0:
-            try:
-                return f"signal:{signal.Signals(-code).name}"
-            except ValueError:
-                return f"signal:{-code}"
-        if life.stop_report is not None and code == 0:
-            return life.stop_report.reason
-        return f"exit:{code}"
-
-    async def _read_control(self, rec: ActorRecord, life: Life) -> None:
-        control = life.hosted.control
-        try:
-            while True:
-                match await control.receive():
-                    case Heartbeat(handling_since=since):
-                        life.last_beat = time.monotonic()
-                        life.handling_since = since
-                    case Ready():
-                        life.running_at = time.monotonic()
-                        life.last_beat = life.running_at
-                        life.running.set()
-                    case StartFailed(error_type=error_type, error=error, traceback=tb):
-                        life.start_error = (error_type, error, tb)
-                    case Stopped() as report:
-                        life.stop_report = report
-                    case Request() as request:
-                        self.tg.start_soon(self._serve, rec, life, request)
-                    case other:
-                        raise ControlClosedError(f"an incarnation sent {type(other).__name__}")
-        except ControlClosedError:
-            pass
-        finally:
-            life.control_done.set()
-
-    async def _serve(self, rec: ActorRecord, life: Life, request: Request) -> None:
-        try:
-            value = await self._serve_request(rec, request.body)
-        except Exception as exc:
-            answer = Answer(request.request_id, False, dumps_error(exc))
         else:
-            answer = Answer(request.request_id, True, value)
-        life.hosted.control.send(answer)
-
-    async def _kill_hung(self, rec: ActorRecord, life: Life, why: str) -> None:
-        life.hung = True
-        dump = await life.hosted.dump_stacks()
-        self.log.error(
-            "actor.hung",
-            **_keys(rec, life),
-            why=why,
-            stack=dump.text,
-            stack_file=dump.where,
-        )
-        life.hosted.kill()
+            self._forget(rec, life.exit_reason)
 
     # -- failures and restarts -----------------------------------------------------------
 
@@ -467,7 +283,7 @@ class ActorTree:
         rec.set_state("restarting")
         started = time.monotonic()
         try:
-            await self._start(rec)
+            await self.incarnations.start(rec)
         except ActorStartError as exc:
             self.log.error(
                 "actor.restart_failed",
@@ -508,7 +324,7 @@ class ActorTree:
             owner = node.owner
             node.ended = True
             if owner.state == "running" and owner.life is not None:
-                await self._stop_life(owner, owner.life, "escalated")
+                await self.incarnations.stop(owner, owner.life, "escalated")
                 owner.failure = Failure("escalated", owner.lives)
                 owner.set_state("down")
                 await self._restart(owner.node, owner, "escalated")
@@ -535,7 +351,7 @@ class ActorTree:
             rec.own_node = None
         if rec.life is not None and not rec.life.exited.is_set():
             rec.set_state("stopping")
-            await self._stop_life(rec, rec.life, reason)
+            await self.incarnations.stop(rec, rec.life, reason)
         if final:
             self._forget(rec, reason)
         elif rec.state != "ended":
@@ -552,29 +368,6 @@ class ActorTree:
             self.nodes.pop(node.node_id, None)
             if node.parent is not None and node in node.parent.children:
                 node.parent.children.remove(node)
-
-    async def _stop_life(self, rec: ActorRecord, life: Life, reason: StopReason) -> None:
-        """Stop in order; after ``stop_timeout`` terminate, then kill. Returns once exited."""
-        if life.exited.is_set():
-            return
-        if life.stop_requested is None:
-            life.stop_requested = reason
-        timeout = self.config.stop_timeout
-        life.hosted.control.send(Stop(timeout, reason))
-        with anyio.move_on_after(timeout):
-            await life.exited.wait()
-            return
-        self.log.warning(
-            "actor.stop_timeout", actor=rec.name, actor_id=rec.ref.actor_id, timeout_s=timeout
-        )
-        life.hosted.terminate()
-        with anyio.move_on_after(_TERM_WAIT):
-            await life.exited.wait()
-            return
-        life.killed = True
-        life.hosted.kill()
-        with anyio.move_on_after(_KILL_WAIT):
-            await life.exited.wait()
 
     async def shutdown(self, reason: StopReason) -> None:
         """Stop every actor, newest first, depth first; fill in the report."""
@@ -597,13 +390,3 @@ class ActorTree:
                     report.killed.append(rec.name)
                 else:
                     report.stopped.append(rec.name)
-
-
-def _keys(rec: ActorRecord, life: Life) -> dict[str, object]:
-    """The keys naming an incarnation in the driver's log events."""
-    return {
-        "actor": rec.name,
-        "actor_id": rec.ref.actor_id,
-        "pid": life.pid,
-        "incarnation": life.number,
-    }

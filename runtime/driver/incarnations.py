@@ -1,0 +1,284 @@
+"""Incarnations: the driver starts each one, watches it until it exits, and stops it.
+
+Starting waits for the ready handshake; watching reads the control link (heartbeats,
+requests, the final account) and the hang watchdog; stopping asks in order, then
+terminates, then kills. What an exit means for supervision is the tree's to decide.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+
+import anyio
+import anyio.abc
+
+from actors import ActorStartError, StopReason
+
+from .._config import RuntimeConfig
+from ..observe.logging import EventLog, LogConfig
+from ..wire.codec import dumps_error
+from ..wire.control import ControlClosedError
+from ..wire.protocol import (
+    ActorSpec,
+    Answer,
+    Heartbeat,
+    Ready,
+    Request,
+    RequestBody,
+    StartFailed,
+    Stop,
+    Stopped,
+)
+from ..wire.rundir import RunDirectory
+from .hosting import Host
+from .registry import ActorRecord, Life, Registry
+from .watchdog import watch_for_hangs
+
+__all__ = ["Incarnations", "OnExit", "ServeRequest"]
+
+#: seconds to wait for an incarnation to end after terminate, then after kill
+_TERM_WAIT = 1.0
+_KILL_WAIT = 5.0
+#: seconds an ended incarnation's last control messages may take to arrive
+_LAST_WORDS = 1.0
+
+ServeRequest = Callable[[ActorRecord, RequestBody], Awaitable[object]]
+#: called once an incarnation has exited: (record, life, whether it ended by itself)
+OnExit = Callable[[ActorRecord, Life, bool], Awaitable[None]]
+
+
+class Incarnations:
+    """Starts, watches and stops the incarnations of a run's actors."""
+
+    def __init__(
+        self,
+        *,
+        config: RuntimeConfig,
+        host: Host,
+        registry: Registry,
+        rundir: RunDirectory,
+        log_config: LogConfig,
+        log: EventLog,
+        tg: anyio.abc.TaskGroup,
+        serve_request: ServeRequest,
+        on_exit: OnExit,
+    ) -> None:
+        self.config = config
+        self.host = host
+        self.registry = registry
+        self.rundir = rundir
+        self.log_config = log_config
+        self.log = log
+        self.tg = tg
+        self._serve_request = serve_request
+        self._on_exit = on_exit
+
+    async def start(self, rec: ActorRecord) -> None:
+        """Start one incarnation of ``rec`` and wait until it is ready.
+
+        Raises:
+            ActorStartError: it failed or timed out before being ready.
+        """
+        number = rec.lives + 1
+        spec = ActorSpec(
+            actor_id=rec.ref.actor_id,
+            name=rec.name,
+            address=rec.ref.address,
+            mailbox_size=rec.mailbox_size,
+            payload=rec.payload,
+            config=self.config,
+            log=self.log_config,
+            options=rec.options,
+            runtime_pid=os.getpid(),
+            peers=frozenset({os.getpid(), *self.registry.live_pids()}),
+            run_dir=str(self.rundir.path),
+            incarnation=number,
+            box=f"{rec.ref.actor_id}.{number}",
+            failure=rec.failure,
+        )
+        hosted = await self.host.start(f"actor:{rec.name}", spec)
+        rec.lives = number
+        life = Life(number, hosted, last_beat=time.monotonic())
+        rec.life = life
+        self.tg.start_soon(self._watch, rec, life)
+        self.log.info(
+            "actor.spawned",
+            **_keys(rec, life),
+            actor_class=rec.class_name,
+            parent=rec.parent_id or "main",
+            supervisor=rec.node.name,
+            restart=rec.options.restart,
+            mailbox_size=rec.mailbox_size,
+        )
+        with anyio.move_on_after(self.config.start_timeout) as scope:
+            async with anyio.create_task_group() as tg:
+
+                async def settled(event: anyio.Event) -> None:
+                    await event.wait()
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(settled, life.running)
+                tg.start_soon(settled, life.exited)
+        if life.running.is_set() and not life.exited.is_set():
+            rec.set_state("running")
+            return
+        life.stop_requested = "start_failed"  # its exit is handled here, not as a crash
+        if scope.cancelled_caught:
+            hosted.kill()
+            await life.exited.wait()
+            raise ActorStartError(
+                rec.name,
+                "TimeoutError",
+                f"not ready within start_timeout={self.config.start_timeout:g} s",
+            )
+        await life.exited.wait()
+        if life.start_error is not None:
+            raise ActorStartError(rec.name, *life.start_error)
+        raise ActorStartError(
+            rec.name,
+            "ProcessExited",
+            f"its process exited with code {life.exit_code} before it was ready",
+        )
+
+    async def _watch(self, rec: ActorRecord, life: Life) -> None:
+        hosted = life.hosted
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(hosted.control.run)
+            tg.start_soon(self._read_control, rec, life)
+            tg.start_soon(
+                watch_for_hangs,
+                rec,
+                life,
+                self.config.heartbeat_interval,
+                rec.options.hang_timeout or self.config.hang_timeout,
+                self._kill_hung,
+            )
+            code = await hosted.wait()
+            # the incarnation's last control messages (Stopped) may still be on their way
+            with anyio.move_on_after(_LAST_WORDS):
+                await life.control_done.wait()
+            tg.cancel_scope.cancel()
+        await hosted.control.aclose()
+        life.exit_code = code
+        life.exit_reason = self._exit_reason(life, code)
+        rec.add_report(life)
+        fields: dict[str, object] = {}
+        report = life.stop_report
+        if report is not None:
+            fields["handled"] = report.handled
+            fields["failed"] = report.failed
+            fields["dead_lettered"] = report.dead_lettered
+            if report.error_type:
+                fields["error_type"] = report.error_type
+        # an incarnation that never got ready is handled by whoever started it
+        unexpected = life.stop_requested is None and life.running.is_set()
+        clean = code == 0 and not life.killed and not life.hung
+        (self.log.info if clean else self.log.warning)(
+            "actor.exited",
+            **_keys(rec, life),
+            exit_code=code,
+            reason=life.exit_reason,
+            killed=life.killed,
+            **fields,
+        )
+        await self._on_exit(rec, life, unexpected)
+        life.exited.set()
+
+    @staticmethod
+    def _exit_reason(life: Life, code: int) -> str:
+        if life.start_error is not None:
+            return "start_failed"
+        if life.hung:
+            return "hung"
+        if life.killed:
+            return "shutdown_timeout"
+        if code < 0:
+            try:
+                return f"signal:{signal.Signals(-code).name}"
+            except ValueError:
+                return f"signal:{-code}"
+        if life.stop_report is not None and code == 0:
+            return life.stop_report.reason
+        return f"exit:{code}"
+
+    async def _read_control(self, rec: ActorRecord, life: Life) -> None:
+        control = life.hosted.control
+        try:
+            while True:
+                match await control.receive():
+                    case Heartbeat(handling_since=since):
+                        life.last_beat = time.monotonic()
+                        life.handling_since = since
+                    case Ready():
+                        life.running_at = time.monotonic()
+                        life.last_beat = life.running_at
+                        life.running.set()
+                    case StartFailed(error_type=error_type, error=error, traceback=tb):
+                        life.start_error = (error_type, error, tb)
+                    case Stopped() as report:
+                        life.stop_report = report
+                    case Request() as request:
+                        self.tg.start_soon(self._serve, rec, life, request)
+                    case other:
+                        raise ControlClosedError(f"an incarnation sent {type(other).__name__}")
+        except ControlClosedError:
+            pass
+        finally:
+            life.control_done.set()
+
+    async def _serve(self, rec: ActorRecord, life: Life, request: Request) -> None:
+        try:
+            value = await self._serve_request(rec, request.body)
+        except Exception as exc:
+            answer = Answer(request.request_id, False, dumps_error(exc))
+        else:
+            answer = Answer(request.request_id, True, value)
+        life.hosted.control.send(answer)
+
+    async def _kill_hung(self, rec: ActorRecord, life: Life, why: str) -> None:
+        life.hung = True
+        dump = await life.hosted.dump_stacks()
+        self.log.error(
+            "actor.hung",
+            **_keys(rec, life),
+            why=why,
+            stack=dump.text,
+            stack_file=dump.where,
+        )
+        life.hosted.kill()
+
+    async def stop(self, rec: ActorRecord, life: Life, reason: StopReason) -> None:
+        """Stop in order; after ``stop_timeout`` terminate, then kill. Returns once exited."""
+        if life.exited.is_set():
+            return
+        if life.stop_requested is None:
+            life.stop_requested = reason
+        timeout = self.config.stop_timeout
+        life.hosted.control.send(Stop(timeout, reason))
+        with anyio.move_on_after(timeout):
+            await life.exited.wait()
+            return
+        self.log.warning(
+            "actor.stop_timeout", actor=rec.name, actor_id=rec.ref.actor_id, timeout_s=timeout
+        )
+        life.hosted.terminate()
+        with anyio.move_on_after(_TERM_WAIT):
+            await life.exited.wait()
+            return
+        life.killed = True
+        life.hosted.kill()
+        with anyio.move_on_after(_KILL_WAIT):
+            await life.exited.wait()
+
+
+def _keys(rec: ActorRecord, life: Life) -> dict[str, object]:
+    """The keys naming an incarnation in the driver's log events."""
+    return {
+        "actor": rec.name,
+        "actor_id": rec.ref.actor_id,
+        "pid": life.pid,
+        "incarnation": life.number,
+    }
