@@ -55,7 +55,13 @@ class Flow:
         msg_type: str | None = None,
         outcome: str | None = None,
     ) -> list[Message]:
-        """The messages matching every given field, in the order they were sent."""
+        """The messages matching every given field, in the order they were sent.
+
+        Each message has exactly one ``outcome``, resolved from every log: what its
+        receiver recorded wins over its sender's provisional "in doubt" record; "died"
+        when its receiving incarnation died with it unfinished; "in_doubt" when its
+        sender's record is all there is (``runtime.trace.Message.outcome``).
+        """
         found = [
             m
             for m in self.run().messages.values()
@@ -66,8 +72,16 @@ class Flow:
         ]
         return sorted(found, key=lambda m: m.sent_at or m.received_at or 0.0)
 
+    def in_doubt(self) -> list[Message]:
+        """Messages still in doubt: recorded by their sender, unresolved by the receiver's log."""
+        return sorted(self.run().in_doubt(), key=lambda m: m.sent_at or m.outcome_at or 0.0)
+
     def assert_accounted(self) -> None:
-        """Every tell ended handled, failed or dead-lettered; every cause is in its trace.
+        """Every message sent has exactly one outcome; every cause is in its trace.
+
+        A tell or ask ends handled, failed, dead-lettered, bounced, lost with a receiver
+        that died while it held it, or in doubt (its sender's record when the receiver
+        died before confirming it, which accounts for it when nothing else does).
 
         Raises:
             AssertionError: listing the messages that break the rule.
@@ -78,6 +92,10 @@ class Flow:
             problems.append(f"sent, with no outcome: {[m.msg_id for m in missing[:20]]}")
         if unfinished := run.unfinished():
             problems.append(f"received, with no outcome: {[m.msg_id for m in unfinished[:20]]}")
+        if twice := run.conflicts():
+            problems.append(
+                f"more than one outcome: {[(m.msg_id, m.receiver_outcomes) for m in twice[:20]]}"
+            )
         if broken := run.broken_links():
             problems.append(f"causes missing or in another trace: {[m.msg_id for m in broken]}")
         if problems:

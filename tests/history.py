@@ -4,6 +4,11 @@ Every message sent by ``tell`` must end handled, failed or dead-lettered (a mess
 receiver died before confirming it is dead-lettered by its sender, reason ``in_doubt``);
 none may be handled twice (at most once); and each receiving incarnation must handle each
 sender's messages in the order they were sent (FIFO per pair).
+
+A sender's ``in_doubt`` record is provisional: ``outcomes`` holds each message's one
+outcome as the viewer resolves it (``runtime.trace.Run``), the receiver's log first, and
+``two_outcomes`` the messages that still have more than one final outcome (a bug).
+``dead`` keeps every dead letter as logged, the senders' in-doubt records included.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import read_events
+from runtime.trace import load_run
 
 
 def _split(msg_id: str) -> tuple[str, int]:
@@ -32,6 +37,12 @@ class History:
     #: incarnations ("<actor_id>.<n>") that were killed: they may die between handing a
     #: message to the kernel and logging message.sent, so its receipt has no sent record
     killed_boxes: set[str] = field(default_factory=set)
+    #: each message's one outcome, resolved as the viewer does (``runtime.trace.OUTCOMES``)
+    outcomes: dict[str, str] = field(default_factory=dict)
+    #: messages whose receiver recorded more than one final outcome, with those outcomes
+    two_outcomes: dict[str, list[str]] = field(default_factory=dict)
+    #: messages recorded in doubt by their sender and resolved by their receiver's log
+    resolved: set[str] = field(default_factory=set)
 
     @property
     def unaccounted(self) -> set[str]:
@@ -50,10 +61,29 @@ class History:
     def dead_by_reason(self) -> Counter[str]:
         return Counter(self.dead.values())
 
+    @property
+    def in_doubt(self) -> set[str]:
+        """Recorded in doubt by the sender, with nothing in the receiver's log to resolve it."""
+        return {m for m, outcome in self.outcomes.items() if outcome == "in_doubt"}
+
+    def by_outcome(self) -> Counter[str]:
+        """How many messages ended each way, one outcome per message."""
+        return Counter(self.outcomes.values())
+
 
 def check_history(log_dir: Path) -> History:
-    events = read_events(log_dir)
     history = History()
+    if not any(log_dir.glob("*.jsonl")):
+        return history
+    run = load_run(log_dir)
+    events = run.events
+    for message in run.messages.values():
+        if message.outcome is not None:
+            history.outcomes[message.msg_id] = message.outcome
+        if len(message.receiver_outcomes) > 1:
+            history.two_outcomes[message.msg_id] = message.receiver_outcomes
+        if message.resolved:
+            history.resolved.add(message.msg_id)
     # each receiving process's own order: sort by (pid, seq) within its file
     by_receiver: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for event in events:

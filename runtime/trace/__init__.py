@@ -7,6 +7,10 @@ FILE.png`` show more. From Python::
     from runtime.trace import load_run
     run = load_run(rt.log_dir)
     run.summary(), run.flow(), run.chain(msg_id), run.unaccounted()
+
+Each message has exactly one ``outcome`` (``OUTCOMES``): what its receiver's log says wins
+over its sender's provisional "in doubt" record (``run.resolved()``); ``run.in_doubt()``
+lists the messages only their sender's record speaks of.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from ._mermaid import sequence_diagram as sequence_diagram
 from ._plot import MissingPlotLibraryError as MissingPlotLibraryError
 from ._plot import plot_timeline as plot_timeline
 from ._report import render as render
+from ._run import OUTCOMES as OUTCOMES
 from ._run import ActorSummary as ActorSummary
 from ._run import Message as Message
 from ._run import Run as Run
@@ -22,6 +27,7 @@ from ._run import load_run as load_run
 from ._run import merge_logs as merge_logs
 
 __all__ = [
+    "OUTCOMES",
     "ActorSummary",
     "Message",
     "MissingPlotLibraryError",

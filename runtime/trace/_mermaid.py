@@ -36,7 +36,7 @@ def sequence_diagram(run: Run, *, trace_id: str | None = None, limit: int = 300)
         if m.sender not in ids or m.receiver not in ids:
             continue
         a, b = ids[m.sender], ids[m.receiver]
-        arrow = "-x" if m.outcome == "dead_lettered" else "->>"
+        arrow = "-x" if m.outcome in ("dead_lettered", "died") else "->>"
         text = _label(m.msg_type + (" (ask)" if m.ask else ""))
         steps.append((m.sent_at or 0.0, order, f"    {a}{arrow}{b}: {text}"))
         if m.outcome == "failed":
@@ -44,6 +44,12 @@ def sequence_diagram(run: Run, *, trace_id: str | None = None, limit: int = 300)
             steps.append(((m.outcome_at or 0.0), order, note))
         elif m.outcome == "dead_lettered":
             note = f"    Note over {b}: dead letter ({_label(m.reason or '')})"
+            steps.append(((m.outcome_at or 0.0), order, note))
+        elif m.outcome == "died":
+            note = f"    Note over {b}: died with it ({_label(m.reason or '')})"
+            steps.append(((m.outcome_at or 0.0), order, note))
+        elif m.outcome == "in_doubt":
+            note = f"    Note over {b}: in doubt (died before confirming it)"
             steps.append(((m.outcome_at or 0.0), order, note))
         if m.ask and m.replied_at is not None:
             steps.append((m.replied_at, order, f"    {b}-->>{a}: reply"))

@@ -9,6 +9,15 @@ from ._run import Run
 __all__ = ["MissingPlotLibraryError", "plot_timeline"]
 
 
+#: the colour of a message's line, by outcome (others: grey)
+_COLORS = {
+    "failed": "tab:red",
+    "dead_lettered": "tab:orange",
+    "died": "tab:red",
+    "in_doubt": "tab:purple",
+}
+
+
 class MissingPlotLibraryError(RuntimeError):
     """matplotlib is not installed."""
 
@@ -47,7 +56,7 @@ def plot_timeline(run: Run, path: str | Path, *, limit: int = 3000) -> Path:
         end = m.received_at or m.outcome_at
         if end is None:
             continue
-        color = {"failed": "tab:red", "dead_lettered": "tab:orange"}.get(m.outcome or "", "0.6")
+        color = _COLORS.get(m.outcome or "", "0.6")
         ax.plot(
             [m.sent_at - t0, end - t0],
             [lane[m.sender], lane[m.receiver]],
@@ -59,6 +68,8 @@ def plot_timeline(run: Run, path: str | Path, *, limit: int = 3000) -> Path:
         ("handled", "tab:blue", "|", "handled"),
         ("failed", "tab:red", "o", "failed"),
         ("dead_lettered", "tab:orange", "x", "dead-lettered"),
+        ("died", "tab:red", "x", "died with its receiver"),
+        ("in_doubt", "tab:purple", "x", "in doubt"),
     ):
         xs = [m.outcome_at - t0 for m in messages if m.outcome == outcome and m.outcome_at]
         ys = [lane.get(m.receiver, -1) for m in messages if m.outcome == outcome and m.outcome_at]

@@ -7,7 +7,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from ._run import Message, Run
+from ._run import Event, Message, Run
 
 __all__ = ["error_report", "flow_table", "render", "summary_table", "trace_tree"]
 
@@ -28,6 +28,8 @@ def summary_table(run: Run) -> Table:
         "handled",
         "failed",
         "dead",
+        "died",
+        "in doubt",
         "p50 ms",
         "p99 ms",
         "max depth",
@@ -42,6 +44,8 @@ def summary_table(run: Run) -> Table:
             str(row.handled),
             str(row.failed),
             str(row.dead_lettered),
+            str(row.died),
+            str(row.in_doubt),
             _ms(row.p50_ms),
             _ms(row.p99_ms),
             "-" if row.max_depth is None else str(row.max_depth),
@@ -68,15 +72,27 @@ def _step(m: Message) -> str:
     return f"{m.sender} → {m.receiver} {m.msg_type} ({m.msg_id})"
 
 
+def _ended(event: Event) -> str:
+    detail = f" {event['error_type']}" if event.get("error_type") else ""
+    return (
+        f"✗ {event['actor']} incarnation {event.get('incarnation', '?')} ended: "
+        f"{event['reason']}{detail}"
+    )
+
+
 def error_report(run: Run) -> RenderableType:
     failures = run.failures()
     crashes = run.crashes()
     dead = [m for m in run.messages.values() if m.outcome == "dead_lettered"]
-    if not failures and not crashes and not dead:
+    doubtful = run.in_doubt()
+    died = [m for m in run.messages.values() if m.outcome == "died"]
+    resolved = len(run.resolved())
+    if not failures and not crashes and not dead and not doubtful and not resolved:
         return Text("Errors: none")
     tree = Tree(
         Text(
             f"Errors: {len(failures)} failed, {len(dead)} dead-lettered, "
+            f"{len(doubtful)} in doubt (unresolved), {len(died)} died with their receiver, "
             f"{len(crashes)} incarnations ended by failing"
         )
     )
@@ -91,16 +107,43 @@ def error_report(run: Run) -> RenderableType:
         reasons[key] = reasons.get(key, 0) + 1
     for key, count in sorted(reasons.items()):
         tree.add(Text(f"dead-lettered at {key}: {count}", "yellow"))
-    for event in crashes:
-        detail = f" {event['error_type']}" if event.get("error_type") else ""
+    unknown: dict[str, int] = {}
+    for m in doubtful:
+        unknown[m.receiver] = unknown.get(m.receiver, 0) + 1
+    for receiver, count in sorted(unknown.items()):
         tree.add(
             Text(
-                f"✗ {event['actor']} incarnation {event.get('incarnation', '?')} ended: "
-                f"{event['reason']}{detail}",
-                "red",
+                f"in doubt at {receiver} (it died before confirming; its log does not say "
+                f"whether it handled them): {count}",
+                "yellow",
             )
         )
+    if resolved:
+        tree.add(Text(f"in doubt at their senders, resolved from the receivers' logs: {resolved}"))
+    for event in crashes:
+        branch = tree.add(Text(_ended(event), "red"))
+        lost = run.died_with(event)
+        if lost and lost[0].died_handling:
+            branch.add(Text(f"while handling {_step(lost[0])}"))
+            lost = lost[1:]
+        if lost:
+            branch.add(Text(f"with {len(lost)} more received and unfinished"))
     return tree
+
+
+def _outcome(m: Message) -> str:
+    if m.outcome == "handled" and m.duration_s is not None:
+        return f"handled in {m.duration_s * 1000:.3f} ms"
+    if m.outcome == "failed":
+        return f"failed: {m.error_type}"
+    if m.outcome == "dead_lettered":
+        return f"dead_lettered: {m.reason}"
+    if m.outcome == "died":
+        when = "while handling it" if m.died_handling else "with it received, unfinished"
+        return f"died: {m.receiver} ended {m.reason} {when}"
+    if m.outcome == "in_doubt":
+        return f"in doubt: {m.receiver} died before confirming it"
+    return m.outcome or "?"
 
 
 def trace_tree(run: Run, trace_id: str) -> RenderableType:
@@ -111,16 +154,12 @@ def trace_tree(run: Run, trace_id: str) -> RenderableType:
     tree = Tree(Text(f"trace {trace_id}"))
     nodes: dict[str, Tree] = {}
     for m in messages:
-        outcome = m.outcome or "?"
-        if m.outcome == "handled" and m.duration_s is not None:
-            outcome += f" in {m.duration_s * 1000:.3f} ms"
-        elif m.outcome == "failed":
-            outcome += f": {m.error_type}"
-        elif m.outcome == "dead_lettered":
-            outcome += f": {m.reason}"
-        label = f"{_step(m)} [{outcome}]"
+        label = f"{_step(m)} [{_outcome(m)}]"
         if m.ask and m.round_trip_s is not None:
-            label += f", answered after {m.round_trip_s * 1000:.3f} ms"
+            if m.outcome in ("died", "in_doubt", "dead_lettered") and not m.reply_ok:
+                label += f", the asker got an error after {m.round_trip_s * 1000:.3f} ms"
+            else:
+                label += f", answered after {m.round_trip_s * 1000:.3f} ms"
         parent = nodes.get(m.parent_id) if m.parent_id in by_id else None
         nodes[m.msg_id] = (parent or tree).add(Text(label))
     return tree

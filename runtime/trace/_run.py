@@ -11,15 +11,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ActorSummary", "Message", "Run", "load_run", "merge_logs"]
+__all__ = ["OUTCOMES", "ActorSummary", "Message", "Run", "hard_death", "load_run", "merge_logs"]
 
 Event = dict[str, Any]
 
-#: how a message can end; "bounced": an ending incarnation gave an ask back unhandled,
-#: and its asker sent it again as a new message
+#: what a message's ``outcome`` can be, once resolved (None: nothing says)
+OUTCOMES = ("handled", "failed", "dead_lettered", "bounced", "died", "in_doubt")
+
+#: how its receiver can say a message ended; "bounced": an ending incarnation gave an ask
+#: back unhandled, and its asker sent it again as a new message
 _OUTCOMES = ("message.handled", "message.failed", "message.dead_lettered", "message.bounced")
+#: the reason of the dead letter a sender records for a message whose receiver died before
+#: confirming it: provisional, the receiver's own log may say what became of it
+_IN_DOUBT = "in_doubt"
 #: exit reasons that are not failures
 _CLEAN_EXITS = {"shutdown", "stopped", "requested", "restart", "parent_ended", "escalated"}
+
+
+def hard_death(reason: str) -> bool:
+    """Whether an incarnation that exited for ``reason`` ended without finishing its work.
+
+    Killed by a signal, exited on its own (``exit:3``), killed as hung or for not stopping
+    in time: what it had received and not finished it never finished.
+    """
+    return reason.startswith(("signal:", "exit:")) or reason in ("hung", "shutdown_timeout")
 
 
 def _time(event: Event) -> float:
@@ -83,7 +98,12 @@ class Message:
     sent_at: float | None = None
     received_at: float | None = None
     depth: int | None = None
-    #: handled, failed or dead_lettered; None while nothing says what became of it
+    #: exactly one of ``OUTCOMES``, resolved from every log; None while nothing says.
+    #: "handled", "failed", "dead_lettered" (for sure), "bounced": its receiver said so;
+    #: "died": its receiving incarnation died (killed, exited, hung) with it received and
+    #: no outcome logged (``reason`` is the exit's); "in_doubt": only its sender's record says
+    #: anything: the receiver died before confirming it, and its log does not say whether
+    #: it was handled
     outcome: str | None = None
     outcome_at: float | None = None
     duration_s: float | None = None
@@ -91,7 +111,24 @@ class Message:
     reason: str | None = None
     replied_at: float | None = None
     round_trip_s: float | None = None
+    #: whether the reply told the asker it went well (None: no reply.received)
+    reply_ok: bool | None = None
     children: list[str] = field(default_factory=list)
+    #: its sender recorded it in doubt (its receiver died before confirming it); when the
+    #: receiver's log says what became of it, that is the outcome and the doubt is resolved
+    sender_in_doubt: bool = False
+    #: the final outcomes its receiver recorded, in time order: more than one is a conflict
+    receiver_outcomes: list[str] = field(default_factory=list)
+    #: "died" only: it was the oldest message its incarnation had received and not
+    #: finished, so the one being handled when it died (the others waited in its mailbox).
+    #: A killed process loses the event lines of its last event-loop step: messages it
+    #: handled in that very step show as "died" too, the oldest of them as this one
+    died_handling: bool = False
+
+    @property
+    def resolved(self) -> bool:
+        """Its sender recorded it in doubt, and the receiver's log says what became of it."""
+        return self.sender_in_doubt and self.outcome != "in_doubt"
 
 
 @dataclass
@@ -104,6 +141,10 @@ class ActorSummary:
     handled: int = 0
     failed: int = 0
     dead_lettered: int = 0
+    #: received, then lost with the incarnation that died (killed, exited, hung)
+    died: int = 0
+    #: recorded in doubt by their senders, with nothing in this actor's log to resolve it
+    in_doubt: int = 0
     p50_ms: float | None = None
     p99_ms: float | None = None
     max_depth: int | None = None
@@ -118,8 +159,13 @@ class Run:
         self.messages: dict[str, Message] = {}
         self.start = events[0]["_t"] if events else 0.0
         self.end = events[-1]["_t"] if events else 0.0
+        self._records: dict[str, list[Event]] = defaultdict(list)
+        self._doubts: dict[str, Event] = {}
+        #: (actor, pid) of a receiving process -> the msg_ids it received, in order
+        self._received: dict[tuple[str, int], list[str]] = defaultdict(list)
         for event in events:
             self._join(event)
+        self._resolve()
         for message in self.messages.values():
             if message.parent_id and message.parent_id in self.messages:
                 self.messages[message.parent_id].children.append(message.msg_id)
@@ -147,16 +193,58 @@ class Run:
         elif name == "message.received":
             message.received_at = event["_t"]
             message.depth = event.get("depth")
+            pid = event.get("pid")
+            if isinstance(pid, int):
+                actor = str(event.get("actor") or message.receiver)
+                self._received[(actor, pid)].append(message.msg_id)
+        elif name == "message.dead_lettered" and event.get("reason") == _IN_DOUBT:
+            # the sender's record: provisional until the receiver's log is read
+            message.sender_in_doubt = True
+            message.ask = message.ask or bool(event.get("ask"))
+            self._doubts.setdefault(message.msg_id, event)
+            if message.sender == "?" and event.get("source"):
+                message.sender = str(event["source"])  # the process that logged it
         elif name in _OUTCOMES:
-            if message.outcome is None or name != "message.dead_lettered":
-                message.outcome = name.split(".", 1)[1]
-                message.outcome_at = event["_t"]
-            message.duration_s = event.get("duration_s", message.duration_s)
-            message.error_type = event.get("error_type", message.error_type)
-            message.reason = event.get("reason", message.reason)
+            message.receiver_outcomes.append(name.split(".", 1)[1])
+            self._records[message.msg_id].append(event)
         elif name == "reply.received":
             message.replied_at = event["_t"]
             message.round_trip_s = event.get("round_trip_s")
+            if "ok" in event:
+                message.reply_ok = bool(event["ok"])
+
+    def _resolve(self) -> None:
+        """Give each message exactly one outcome: its receiver's word over its sender's."""
+        for msg_id, records in self._records.items():
+            # a later "dead_lettered" does not undo what the receiver did with it
+            final = next((e for e in records if e["event"] != "message.dead_lettered"), records[0])
+            message = self.messages[msg_id]
+            message.outcome = final["event"].split(".", 1)[1]
+            message.outcome_at = final["_t"]
+            message.duration_s = final.get("duration_s")
+            message.error_type = final.get("error_type")
+            message.reason = final.get("reason")
+        for exited in self.where("actor.exited"):
+            pid = exited.get("pid")
+            if not isinstance(pid, int) or not hard_death(str(exited.get("reason", ""))):
+                continue
+            unfinished = [
+                self.messages[msg_id]
+                for msg_id in self._received.get((str(exited["actor"]), pid), ())
+                if self.messages[msg_id].outcome is None
+            ]
+            for i, message in enumerate(unfinished):
+                message.outcome = "died"
+                message.outcome_at = exited["_t"]
+                message.reason = str(exited["reason"])
+                message.error_type = exited.get("error_type")
+                message.died_handling = i == 0
+        for msg_id, doubt in self._doubts.items():
+            message = self.messages[msg_id]
+            if message.outcome is None:
+                message.outcome = "in_doubt"
+                message.outcome_at = doubt["_t"]
+                message.reason = _IN_DOUBT
 
     # -- questions ---------------------------------------------------------------------
 
@@ -202,6 +290,10 @@ class Run:
                 row.failed += 1
             elif m.outcome == "dead_lettered":
                 row.dead_lettered += 1
+            elif m.outcome == "died":
+                row.died += 1
+            elif m.outcome == "in_doubt":
+                row.in_doubt += 1
         for event in self.where("actor.restarted"):
             if event["actor"] in rows:
                 rows[event["actor"]].restarts += 1
@@ -247,18 +339,46 @@ class Run:
         ]
 
     def unaccounted(self) -> list[Message]:
-        """Tells that nothing says what became of: sent, but not handled, failed or dead."""
-        return [
-            m
-            for m in self.messages.values()
-            if not m.ask and m.sent_at is not None and m.outcome is None
-        ]
+        """Messages sent (tells and asks) that nothing says what became of.
+
+        A message its sender recorded in doubt is accounted for: that record is the honest
+        answer when the receiver's log has none (``in_doubt()``).
+        """
+        return [m for m in self.messages.values() if m.sent_at is not None and m.outcome is None]
 
     def unfinished(self) -> list[Message]:
-        """Messages received that neither ended handled, failed, nor dead-lettered."""
+        """Messages received that neither ended handled, failed, dead-lettered nor died."""
         return [
             m for m in self.messages.values() if m.received_at is not None and m.outcome is None
         ]
+
+    def in_doubt(self) -> list[Message]:
+        """Messages in doubt, unresolved: their sender's record is all the logs say of them."""
+        return [m for m in self.messages.values() if m.outcome == "in_doubt"]
+
+    def resolved(self) -> list[Message]:
+        """Messages their sender recorded in doubt whose receiver's log says what became of them.
+
+        Each has its receiver's outcome; the sender's record is not a second one.
+        """
+        return [m for m in self.messages.values() if m.resolved]
+
+    def died_with(self, exited: Event) -> list[Message]:
+        """The messages lost with the incarnation of ``exited`` (an ``actor.exited`` event).
+
+        In the order it received them: the first is the one it was handling (but see
+        ``Message.died_handling``).
+        """
+        received = self._received.get((str(exited.get("actor")), exited.get("pid", -1)), [])
+        return [
+            m
+            for m in (self.messages[msg_id] for msg_id in received)
+            if m.outcome == "died" and m.outcome_at == exited["_t"]
+        ]
+
+    def conflicts(self) -> list[Message]:
+        """Messages with more than one final outcome from their receiver (handled twice...)."""
+        return [m for m in self.messages.values() if len(m.receiver_outcomes) > 1]
 
     def broken_links(self) -> list[Message]:
         """Messages naming a cause that is not in the logs, or in another trace."""
