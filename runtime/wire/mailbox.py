@@ -1,15 +1,20 @@
 """Mailbox: an actor's bounded inbox, fed by one connection per sender.
 
 Capacity is exact: a sender may send only what the mailbox granted it as credit, and the
-mailbox never grants more than its free slots. A freed slot goes back to the sender whose
-message freed it, in batches of a quarter of the mailbox, unless senders are waiting for
-room (they ran out of credit and said so). Then freed slots go to those, first come first
-served, and in batches too while the actor has more than a batch queued: a sender woken
-for a few slots at a time costs both processes a wake-up per few messages. Batches never
-hold slots back from a stuck actor's senders: if the actor takes nothing for
-``_STARVING_CHECK`` (its handler may be waiting for one of them), whatever is free is
-shared out at once. A sender that holds credit and has sent nothing for ``_IDLE`` gives
-half of it back while others wait.
+mailbox never grants more than its free slots. A slot is held from the grant until the
+actor takes the message sent in it (the message being handled holds none). A sender that
+connects gets all the free room if no other sender holds any, else half of it; if none is
+free, holders are asked for half of theirs and its first credit waits for that (or is
+none, after ``_STARVING_CHECK``). A freed slot goes back to the sender whose message freed
+it, in batches of a quarter of the mailbox, and at once when the actor has taken all that
+was queued: a lone sender to an actor stuck in its handler then holds all the room.
+Unless senders are waiting for room (they ran out of credit and said so). Then freed
+slots go to those, first come first served, and in batches too while the actor has more
+than a batch queued: a sender woken for a few slots at a time costs both processes a
+wake-up per few messages. Batches never hold slots back from a stuck actor's senders: if
+the actor takes nothing for ``_STARVING_CHECK`` (its handler may be waiting for one of
+them), whatever is free is shared out at once. A sender that holds credit and has sent
+nothing for ``_IDLE`` gives half of it back while others wait.
 """
 
 from __future__ import annotations
@@ -70,6 +75,10 @@ class _Inbound(FramedConnection):
         self.revoking = False
         self.active_at = 0.0  # time.monotonic() when it last sent or was given credit
         self.eof = False
+
+    #: whether it was sent its first credit (its sender is ready only then); a class
+    #: default: only a sender that connected while no room was free waits for it
+    greeted = True
 
 
 class Envelope:
@@ -247,8 +256,7 @@ class Mailbox:
                 conn.push_frame(Kind.CREDIT, 0)
                 conn.push_frame(Kind.CLOSING)
             else:
-                # half of what is free: a sender that connects later still gets room at once
-                self._grant(conn, (self._free + 1) // 2)
+                self._greet(conn)
             self._on_frames(conn, frames[1:])
             while True:
                 self._on_frames(conn, await conn.read_frames())
@@ -348,7 +356,44 @@ class Mailbox:
         n = min(n, self._free)
         self._free -= n
         conn.granted += n
+        conn.greeted = True
         conn.push(self._ack_frame(conn) + encode(Kind.CREDIT, n))
+
+    def _greet(self, conn: _Inbound) -> None:
+        """Give a sender that just connected its first credit, or ask room back for it.
+
+        All the free room if no other sender holds any: a lone sender can then fill the
+        mailbox with ``tell_nowait``. Else half of it, so that a sender connecting later
+        still finds room at once. If none is free, the slots freed for other senders are
+        lent to it, and the holders are asked for half of theirs back: its first credit
+        (its sender is not ready before) comes with that, or with nothing after
+        ``_STARVING_CHECK``.
+        """
+        holders = [c for c in self._conns if c is not conn and (c.granted or c.owed)]
+        if not holders:
+            self._grant(conn, self._free)
+            return
+        if not self._free:
+            for other in list(self._owing):
+                self._free += other.owed
+                other.owed = 0
+                self._owing.discard(other)
+        if self._free:
+            self._grant(conn, (self._free + 1) // 2)
+            return
+        asked = False
+        for other in holders:
+            if other.granted > 0 and not other.revoking:
+                other.revoking = True
+                other.push_frame(Kind.REVOKE)
+                asked = True
+        if not asked:
+            self._grant(conn, 0)  # the room is queued: the mailbox is full
+            return
+        conn.greeted = False
+        self._hungry.append(conn)
+        if self._starving is None:
+            self._check_starving_later()
 
     def _flush(self, conn: _Inbound) -> None:
         """Return owed credit and acknowledge finished messages, in one write."""
@@ -421,6 +466,9 @@ class Mailbox:
             # waiting senders): batches would never fill, so share out what is free now
             self._feed_hungry(batched=False)
         self._reclaim()
+        for conn in hungry:
+            if not conn.greeted:
+                self._grant(conn, 0)  # no room came back: it is ready, and still waits
         if hungry:
             self._check_starving_later()
 
@@ -454,9 +502,10 @@ class Mailbox:
         conn.owed = owed
         if owed == 1:  # a connection owed credit is in _owing, and only such a one
             self._owing.add(conn)
-        if owed >= self._flush_at or (not self._queue and conn.granted < self._flush_at):
-            # in batches while the sender still holds plenty (fewer frames, fewer wake-ups);
-            # at once when it may run short before the next batch, or when it asks (DEMAND)
+        if owed >= self._flush_at or not self._queue:
+            # in batches while the actor has more queued (fewer frames, fewer wake-ups); at
+            # once when it has taken everything: its handler may wait (for this sender,
+            # even), and the sender's tell_nowait must find all the room there is
             self._flush(conn)
 
     # -- the actor's side ----------------------------------------------------------------
@@ -606,6 +655,8 @@ class Mailbox:
             self._path.unlink(missing_ok=True)
         self._accept_scope.cancel()
         for conn in self._conns:
+            if not conn.greeted:
+                self._grant(conn, 0)  # its sender waits for this to be ready
             conn.push_frame(Kind.CLOSING)
         self._wake()
 

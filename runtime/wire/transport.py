@@ -226,8 +226,17 @@ class _Outbound(FramedConnection):
         return got
 
     def try_acquire_credit(self) -> bool:
+        """Take one mailbox slot for ``tell_nowait``, if this sender holds one; never waits.
+
+        Out of credit, it first reads what the receiver has sent (without waiting): room
+        the receiver gave back before whatever this sender waited for since (an ask,
+        another actor's answer) may still be unread, and refusing then would make the
+        bound depend on when this process's event loop last ran.
+        """
         self.check_open()  # a dead receiver says so even when no slot is free
         if self.take_credit():
+            return True
+        if self.waiters == 0 and self._dispatch_arrived() and self.take_credit():
             return True
         if not self.demanded:
             self.demanded = True
@@ -326,9 +335,19 @@ class _Outbound(FramedConnection):
         for pending in self.pending.values():
             pending.error = ActorDeadError(self.ref.name, self.dead_reason, "before answering")
             pending.settle()
-        self.pending.clear()
         # nobody can tell whether the receiver handled these before it went: under
-        # at-most-once they are not resent, and each is recorded here
+        # at-most-once they are not resent, and each is recorded here (an ask's asker
+        # also got ActorDeadError: the record says what became of the message itself)
+        for ident in self.pending:
+            self.in_doubt += 1
+            self.log.warning(
+                "message.dead_lettered",
+                msg_id=f"{self.sender_id}.{ident}",
+                receiver=self.ref.name,
+                reason="in_doubt",
+                ask=True,
+            )
+        self.pending.clear()
         for ident in self.doubtful():
             self.in_doubt += 1
             self.log.warning(
@@ -363,6 +382,7 @@ class Transport:
         ask_spin: float,
         await_actor: Callable[[ActorRef, float], Awaitable[None]],
         explain_unreachable: Callable[[ActorRef], str] | None = None,
+        on_in_doubt: Callable[[int], None] | None = None,
     ) -> None:
         """Args:
         ask_spin: how long an asker busy-polls for its answer before sleeping (0: never).
@@ -370,6 +390,7 @@ class Transport:
             reachable again (restarted); raises ActorDeadError when it will not be.
         explain_unreachable: why an unreachable actor is gone ("stopped", "died"), where
             this process knows.
+        on_in_doubt: told the new total each time messages are recorded in doubt.
         """
         self._tg = task_group
         self.shipper = shipper
@@ -387,6 +408,7 @@ class Transport:
         self.explain_unreachable = explain_unreachable or _unexplained
         #: messages recorded as in doubt because their receiver died before finishing them
         self.in_doubt_total = 0
+        self._on_in_doubt = on_in_doubt
         self._yielded_at = 0.0
         self.ask_spin = ask_spin
 
@@ -713,7 +735,10 @@ class Transport:
             tg.cancel_scope.cancel()
         if self._conns.get(conn.ref.address) is conn:
             del self._conns[conn.ref.address]
-        self.in_doubt_total += conn.in_doubt
+        if conn.in_doubt:
+            self.in_doubt_total += conn.in_doubt
+            if self._on_in_doubt is not None:
+                self._on_in_doubt(self.in_doubt_total)
         await conn.aclose()
 
 
