@@ -32,7 +32,9 @@ from ._errors import RemoteActorError as RemoteActorError
 from ._errors import RuntimeAlreadyRunningError as RuntimeAlreadyRunningError
 from ._errors import RuntimeClosedError as RuntimeClosedError
 from ._errors import SharedMemoryFullError as SharedMemoryFullError
+from ._errors import SharedNameTakenError as SharedNameTakenError
 from ._errors import StaleHandleError as StaleHandleError
+from ._errors import SupervisorNameTakenError as SupervisorNameTakenError
 from ._errors import UnsupportedBackendError as UnsupportedBackendError
 from ._ref import ActorRef as ActorRef
 from ._reply import Reply as Reply
@@ -90,9 +92,11 @@ __all__ = [
     "RuntimeServices",
     "SharedArray",
     "SharedMemoryFullError",
+    "SharedNameTakenError",
     "SharedMemoryService",
     "SharedSemaphore",
     "StaleHandleError",
+    "SupervisorNameTakenError",
     "UnsupportedBackendError",
     "StopReason",
     "Strategy",

@@ -62,6 +62,8 @@ class SpawnCall:
     supervisor: Supervisor | None
     message_deadline: float | None
     hang_timeout: float | None
+    #: keyword arguments for ``__init__`` given as ``init_kwargs=``, whatever their names
+    init_kwargs: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,8 @@ class SharedArrayCall:
     dtype: object
     name: str | None
     path: str | None
+    #: a new array only (``share``): a live ``name`` is refused, never found
+    exclusive: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +108,7 @@ class RuntimeServices(ABC):
         supervisor: Supervisor | None = None,
         message_deadline: float | None = None,
         hang_timeout: float | None = None,
+        init_kwargs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> ActorRef:
         """Start ``actor_class(*args, **kwargs)`` in a new process; return its ref once running.
@@ -129,12 +134,19 @@ class RuntimeServices(ABC):
                 hung, its stack dumped and its process killed (and restarted); checked
                 at heartbeats, so up to two ``heartbeat_interval`` late.
             hang_timeout: the runtime's ``hang_timeout``, for this actor.
+            init_kwargs: more keyword arguments for the actor's ``__init__``, for those
+                whose names are spawn's own (above).
 
-        These keyword names are the runtime's; the actor's ``__init__`` gets the rest.
+        These keyword names are spawn's own; the actor's ``__init__`` gets the other
+        keyword arguments. An ``__init__`` that takes a parameter with one of these names,
+        such as ``name``, gets it positionally or through ``init_kwargs``::
+
+            ref = await rt.spawn(Worker, name="w1", init_kwargs={"name": "alice"})
+            # the actor is called "w1" (lookup, logs); its __init__ got name="alice"
 
         Raises:
             InvalidSpawnError: not an Actor class, arguments its ``__init__`` can't take,
-                or a bad option.
+                a keyword given both directly and in ``init_kwargs``, or a bad option.
             MessageNotSerializableError: an argument cannot be pickled.
             ActorNameTakenError: a running actor already has ``name``.
             ActorStartError: its ``__init__`` or ``on_start`` raised, or it never got ready.
@@ -150,6 +162,7 @@ class RuntimeServices(ABC):
             supervisor,
             message_deadline,
             hang_timeout,
+            init_kwargs,
         )
         return await self._spawn(call)
 
@@ -178,6 +191,7 @@ class RuntimeServices(ABC):
 
         Raises:
             InvalidSupervisorError: a bad strategy, intensity or backoff.
+            SupervisorNameTakenError: a live supervisor already has ``name``.
         """
         options = SupervisorOptions(name, strategy, max_restarts, period, backoff, supervisor)
         return await self._supervisor(options)
@@ -220,7 +234,8 @@ class RuntimeServices(ABC):
         Args:
             shape: e.g. ``(1000, 3)``; an int for one dimension.
             dtype: any numpy dtype without Python objects (default float64).
-            name: a label for the logs and errors.
+            name: a name for the logs and errors, unique among live arrays: asking again
+                with the same shape and dtype (and file) returns the same array.
             path: map this ``.npy`` file instead: created with ``shape`` and ``dtype`` if
                 missing, else opened (``shape`` and ``dtype`` may then be None, or must
                 match). The file outlives the run; only its lock is the run's.
@@ -228,6 +243,8 @@ class RuntimeServices(ABC):
         Raises:
             InvalidSharedArrayError: a bad shape, dtype or file.
             SharedMemoryFullError: ``/dev/shm`` (or ``shm_budget``) has no room for it.
+            SharedNameTakenError: a live array has ``name`` with another shape, dtype
+                or file.
         """
         if path is None and dtype is None:
             dtype = "float64"
@@ -237,9 +254,15 @@ class RuntimeServices(ABC):
         return await self._shared_array(call)
 
     async def share(self, array: npt.ArrayLike, *, name: str | None = None) -> SharedArray:
-        """Copy ``array`` into a new shared array and return its handle."""
+        """Copy ``array`` into a new shared array and return its handle.
+
+        Raises:
+            SharedNameTakenError: a live shared array already has ``name`` (``share``
+                always makes a new array; use ``shared_array`` to find a named one).
+        """
         data = np.asarray(array)
-        handle = await self.shared_array(data.shape, data.dtype, name=name)
+        call = SharedArrayCall(data.shape, data.dtype.str, name, None, exclusive=True)
+        handle = await self._shared_array(call)
         handle.view(writable=True)[...] = data
         return handle
 
@@ -248,10 +271,13 @@ class RuntimeServices(ABC):
         """Create a counting semaphore with ``value`` slots, shared by every actor.
 
         ``async with sem:`` takes a slot and gives it back; a holder that dies gives its
-        slot back at once, and the next holder of it is told (``Permit``).
+        slot back at once, and the next holder of it is told (``Permit``). A ``name`` is
+        unique among live semaphores: asking again with the same ``value`` returns the
+        same semaphore.
 
         Raises:
             InvalidArgumentError: ``value`` is not an int from 1 up.
+            SharedNameTakenError: a live semaphore has ``name`` with another value.
         """
 
     @abstractmethod

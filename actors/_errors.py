@@ -27,6 +27,8 @@ __all__ = [
     "UnsupportedBackendError",
     "SharedMemoryFullError",
     "StaleHandleError",
+    "SupervisorNameTakenError",
+    "SharedNameTakenError",
 ]
 
 
@@ -370,3 +372,40 @@ class UnsupportedBackendError(ActorsError, RuntimeError):
 
     def __reduce__(self) -> tuple[type[UnsupportedBackendError], tuple[str]]:
         return (type(self), (self.library,))
+
+
+class SupervisorNameTakenError(ActorsError, ValueError):
+    """Another live supervisor already has that name (names are unique, as for actors)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"a supervisor named {name!r} already exists; pick another name, or spawn under "
+            f"the Supervisor that the first supervisor({name!r}) returned (pass it as "
+            "supervisor=)"
+        )
+
+    def __reduce__(self) -> tuple[type[SupervisorNameTakenError], tuple[str]]:
+        return (type(self), (self.name,))
+
+
+class SharedNameTakenError(ActorsError, ValueError):
+    """A live shared array (or semaphore) has that name, but not what was asked for.
+
+    A name finds the existing object only when the call asks for the same thing: the same
+    shape, dtype and file for an array, the same value for a semaphore.
+    """
+
+    def __init__(self, kind: str, name: str, existing: str, requested: str) -> None:
+        self.kind = kind
+        self.name = name
+        self.existing = existing
+        self.requested = requested
+        super().__init__(
+            f"a {kind} named {name!r} already exists with {existing}, not {requested}; ask "
+            f"for {existing} to use the same {kind}, pick another name, or free(handle) the "
+            "existing one first"
+        )
+
+    def __reduce__(self) -> tuple[type[SharedNameTakenError], tuple[str, str, str, str]]:
+        return (type(self), (self.kind, self.name, self.existing, self.requested))

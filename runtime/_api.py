@@ -67,9 +67,20 @@ class Services(RuntimeServices):
         config = self._config
         child = check_child_options(call)
         size = config.mailbox_size if call.mailbox_size is None else call.mailbox_size
-        payload = prepare_spawn(
-            call.actor_class, call.args, call.kwargs, size, config.max_message_size
-        )
+        kwargs, init = call.kwargs, call.init_kwargs
+        if init is not None:
+            if not isinstance(init, dict) or not all(isinstance(key, str) for key in init):
+                raise InvalidSpawnError(
+                    "init_kwargs must be a dict of keyword arguments for the actor's "
+                    f"__init__, such as {{'name': 'alice'}}, not {init!r}"
+                )
+            if both := sorted(kwargs.keys() & init.keys()):
+                raise InvalidSpawnError(
+                    f"spawn() got {', '.join(map(repr, both))} both as a keyword argument "
+                    "and in init_kwargs; pass each once"
+                )
+            kwargs = {**kwargs, **init}
+        payload = prepare_spawn(call.actor_class, call.args, kwargs, size, config.max_message_size)
         if call.supervisor is not None and not isinstance(call.supervisor, Supervisor):
             raise InvalidSpawnError(
                 f"supervisor must be an actors.Supervisor, not {call.supervisor!r}"
@@ -183,12 +194,42 @@ def prepare_spawn(
         raise InvalidSpawnError(
             f"mailbox_size must be a positive int (messages), not {mailbox_size!r}"
         )
+    signature = inspect.signature(actor_class)
     try:
-        inspect.signature(actor_class).bind(*args, **kwargs)
+        signature.bind(*args, **kwargs)
     except TypeError as exc:
+        # __init__ parameters named like spawn's own options, which spawn keeps for itself
+        params = signature.parameters.values()
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        given = {p.name for p in positional[: len(args)]} | kwargs.keys()
+        own = inspect.signature(RuntimeServices.spawn).parameters.values()
+        options = {p.name for p in own if p.kind is p.KEYWORD_ONLY}
+        missing = [
+            p
+            for p in params
+            if p.name in options
+            and p.name not in given
+            and p.default is p.empty
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        ]
+        if missing:
+            clashes = [p.name for p in missing]
+            one = len(clashes) == 1
+            listed = " and ".join(f"{n}=" for n in clashes)
+            what = "is spawn's own option" if one else "are spawn's own options"
+            why = " (the actor's name for lookup and the logs)" if clashes == ["name"] else ""
+            example = ", ".join(f"{n!r}: ..." for n in clashes)
+            hint = (
+                f"{listed} {what}{why} and never reach{'es' if one else ''} __init__: pass "
+                f"__init__'s {' and '.join(clashes)} as "
+                f"spawn({cls_name}, ..., init_kwargs={{{example}}})"
+            )
+            if all(p.kind is p.POSITIONAL_OR_KEYWORD for p in missing):
+                hint += ", or positionally after the class"
+        else:
+            hint = "pass what its __init__ expects after the class"
         raise InvalidSpawnError(
-            f"{cls_name}{inspect.signature(actor_class)} cannot take these spawn "
-            f"arguments: {exc}; pass what its __init__ expects after the class"
+            f"{cls_name}{signature} cannot take these spawn arguments: {exc}; {hint}"
         ) from None
     try:
         return dumps("spawn request", (actor_class, args, kwargs), limit)

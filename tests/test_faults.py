@@ -119,7 +119,7 @@ async def test_f12_sigterm_stops_every_actor_in_reverse_order_and_exits_143(
     assert order.read_text().split() == ["third", "second", "first"]
     (stopped,) = _events(tmp_path, "runtime.stopped")
     assert stopped["reason"] == "sigterm"
-    assert stopped["stopped"] == ["first", "second", "third"]
+    assert stopped["stopped"] == ["third", "second", "first"]  # the order they stopped in
     assert not any(os.path.exists(f"/proc/{pid}") for pid in info["actors"])
 
 

@@ -11,11 +11,13 @@ __all__ = ["ShutdownReport"]
 class ShutdownReport:
     """What the run did, per actor, available as ``Runtime.report`` after the run.
 
-    ``stopped``: actors that stopped in order at the end; ``killed``: actors whose
-    process had to be killed at the end (they ignored the stop and SIGTERM);
-    ``dead_lettered``, ``handled``, ``failed``, ``restarts``: counts per actor name over
-    all its incarnations; ``in_doubt``: messages whose receiver died before confirming
-    them, counted by their senders; ``escalated``: the supervisor that gave up, if any.
+    ``stopped``: actors that stopped in order at the end, in the order they stopped
+    (newest first, an actor's own children before it); ``killed``: actors whose process
+    had to be killed at the end (they ignored the stop and SIGTERM), in that order too;
+    ``handled``, ``failed``, ``dead_lettered``, ``restarts``: counts per actor name over
+    all its incarnations, killed ones included; ``in_doubt``: messages (tells and asks)
+    whose receiver died before confirming them, counted by their senders;
+    ``escalated``: the supervisor that gave up, if any.
     """
 
     stopped: list[str] = field(default_factory=list)

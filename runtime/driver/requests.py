@@ -100,7 +100,9 @@ class Requests:
                     target.watchers.discard(requester.ref.actor_id)
                 return None
             case CreateSharedArray(call=call):
-                return self._shared.create_array(call.shape, call.dtype, call.name, call.path)
+                return self._shared.create_array(
+                    call.shape, call.dtype, call.name, call.path, exclusive=call.exclusive
+                )
             case CreateSemaphore():
                 return self._shared.create_semaphore(body.value, body.name)
             case Free(handle=handle):

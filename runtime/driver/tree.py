@@ -25,6 +25,7 @@ from actors import (
     RuntimeClosedError,
     StopReason,
     Supervisor,
+    SupervisorNameTakenError,
     Terminated,
 )
 from actors._context import SupervisorOptions
@@ -115,7 +116,22 @@ class ActorTree:
         return node
 
     def add_supervisor(self, options: SupervisorOptions, parent: SupervisorNode) -> Supervisor:
-        """Create a supervisor under ``parent`` (arguments already checked); return its handle."""
+        """Create a supervisor under ``parent`` (arguments already checked); return its handle.
+
+        A name given is unique among the run's live supervisors, as an actor's name is
+        among its actors: it is free again once that supervisor has ended (with the actor
+        that created it, or for good after an escalation). Without a name it is called
+        ``supervisor-<n>`` and never refused; the root and each actor's own supervisor are
+        not compared.
+
+        Raises:
+            SupervisorNameTakenError: a live supervisor already has ``options.name``.
+        """
+        if options.name is not None and any(
+            other.name == options.name and other.parent is not None and not other.ended
+            for other in self.nodes.values()
+        ):
+            raise SupervisorNameTakenError(options.name)
         label = options.name or f"supervisor-{next(self._node_ids)}"
         node = self._node(label, options, parent, None)
         self.log.info(
@@ -377,8 +393,8 @@ class ActorTree:
                 for child in reversed(list(self.root.children)):
                     await self._stop_child(child, reason, final=True)
         report = self.report
-        ended = self.registry.ended.values()
-        for rec in sorted(ended, key=lambda r: int(r.ref.actor_id[1:])):
+        # in the order they ended: ``stopped`` and ``killed`` list the stop order
+        for rec in self.registry.ended.values():
             report.handled[rec.name] = rec.handled
             report.failed[rec.name] = rec.failed
             report.dead_lettered[rec.name] = rec.dead_lettered

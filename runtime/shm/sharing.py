@@ -27,6 +27,7 @@ from actors import (
     Permit,
     SharedArray,
     SharedMemoryFullError,
+    SharedNameTakenError,
     SharedSemaphore,
     StaleHandleError,
 )
@@ -243,6 +244,13 @@ def _dtype(dtype: object) -> np.dtype[Any]:
     return dt
 
 
+def _describe(dims: tuple[int, ...] | None, dtype: np.dtype[Any] | None, path: str | None) -> str:
+    """``shape (4,) and dtype int64 in shared memory`` (or ``in file <path>``), for errors."""
+    shape = "the file's shape" if dims is None else f"shape {dims}"
+    dt = "the file's dtype" if dtype is None else f"dtype {dtype}"
+    return f"{shape} and {dt} " + ("in shared memory" if path is None else f"in file {path}")
+
+
 def array_spec(shape: object, dtype: object) -> tuple[tuple[int, ...], np.dtype[Any]]:
     """Check a requested shape and dtype; raise ``InvalidSharedArrayError`` with the fix."""
     return _shape(shape), _dtype(dtype)
@@ -259,6 +267,9 @@ class SharedRegistry:
         self.used = 0
         self._ids = itertools.count(1)
         self._live: dict[str, SharedArray | SharedSemaphore] = {}
+        #: the key of each name given by a user, per kind; a name whose key is no longer
+        #: live (freed) is free again
+        self._names: dict[tuple[str, str], str] = {}
 
     def create_array(
         self,
@@ -266,12 +277,31 @@ class SharedRegistry:
         dtype: object,
         name: str | None = None,
         path: str | None = None,
+        *,
+        exclusive: bool = False,
     ) -> SharedArray:
-        """Create a zero-filled array in shared memory, or map the ``.npy`` file ``path``."""
+        """Create a zero-filled array in shared memory, or map the ``.npy`` file ``path``.
+
+        A ``name`` is unique among the live arrays: asking for it again returns the same
+        handle if the shape, dtype and file match (a file's shape and dtype may be None),
+        and raises ``SharedNameTakenError`` saying what it holds if they don't, or if the
+        call is ``exclusive`` (``share``: always a new array).
+        """
+        if name is not None:
+            existing = self._named("array", self._label(name, ""))
+            if isinstance(existing, SharedArray):
+                if exclusive:
+                    raise SharedNameTakenError(
+                        "shared array",
+                        name,
+                        f"shape {existing.shape} and dtype {existing.dtype}",
+                        "a new array (share always makes one)",
+                    )
+                return self._same_array(existing, shape, dtype, path)
         n = next(self._ids)
         label = self._label(name, f"array-{n}")
         if path is not None:
-            return self._map_file(n, label, shape, dtype, path)
+            return self._map_file(n, label, shape, dtype, path, named=name is not None)
         dims, dt = array_spec(shape, dtype)
         nbytes = int(np.prod(dims, dtype=np.int64)) * dt.itemsize
         if self.budget is not None and self.used + nbytes > self.budget:
@@ -284,6 +314,8 @@ class SharedRegistry:
         handle = SharedArray(self.run_id, key, dims, dt.str, lock_name, label)
         self.used += nbytes
         self._live[key] = handle
+        if name is not None:
+            self._names["array", label] = key
         self.log.info(
             "segment.created",
             segment=key,
@@ -294,7 +326,38 @@ class SharedRegistry:
         )
         return handle
 
-    def _map_file(self, n: int, label: str, shape: object, dtype: object, path: str) -> SharedArray:
+    def _named(self, kind: str, name: str) -> SharedArray | SharedSemaphore | None:
+        """The live ``array`` or ``semaphore`` a user named ``name``, or None."""
+        key = self._names.get((kind, name))
+        return None if key is None else self._live.get(key)
+
+    def _same_array(
+        self, existing: SharedArray, shape: object, dtype: object, path: str | None
+    ) -> SharedArray:
+        """``existing`` if ``shape``, ``dtype`` and ``path`` ask for it; else refuse."""
+        dims: tuple[int, ...] | None
+        dt: np.dtype[Any] | None
+        if path is None:
+            dims, dt = array_spec(shape, dtype)
+            file = None
+        else:
+            # a file's shape and dtype may be left out: they are the file's
+            dims = None if shape is None else _shape(shape)
+            dt = None if dtype is None else _dtype(dtype)
+            file = str(Path(path).expanduser().resolve())
+        same_shape = dims is None or dims == existing.shape
+        if file == existing.path and same_shape and (dt is None or dt == existing.dtype):
+            return existing
+        raise SharedNameTakenError(
+            "shared array",
+            existing.label,
+            _describe(existing.shape, existing.dtype, existing.path),
+            _describe(dims, dt, file),
+        )
+
+    def _map_file(
+        self, n: int, label: str, shape: object, dtype: object, path: str, *, named: bool
+    ) -> SharedArray:
         file = Path(path).expanduser().resolve()
         if file.suffix != ".npy":
             raise InvalidSharedArrayError(f"{path} must be a .npy file (np.save writes one)")
@@ -332,6 +395,8 @@ class SharedRegistry:
         LockFile(self.lock_dir / f"{key}.lock", label, create=True).close()
         handle = SharedArray(self.run_id, key, dims, dt.str, key, label, str(file))
         self._live[key] = handle
+        if named:
+            self._names["array", label] = key
         self.log.info(
             "file.mapped",
             array=label,
@@ -343,10 +408,23 @@ class SharedRegistry:
         return handle
 
     def create_semaphore(self, value: object, name: str | None = None) -> SharedSemaphore:
+        """Create a semaphore with ``value`` slots.
+
+        A ``name`` is unique among the live semaphores: asking for it again returns the
+        same handle if ``value`` matches, and raises ``SharedNameTakenError`` if not.
+        """
         if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= _MAX_SEMAPHORE:
             raise InvalidArgumentError(
                 f"a semaphore's value must be an int from 1 to {_MAX_SEMAPHORE}, not {value!r}"
             )
+        if name is not None:
+            existing = self._named("semaphore", self._label(name, ""))
+            if isinstance(existing, SharedSemaphore):
+                if existing.value == value:
+                    return existing
+                raise SharedNameTakenError(
+                    "semaphore", existing.label, f"value {existing.value}", f"value {value}"
+                )
         n = next(self._ids)
         key = f"s{n}"
         label = self._label(name, f"semaphore-{n}")
@@ -354,6 +432,8 @@ class SharedRegistry:
             LockFile(self.lock_dir / f"{key}-{i}.lock", label, create=True).close()
         handle = SharedSemaphore(self.run_id, key, value, label)
         self._live[key] = handle
+        if name is not None:
+            self._names["semaphore", label] = key
         self.log.info("semaphore.created", semaphore=label, value=value)
         return handle
 
