@@ -2,38 +2,62 @@
 
 Actor classes defined in the user's script must exist in each actor process, so the
 script is run there again, as multiprocessing does, under the name ``__mp_main__``. Unlike
-multiprocessing, a script without an ``if __name__ == "__main__":`` guard works too: when
-its top level reaches ``Runtime()``, the run stops there, keeping everything it defined.
+multiprocessing, a script without an ``if __name__ == "__main__":`` guard works too: its
+top level runs in a thread of its own, and when it enters ``Runtime()`` that thread
+parks for good. The actor process goes on with everything defined until then, and no
+code after that point runs there, whatever the script catches: no ``except`` handler, no
+``finally`` block, no later line.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import multiprocessing.spawn
-import runpy
 import sys
+import threading
 import types
 from collections.abc import Iterator
+from typing import Any
 
 __all__ = [
     "MainImportStop",
     "importing_main",
     "in_actor_process_main_import",
     "install_main_import_hooks",
+    "park_script",
 ]
 
 _importing_main = False
+#: set by the thread re-running the script once it has parked, or ended
+_rerun_done: threading.Event | None = None
+_rerun_thread: threading.Thread | None = None
 
 
 class MainImportStop(BaseException):
-    """Raised by ``Runtime()`` in an actor process that is re-running the user's script.
+    """Raised by ``Runtime()`` where a module is imported only to define its classes.
 
-    A BaseException, so that the script's own ``except Exception`` cannot swallow it.
+    That is the forkserver importing the script's own modules ahead of the actor
+    processes. A BaseException, so that ``except Exception`` cannot swallow it.
     """
 
 
 def in_actor_process_main_import() -> bool:
+    """Whether the script's top level (or one of its modules) is being run again here."""
     return _importing_main
+
+
+def park_script() -> None:
+    """Stop the script's re-run where it enters ``Runtime()``; never returns there.
+
+    In the thread re-running the script's top level, tell the actor process that
+    everything it needs is defined, and block that thread for good. Elsewhere (the
+    forkserver importing the script's modules) raise ``MainImportStop``.
+    """
+    if threading.current_thread() is _rerun_thread and _rerun_done is not None:
+        _rerun_done.set()
+        threading.Event().wait()  # parked: nothing after this point runs here
+    raise MainImportStop
 
 
 @contextlib.contextmanager
@@ -47,8 +71,35 @@ def importing_main() -> Iterator[None]:
         _importing_main = False
 
 
+def _rerun(code: types.CodeType, namespace: dict[str, Any]) -> None:
+    """Run ``code`` in ``namespace`` in a thread; return once it ended or parked."""
+    global _importing_main, _rerun_done, _rerun_thread
+    done = threading.Event()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            exec(code, namespace)
+        except MainImportStop:
+            pass
+        except BaseException as exc:  # the main thread raises it, as a plain run would
+            failure.append(exc)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=run, name="script-rerun", daemon=True)
+    _rerun_done, _rerun_thread = done, thread
+    _importing_main = True
+    try:
+        thread.start()
+        done.wait()
+    finally:
+        _importing_main = False
+    if failure:
+        raise failure[0]
+
+
 def _fixup_main_from_path(main_path: str) -> None:
-    global _importing_main
     current_main = sys.modules["__main__"]
     if main_path.endswith(("__main__.py", "__main__.pyc")):
         return
@@ -59,32 +110,31 @@ def _fixup_main_from_path(main_path: str) -> None:
     sys.modules["__main__"] = sys.modules["__mp_main__"] = module
     with open(main_path, "rb") as f:
         code = compile(f.read(), main_path, "exec")
-    _importing_main = True
-    try:
-        exec(code, module.__dict__)
-    except MainImportStop:
-        pass
-    finally:
-        _importing_main = False
+    _rerun(code, module.__dict__)
 
 
 def _fixup_main_from_name(mod_name: str) -> None:
-    global _importing_main
     if mod_name == "__main__" or mod_name.endswith(".__main__"):
         return
-    if getattr(sys.modules["__main__"], "__spec__", None) is not None and (
-        sys.modules["__main__"].__spec__.name == mod_name  # type: ignore[union-attr]
-    ):
+    current = getattr(sys.modules["__main__"], "__spec__", None)
+    if current is not None and current.name == mod_name:
         return
+    spec = importlib.util.find_spec(mod_name)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"the script's module {mod_name} cannot be found in the actor process")
+    code = spec.loader.get_code(mod_name)  # type: ignore[attr-defined]
+    if code is None:
+        raise ImportError(f"the script's module {mod_name} has no code to run")
     module = types.ModuleType("__mp_main__")
+    module.__dict__.update(
+        __file__=spec.origin,
+        __cached__=spec.cached,
+        __loader__=spec.loader,
+        __package__=spec.parent,
+        __spec__=spec,
+    )
     sys.modules["__main__"] = sys.modules["__mp_main__"] = module
-    _importing_main = True
-    try:
-        module.__dict__.update(runpy.run_module(mod_name, run_name="__mp_main__", alter_sys=False))
-    except MainImportStop:
-        pass
-    finally:
-        _importing_main = False
+    _rerun(code, module.__dict__)
 
 
 def install_main_import_hooks() -> None:

@@ -102,11 +102,21 @@ def others(new_runs: set[Path], new_shm: set[str]) -> tuple[set[Path], set[str]]
     shm = {name for name in new_shm if _foreign(name, ours)}
     # a killed run of another session's private_runs test, before that test sweeps it
     shm |= {name for name in new_shm - shm if _in_a_private_base(name)}
-    unnamed = {name for name in new_shm if run_of_segment(name) is None}
+    # what another user made is never this suite's (it may not be able to read their maps)
+    shm |= {name for name in new_shm if _owner(f"/dev/shm/{name}") not in (None, os.getuid())}
+    unnamed = {name for name in new_shm - shm if run_of_segment(name) is None}
     if unnamed:
         shm |= _mapped_by_others(unnamed, ours)
         shm |= _transient(unnamed - shm)
     return runs, shm
+
+
+def _owner(path: str) -> int | None:
+    """The uid owning ``path``, or None if it is gone."""
+    try:
+        return os.stat(path).st_uid
+    except OSError:
+        return None
 
 
 def _in_a_private_base(segment: str) -> bool:

@@ -61,3 +61,18 @@ async def test_a_run_outside_the_test_is_its_owners_while_it_runs_and_leaked_onc
     async with Runtime(log_dir=tmp_path / "next"):
         pass  # sweeps the dead run's directory
     assert not run_dir.exists()
+
+
+def test_shared_memory_made_by_another_user_is_never_counted_as_a_leak() -> None:
+    if os.getuid() != 0:
+        pytest.skip("needs root to make a /dev/shm entry owned by another user")
+    # as multiprocessing names a semaphore: no run id, so only its owner tells whose it is
+    entry = Path(f"/dev/shm/sem.mp-test-{os.getpid()}")
+    entry.write_bytes(b"\0" * 32)
+    try:
+        os.chown(entry, 65534, 65534)  # nobody, as another user's process would leave it
+        assert others(set(), {entry.name}) == (set(), {entry.name})
+        os.chown(entry, os.getuid(), os.getgid())
+        assert others(set(), {entry.name}) == (set(), set())  # ours, unmapped, staying: a leak
+    finally:
+        entry.unlink()

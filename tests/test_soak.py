@@ -1,4 +1,4 @@
-"""Soak: a stream through a pipeline of actors while the middle one is SIGKILLed repeatedly.
+"""Soaks: streams through a pipeline of actors while the middle one is killed repeatedly.
 
 Bounded to about half a minute (``ACTORS_SOAK_SECONDS`` changes it). Afterwards the
 traced logs must account for every message: handled, failed or dead-lettered (in doubt
@@ -17,7 +17,9 @@ from pathlib import Path
 import anyio
 import pytest
 
+from actors import ActorDeadError
 from runtime import Runtime
+from runtime.trace import load_run
 from tests.helpers import Relay
 from tests.history import check_history
 
@@ -72,3 +74,79 @@ async def test_a_pipeline_under_repeated_sigkill_loses_nothing_silently(tmp_path
     lost_in_doubt = history.dead_by_reason()["in_doubt"]
     assert kept + lost_in_doubt >= sent - lost_in_doubt  # the sink got the rest
     assert rt.report.restarts["middle"] == kills
+
+
+@pytest.mark.timeout(SECONDS + 90)
+async def test_asks_and_tells_under_sigkill_and_exit_each_end_with_one_outcome(
+    tmp_path: Path,
+) -> None:
+    rng = random.Random(4321)  # the fault schedule is seeded: reruns inject the same faults
+    seconds = SECONDS * 0.6
+    kills = exits = sent = asked = ask_errors = 0
+    async with Runtime(log_dir=tmp_path, trace=True) as rt:
+        sup = await rt.supervisor("pipeline", max_restarts=1000, period=60)
+        sink = await rt.spawn(Relay, None, name="sink", supervisor=sup)
+        middle = await rt.spawn(Relay, sink, name="middle", supervisor=sup)
+        head = await rt.spawn(Relay, middle, name="head", supervisor=sup)
+        deadline = time.monotonic() + seconds
+
+        async def produce() -> None:
+            nonlocal sent
+            while time.monotonic() < deadline:
+                for _ in range(20):
+                    await head.tell(("item", sent))
+                    sent += 1
+                await anyio.sleep(0.01)  # pacing the load, not synchronising
+
+        async def ask() -> None:
+            nonlocal asked, ask_errors
+            while time.monotonic() < deadline:
+                asked += 1
+                try:
+                    await middle.ask(("item", -asked), timeout=30)
+                except ActorDeadError:
+                    ask_errors += 1
+
+        async def strike() -> None:
+            nonlocal kills, exits
+            while time.monotonic() < deadline - 1:
+                await anyio.sleep(rng.uniform(0.3, 0.8))  # when to strike: the fault schedule
+                async with rt.probe() as probe:
+                    if rng.random() < 0.5:
+                        os.kill(await middle.ask("pid", timeout=30), signal.SIGKILL)
+                        kills += 1
+                    else:
+                        await middle.tell("exit")  # os._exit(3) in its handler
+                        exits += 1
+                    await probe.expect("actor.restarted", actor="middle", timeout=30)
+
+        with anyio.fail_after(seconds + 60):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(produce)
+                for _ in range(4):
+                    tg.start_soon(ask)
+                tg.start_soon(strike)
+            await head.ask("barrier", timeout=60)  # drains the whole pipeline
+    history = check_history(tmp_path)
+    assert kills >= 2
+    assert exits >= 2
+    assert ask_errors > 0  # asks were in flight when the middle actor died
+    assert history.unaccounted == set(), f"{len(history.unaccounted)} messages unaccounted"
+    assert history.two_outcomes == {}
+    assert history.duplicated == []
+    assert history.fifo_violations == []
+    # every message, tell or ask, has exactly one outcome as the viewer resolves it
+    assert history.sent | history.asked <= set(history.outcomes)
+    # the report agrees with the logs: over all incarnations, killed ones included
+    run = load_run(tmp_path)
+    summary = {row.actor: row for row in run.summary()}
+    for name in ("head", "middle", "sink"):
+        assert rt.report.handled[name] == summary[name].handled, name
+        assert rt.report.failed[name] == summary[name].failed, name
+        assert rt.report.dead_lettered[name] == summary[name].dead_lettered, name
+    records = [e for e in run.events if e["event"] == "message.dead_lettered"]
+    in_doubt = [e for e in records if e.get("reason") == "in_doubt"]
+    assert rt.report.in_doubt == len(in_doubt)  # asks included
+    assert any(e.get("ask") for e in in_doubt)
+    assert rt.report.restarts["middle"] == kills + exits
+    assert rt.report.stopped == ["head", "middle", "sink"]  # newest first

@@ -39,6 +39,7 @@ from actors._checks import seconds
 from actors._router import install_router
 from actors._shared import install_shared_memory
 
+from ..observe.account import DEAD_LETTERED, FAILED, HANDLED, IN_DOUBT, Account, account_path
 from ..observe.logging import Log, emitter
 from ..observe.tracing import CURRENT, handled_line, type_json
 from ..shm.segments import message_prefix, segments_of, unlink_segments
@@ -119,6 +120,9 @@ class Incarnation:
         self.handled = 0
         self.failed = 0
         self.dead = 0
+        # the counts also go where the driver reads them after this process, however it ends
+        self.account = Account(account_path(spec.run_dir, spec.box))
+        self._cells = self.account.cells
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -136,6 +140,7 @@ class Incarnation:
                 shipper=Shipper(spec.log.run_id, spec.box, spec.config.shm_threshold),
                 ask_spin=spec.config.busy_poll,
                 await_actor=self._await_actor,
+                on_in_doubt=self._record_in_doubt,
             )
             install_router(self.transport)
             install_shared_memory(self.sharing)
@@ -230,6 +235,7 @@ class Incarnation:
         await self.transport.leave(min(LEAVE_TIMEOUT, self._stop_by - time.monotonic()))
         error_type, error = self._crash or ("", "")
         in_doubt = self.transport.in_doubt()
+        self._cells[IN_DOUBT] = in_doubt
         self.log.info(
             "actor.stopped",
             reason=reason,
@@ -278,7 +284,13 @@ class Incarnation:
         actor = self.actor
         assert actor is not None
         trace = self._trace
+        cells = self._cells
+        log = emitter()
         while True:
+            if trace:
+                # what the last message's handling logged goes to disk before the next one
+                # runs: a handler that ends the process leaves every earlier event behind
+                log.flush()
             env = mailbox.take()
             if env is None and (env := await mailbox.get()) is None:
                 return
@@ -315,9 +327,9 @@ class Incarnation:
                     reply = self._reply
                     self._env = self._reply = None
                 self.handled += 1
+                cells[HANDLED] = self.handled
                 if trace:
                     # logged before the answer leaves: an asker that then reads the logs sees it
-                    log = emitter()
                     log.queue(
                         handled_line(
                             log.stamp(),
@@ -359,6 +371,7 @@ class Incarnation:
     def _log_failed(self, env: Envelope, exc: Exception, **detail: object) -> None:
         """Count ``env`` as failed with ``exc`` and log ``message.failed`` (plus ``detail``)."""
         self.failed += 1
+        self._cells[FAILED] = self.failed
         self.log.error(
             "message.failed",
             **_ids(env),
@@ -420,6 +433,7 @@ class Incarnation:
                     )
                 return
         self.dead += 1
+        self._cells[DEAD_LETTERED] = self.dead
         self.log.warning(
             "message.dead_lettered",
             **_ids(env),
@@ -453,6 +467,9 @@ class Incarnation:
             await self.request(protocol.AwaitActor(ref, since))
         except ControlClosedError:
             raise ActorDeadError(ref.name, "unreachable") from None
+
+    def _record_in_doubt(self, total: int) -> None:
+        self._cells[IN_DOUBT] = total
 
     async def _beat(self) -> None:
         """Tell the runtime the event loop runs, and since when a message is handled.

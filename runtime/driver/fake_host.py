@@ -17,6 +17,7 @@ import anyio
 import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ..observe.account import Counts
 from ..wire.control import ControlClosedError
 from ..wire.protocol import ActorSpec, ControlMessage, Ready, StartFailed, Stop, Stopped
 from .hosting import StackDump
@@ -101,6 +102,10 @@ class FakeIncarnation:
     @property
     def control(self) -> _FakeLink:
         return self._link
+
+    @property
+    def account(self) -> Counts | None:
+        return None
 
     def _say(self, message: ControlMessage) -> None:
         if self.exit_code is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..observe.account import Counts
 from ..wire.protocol import ActorSpec, ControlMessage
 
 __all__ = ["ControlLink", "Host", "HostedIncarnation", "StackDump"]
@@ -60,6 +61,15 @@ class HostedIncarnation(Protocol):
         """Wait for it to end, and for what it left behind to be cleaned up.
 
         Returns its exit code: 0 for an orderly end, -N for signal N.
+        """
+        ...
+
+    @property
+    def account(self) -> Counts | None:
+        """What it counted (handled, failed...), once ``wait`` returned; None if unknown.
+
+        Exact however it ended, where the host can tell (a local process keeps its counts
+        in a mapped file); otherwise the driver uses the account the incarnation sent.
         """
         ...
 

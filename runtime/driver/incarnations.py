@@ -164,15 +164,15 @@ class Incarnations:
         await hosted.control.aclose()
         life.exit_code = code
         life.exit_reason = self._exit_reason(life, code)
-        rec.add_report(life)
+        counts = life.counts()
+        rec.add_counts(counts)
         fields: dict[str, object] = {}
-        report = life.stop_report
-        if report is not None:
-            fields["handled"] = report.handled
-            fields["failed"] = report.failed
-            fields["dead_lettered"] = report.dead_lettered
-            if report.error_type:
-                fields["error_type"] = report.error_type
+        if counts is not None:
+            fields["handled"] = counts.handled
+            fields["failed"] = counts.failed
+            fields["dead_lettered"] = counts.dead_lettered
+        if life.stop_report is not None and life.stop_report.error_type:
+            fields["error_type"] = life.stop_report.error_type
         # an incarnation that never got ready is handled by whoever started it
         unexpected = life.stop_requested is None and life.running.is_set()
         clean = code == 0 and not life.killed and not life.hung

@@ -23,6 +23,7 @@ import anyio
 from anyio.abc import UNIXSocketStream
 
 from .._entry import LOOP_OPTION, PRELOAD, PRELOAD_ENV, actor_main, bootstrap
+from ..observe.account import Counts, account_path, counts_from_log, read_account
 from ..observe.logging import log_stem
 from ..shm.pool import orphan_pool
 from ..shm.segments import message_prefix, segments_of, unlink_segments
@@ -111,6 +112,7 @@ class _ProcessIncarnation:
             raise RuntimeError("an actor process started without a pid")
         self._pid: int = pid
         self._code: int | None = None
+        self._account: Counts | None = None
         self._stderr = spec.log.log_dir / f"{log_stem(spec.name, spec.actor_id, pid)}.stderr"
 
     @property
@@ -120,6 +122,10 @@ class _ProcessIncarnation:
     @property
     def control(self) -> ControlChannel:
         return self._control
+
+    @property
+    def account(self) -> Counts | None:
+        return self._account
 
     async def wait(self) -> int:
         if self._code is None:
@@ -135,8 +141,13 @@ class _ProcessIncarnation:
         return self._code
 
     def _clean_up(self) -> None:
-        """Remove what the process may have left: its socket file and its segments."""
+        """Take its account; remove what it may have left: its socket file and segments."""
         spec = self._spec
+        self._account = read_account(account_path(spec.run_dir, spec.box))
+        if spec.log.trace and self._code != 0:
+            # killed or exited mid-way: its log, where users look, is the record
+            log = spec.log.log_dir / f"{log_stem(spec.name, spec.actor_id, self._pid)}.jsonl"
+            self._account = counts_from_log(log) or self._account
         with contextlib.suppress(FileNotFoundError):
             os.unlink(spec.address)
         run_id = spec.log.run_id

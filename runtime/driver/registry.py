@@ -22,6 +22,7 @@ from actors import (
     StopReason,
 )
 
+from ..observe.account import Counts
 from ..wire.protocol import ChildOptions, Stopped
 from .hosting import HostedIncarnation
 from .policy import SupervisorNode
@@ -58,6 +59,14 @@ class Life:
     def pid(self) -> int | None:
         return self.hosted.pid
 
+    def counts(self) -> Counts | None:
+        """What it counted: the host's account if it keeps one, else the one it sent."""
+        counts = self.hosted.account
+        if counts is None and self.stop_report is not None:
+            report = self.stop_report
+            counts = Counts(report.handled, report.failed, report.dead_lettered, report.in_doubt)
+        return counts
+
 
 @dataclass(eq=False)
 class ActorRecord:
@@ -93,13 +102,13 @@ class ActorRecord:
     def name(self) -> str:
         return self.ref.name
 
-    def add_report(self, life: Life) -> None:
-        report = life.stop_report
-        if report is not None:
-            self.handled += report.handled
-            self.failed += report.failed
-            self.dead_lettered += report.dead_lettered
-            self.in_doubt += report.in_doubt
+    def add_counts(self, counts: Counts | None) -> None:
+        """Add what one ended incarnation counted."""
+        if counts is not None:
+            self.handled += counts.handled
+            self.failed += counts.failed
+            self.dead_lettered += counts.dead_lettered
+            self.in_doubt += counts.in_doubt
 
 
 class Registry:

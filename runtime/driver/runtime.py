@@ -26,7 +26,7 @@ from actors._shared import install_shared_memory
 
 from .._api import Services
 from .._config import RuntimeConfig
-from .._main_import import MainImportStop, in_actor_process_main_import
+from .._main_import import in_actor_process_main_import, park_script
 from ..observe.logging import LogConfig, new_run_log_dir, open_log
 from ..observe.loop_noise import install_noise_filter
 from ..observe.probe import EventProbe, PublishingLog
@@ -205,8 +205,8 @@ class Runtime(Services):
     async def __aenter__(self) -> Runtime:
         if in_actor_process_main_import():
             # the script's top level is running again inside an actor process, to define
-            # its classes there: stop the import here instead of starting a second runtime
-            raise MainImportStop
+            # its classes there: it stops here for good instead of starting a runtime
+            park_script()
         if self._state != "new":
             raise RuntimeError("a Runtime can be entered once; create a new one")
         _refuse_other_async_library()

@@ -90,6 +90,7 @@ class RunDirectory:
         path = base / f"run-{run_id}"
         path.mkdir(mode=0o700)
         (path / "locks").mkdir(mode=0o700)
+        (path / "accounts").mkdir(mode=0o700)
         owner = {"pid": os.getpid(), "start_time": process_start_time(os.getpid())}
         (path / "owner.json").write_text(json.dumps(owner))
         return cls(path, run_id), swept

@@ -1,0 +1,109 @@
+"""Account: an incarnation's message counts, kept where they outlive its process.
+
+The actor process maps a small file in the run directory and stores each count there as
+it changes; the driver reads the file once the process has ended, however it ended. So
+the report's counts include incarnations that were killed, with no message to the driver.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+__all__ = [
+    "DEAD_LETTERED",
+    "FAILED",
+    "HANDLED",
+    "IN_DOUBT",
+    "Account",
+    "Counts",
+    "account_path",
+    "counts_from_log",
+    "read_account",
+]
+
+#: the cells of an account, in order
+HANDLED, FAILED, DEAD_LETTERED, IN_DOUBT = range(4)
+_CELLS = 4
+_SIZE = 8 * _CELLS
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """What one incarnation counted."""
+
+    handled: int = 0
+    failed: int = 0
+    dead_lettered: int = 0
+    in_doubt: int = 0
+
+
+def account_path(run_dir: str | os.PathLike[str], box: str) -> Path:
+    """Where incarnation ``box`` keeps its account."""
+    return Path(run_dir) / "accounts" / box
+
+
+class Account:
+    """The writing side, in the actor process: ``cells[HANDLED] = n`` and so on."""
+
+    def __init__(self, path: Path) -> None:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.ftruncate(fd, _SIZE)
+            self._map = mmap.mmap(fd, _SIZE)
+        finally:
+            os.close(fd)
+        #: one signed 64-bit cell per count; a store is all a count costs
+        self.cells = memoryview(self._map).cast("q")
+
+    def counts(self) -> Counts:
+        return Counts(*self.cells)
+
+
+def read_account(path: Path, *, remove: bool = True) -> Counts | None:
+    """The counts an ended incarnation left at ``path`` (None if it made no account)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    if remove:
+        path.unlink(missing_ok=True)
+    if len(data) != _SIZE:
+        return None
+    return Counts(*memoryview(data).cast("q"))
+
+
+def counts_from_log(path: Path) -> Counts | None:
+    """Count what an incarnation's own log says it handled, failed and dead-lettered.
+
+    For an incarnation that was killed with tracing on: its log, which users inspect, is
+    then the record, and a kill between writing a line and storing a count cannot make
+    the two disagree. A line cut short by the kill is skipped, as the viewer skips it.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    handled = failed = dead = in_doubt = 0
+    for line in data.splitlines():
+        if b'"message.' not in line:
+            continue
+        try:
+            event = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        name = event.get("event")
+        if name == "message.handled":
+            handled += 1
+        elif name == "message.failed":
+            failed += 1
+        elif name == "message.dead_lettered":
+            if event.get("reason") == "in_doubt":
+                in_doubt += 1
+            else:
+                dead += 1
+    return Counts(handled, failed, dead, in_doubt)
