@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import faulthandler
 import os
 import signal
 import socket
 import sys
-from typing import Any
+import threading
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 import anyio
 from anyio.abc import SocketStream, UNIXSocketStream
 
 from .._entry import LOOP_OPTION
-from ..observe.logging import log_stem, open_log
+from ..observe.logging import emitter, log_stem, open_log
 from ..observe.loop_noise import install_noise_filter
 from ..wire.control import ControlChannel
 from .incarnation import Incarnation, load_spec
@@ -38,9 +41,26 @@ def bootstrap(unit: Any) -> None:
     sys.exit(code)
 
 
+def _flush_before_exit(real_exit: Callable[[int], NoReturn]) -> Callable[[int], NoReturn]:
+    """``os._exit`` that first writes the events this step has queued (main thread only).
+
+    A handler that ends its process with ``os._exit`` would otherwise lose the events of
+    the messages handled earlier in the same step of the event loop.
+    """
+
+    def _exit(code: int) -> NoReturn:
+        if threading.current_thread() is threading.main_thread():
+            with contextlib.suppress(Exception):  # exiting must not fail
+                emitter().flush()
+        real_exit(code)
+
+    return _exit
+
+
 async def actor_main(spec_data: bytes, control_sock: socket.socket) -> int:
     """Run one actor incarnation; return the process exit code."""
     install_noise_filter(asyncio.get_running_loop())
+    os._exit = _flush_before_exit(os._exit)  # type: ignore[assignment]
     spec = load_spec(spec_data)
     stem = log_stem(spec.name, spec.actor_id, os.getpid())
     log, log_file = open_log(
@@ -69,5 +89,6 @@ async def actor_main(spec_data: bytes, control_sock: socket.socket) -> int:
         fault_file.close()
         if stderr_path.stat().st_size == 0:
             stderr_path.unlink()
+        emitter().flush()
         log_file.close()
     return code

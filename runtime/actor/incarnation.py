@@ -287,10 +287,6 @@ class Incarnation:
         cells = self._cells
         log = emitter()
         while True:
-            if trace:
-                # what the last message's handling logged goes to disk before the next one
-                # runs: a handler that ends the process leaves every earlier event behind
-                log.flush()
             env = mailbox.take()
             if env is None and (env := await mailbox.get()) is None:
                 return
