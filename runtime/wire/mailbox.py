@@ -6,8 +6,9 @@ actor takes the message sent in it (the message being handled holds none). A sen
 connects gets all the free room if no other sender holds any, else half of it; if none is
 free, holders are asked for half of theirs and its first credit waits for that (or is
 none, after ``_STARVING_CHECK``). A freed slot goes back to the sender whose message freed
-it, in batches of a quarter of the mailbox, and at once when the actor has taken all that
-was queued: a lone sender to an actor stuck in its handler then holds all the room.
+it, in batches of a quarter of the mailbox, at once when the sender runs short, and at
+the end of the loop step in which the actor took all that was queued if its handler is
+still at work then: a lone sender to an actor stuck in its handler holds all the room.
 Unless senders are waiting for room (they ran out of credit and said so). Then freed
 slots go to those, first come first served, and in batches too while the actor has more
 than a batch queued: a sender woken for a few slots at a time costs both processes a
@@ -36,7 +37,7 @@ from anyio.abc import SocketAttribute
 
 from ..observe.logging import Log, emitter
 from ..observe.tracing import BOX, pair_json, received_line, unpack_ids
-from .batching import flush_now
+from .batching import end_of_step, flush_now
 from .connection import ConnectionLostError, FramedConnection, close_all
 from .frames import Kind, ProtocolError, encode
 from .polling import YIELD_EVERY, PollBackoff
@@ -161,6 +162,8 @@ class Mailbox:
         self._owing: set[_Inbound] = set()  # connections with owed > 0
         self._starving: asyncio.TimerHandle | None = None
         self._released = 0  # slots freed while senders waited
+        self._handling = False  # a message was taken and is not done yet
+        self._handing_back = False  # _hand_back is due at the end of this loop step
         # credit and acks go back in batches of a quarter of the mailbox: smaller batches
         # wake a fast sender more often for fewer messages, and its receiver runs dry
         # between batches and idles
@@ -502,11 +505,24 @@ class Mailbox:
         conn.owed = owed
         if owed == 1:  # a connection owed credit is in _owing, and only such a one
             self._owing.add(conn)
-        if owed >= self._flush_at or not self._queue:
-            # in batches while the actor has more queued (fewer frames, fewer wake-ups); at
-            # once when it has taken everything: its handler may wait (for this sender,
-            # even), and the sender's tell_nowait must find all the room there is
+        if owed >= self._flush_at or (not self._queue and conn.granted < self._flush_at):
+            # in batches while the sender holds plenty (fewer frames, fewer wake-ups); at
+            # once when it may run short before the next batch, or when it asks (DEMAND)
             self._flush(conn)
+        elif not self._queue and not self._handing_back:
+            # the actor took everything: if its handler still runs when this step of the
+            # loop ends (it waits, for this very sender, maybe), the room goes back then,
+            # so that a sender's tell_nowait finds all there is; an actor that is done and
+            # waits for more keeps the batches
+            self._handing_back = True
+            end_of_step(self._hand_back)
+
+    def _hand_back(self) -> None:
+        """End of a step after the actor took all it had: return freed room if it handles."""
+        self._handing_back = False
+        if self._handling and not self.closing:
+            for conn in list(self._owing):
+                self._flush(conn)
 
     # -- the actor's side ----------------------------------------------------------------
 
@@ -523,6 +539,7 @@ class Mailbox:
         if not self._queue:
             return None
         env = self._queue.popleft()
+        self._handling = True
         self._release(env)
         return env
 
@@ -607,6 +624,7 @@ class Mailbox:
         Told in batches (with credit, or when the mailbox runs empty), so that a sender
         that loses the connection knows which of its messages are in doubt.
         """
+        self._handling = False
         conn = env.conn
         conn.done += 1
         conn.queued -= 1
