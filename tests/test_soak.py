@@ -17,7 +17,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from actors import ActorDeadError
+from actors import ActorDeadError, ActorRef
 from runtime import Runtime
 from runtime.trace import load_run
 from tests.helpers import Relay
@@ -28,25 +28,32 @@ pytestmark = pytest.mark.anyio
 SECONDS = float(os.environ.get("ACTORS_SOAK_SECONDS", "25"))
 
 
+async def _pipeline(rt: Runtime) -> tuple[ActorRef, ActorRef]:
+    """head -> middle -> sink, under a supervisor that never gives up; (head, middle)."""
+    sup = await rt.supervisor("pipeline", max_restarts=1000, period=60)
+    sink = await rt.spawn(Relay, None, name="sink", supervisor=sup)
+    middle = await rt.spawn(Relay, sink, name="middle", supervisor=sup)
+    head = await rt.spawn(Relay, middle, name="head", supervisor=sup)
+    return head, middle
+
+
+async def _produce(head: ActorRef, deadline: float, counter: list[int]) -> None:
+    """Tell ("item", n) to ``head`` until ``deadline``; ``counter[0]`` counts them."""
+    while time.monotonic() < deadline:
+        for _ in range(20):
+            await head.tell(("item", counter[0]))
+            counter[0] += 1
+        await anyio.sleep(0.01)  # pacing the load, not synchronising
+
+
 @pytest.mark.timeout(SECONDS + 90)
 async def test_a_pipeline_under_repeated_sigkill_loses_nothing_silently(tmp_path: Path) -> None:
     rng = random.Random(1234)  # the kill timing is seeded: reruns inject the same faults
     kills = 0
-    sent = 0
+    counter = [0]
     async with Runtime(log_dir=tmp_path, trace=True) as rt:
-        sup = await rt.supervisor("pipeline", max_restarts=1000, period=60)
-        sink = await rt.spawn(Relay, None, name="sink", supervisor=sup)
-        middle = await rt.spawn(Relay, sink, name="middle", supervisor=sup)
-        head = await rt.spawn(Relay, middle, name="head", supervisor=sup)
+        head, middle = await _pipeline(rt)
         deadline = time.monotonic() + SECONDS
-
-        async def produce() -> None:
-            nonlocal sent
-            while time.monotonic() < deadline:
-                for _ in range(20):
-                    await head.tell(("item", sent))
-                    sent += 1
-                await anyio.sleep(0.01)  # pacing the load, not synchronising
 
         async def kill_middle() -> None:
             nonlocal kills
@@ -60,19 +67,19 @@ async def test_a_pipeline_under_repeated_sigkill_loses_nothing_silently(tmp_path
 
         with anyio.fail_after(SECONDS + 60):
             async with anyio.create_task_group() as tg:
-                tg.start_soon(produce)
+                tg.start_soon(_produce, head, deadline, counter)
                 tg.start_soon(kill_middle)
             kept = await head.ask("barrier", timeout=60)  # drains the whole pipeline
     history = check_history(tmp_path)
     assert kills >= SECONDS // 2
-    assert len(history.sent) >= 3 * sent // 2  # main->head, head->middle, middle->sink
+    assert len(history.sent) >= 3 * counter[0] // 2  # main->head, head->middle, middle->sink
     assert history.unaccounted == set(), f"{len(history.unaccounted)} messages unaccounted"
     assert history.duplicated == []  # at most once
     assert history.unexpected == set()
     assert history.fifo_violations == []
     assert set(history.dead_by_reason()) <= {"in_doubt", "crashed", "stopped"}
     lost_in_doubt = history.dead_by_reason()["in_doubt"]
-    assert kept + lost_in_doubt >= sent - lost_in_doubt  # the sink got the rest
+    assert kept + lost_in_doubt >= counter[0] - lost_in_doubt  # the sink got the rest
     assert rt.report.restarts["middle"] == kills
 
 
@@ -82,21 +89,11 @@ async def test_asks_and_tells_under_sigkill_and_exit_each_end_with_one_outcome(
 ) -> None:
     rng = random.Random(4321)  # the fault schedule is seeded: reruns inject the same faults
     seconds = SECONDS * 0.6
-    kills = exits = sent = asked = ask_errors = 0
+    kills = exits = asked = ask_errors = 0
+    counter = [0]
     async with Runtime(log_dir=tmp_path, trace=True) as rt:
-        sup = await rt.supervisor("pipeline", max_restarts=1000, period=60)
-        sink = await rt.spawn(Relay, None, name="sink", supervisor=sup)
-        middle = await rt.spawn(Relay, sink, name="middle", supervisor=sup)
-        head = await rt.spawn(Relay, middle, name="head", supervisor=sup)
+        head, middle = await _pipeline(rt)
         deadline = time.monotonic() + seconds
-
-        async def produce() -> None:
-            nonlocal sent
-            while time.monotonic() < deadline:
-                for _ in range(20):
-                    await head.tell(("item", sent))
-                    sent += 1
-                await anyio.sleep(0.01)  # pacing the load, not synchronising
 
         async def ask() -> None:
             nonlocal asked, ask_errors
@@ -122,7 +119,7 @@ async def test_asks_and_tells_under_sigkill_and_exit_each_end_with_one_outcome(
 
         with anyio.fail_after(seconds + 60):
             async with anyio.create_task_group() as tg:
-                tg.start_soon(produce)
+                tg.start_soon(_produce, head, deadline, counter)
                 for _ in range(4):
                     tg.start_soon(ask)
                 tg.start_soon(strike)

@@ -327,6 +327,17 @@ class _Outbound(FramedConnection):
                 return False
             os.sched_yield()  # on a busy machine, let the answering process have the CPU
 
+    def _in_doubt(self, ident: int, **keys: object) -> None:
+        """Record message ``ident`` as in doubt: its receiver died before confirming it."""
+        self.in_doubt += 1
+        self.log.warning(
+            "message.dead_lettered",
+            msg_id=f"{self.sender_id}.{ident}",
+            receiver=self.ref.name,
+            reason="in_doubt",
+            **keys,
+        )
+
     def _lost(self, error: str) -> None:
         self.dead_reason = "stopped" if self.closing else "died"
         self.closed = True
@@ -339,23 +350,10 @@ class _Outbound(FramedConnection):
         # at-most-once they are not resent, and each is recorded here (an ask's asker
         # also got ActorDeadError: the record says what became of the message itself)
         for ident in self.pending:
-            self.in_doubt += 1
-            self.log.warning(
-                "message.dead_lettered",
-                msg_id=f"{self.sender_id}.{ident}",
-                receiver=self.ref.name,
-                reason="in_doubt",
-                ask=True,
-            )
+            self._in_doubt(ident, ask=True)
         self.pending.clear()
         for ident in self.doubtful():
-            self.in_doubt += 1
-            self.log.warning(
-                "message.dead_lettered",
-                msg_id=f"{self.sender_id}.{ident}",
-                receiver=self.ref.name,
-                reason="in_doubt",
-            )
+            self._in_doubt(ident)
         self.unacked.clear()
         if self.dead_reason == "died":
             self.log.warning(
