@@ -39,17 +39,14 @@ def sequence_diagram(run: Run, *, trace_id: str | None = None, limit: int = 300)
         arrow = "-x" if m.outcome in ("dead_lettered", "died") else "->>"
         text = _label(m.msg_type + (" (ask)" if m.ask else ""))
         steps.append((m.sent_at or 0.0, order, f"    {a}{arrow}{b}: {text}"))
-        if m.outcome == "failed":
-            note = f"    Note over {b}: failed {_label(m.error_type or '')}"
-            steps.append(((m.outcome_at or 0.0), order, note))
-        elif m.outcome == "dead_lettered":
-            note = f"    Note over {b}: dead letter ({_label(m.reason or '')})"
-            steps.append(((m.outcome_at or 0.0), order, note))
-        elif m.outcome == "died":
-            note = f"    Note over {b}: died with it ({_label(m.reason or '')})"
-            steps.append(((m.outcome_at or 0.0), order, note))
-        elif m.outcome == "in_doubt":
-            note = f"    Note over {b}: in doubt (died before confirming it)"
+        notes = {
+            "failed": f"failed {_label(m.error_type or '')}",
+            "dead_lettered": f"dead letter ({_label(m.reason or '')})",
+            "died": f"died with it ({_label(m.reason or '')})",
+            "in_doubt": "in doubt (died before confirming it)",
+        }
+        if m.outcome in notes:
+            note = f"    Note over {b}: {notes[m.outcome]}"
             steps.append(((m.outcome_at or 0.0), order, note))
         if m.ask and m.replied_at is not None:
             steps.append((m.replied_at, order, f"    {b}-->>{a}: reply"))
