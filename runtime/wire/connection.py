@@ -14,6 +14,7 @@ import contextlib
 import select
 import socket
 from collections.abc import Iterable
+from typing import cast
 
 import anyio
 import anyio.abc
@@ -22,11 +23,18 @@ from anyio.abc import SocketAttribute
 from .batching import end_of_step, flush_now, pending
 from .frames import HEADER, FrameDecoder, Kind, ProtocolError, encode
 
-__all__ = ["ConnectionLostError", "FramedConnection", "close_all"]
+__all__ = ["STALL_LIMIT", "WRITE_CAP", "ConnectionLostError", "FramedConnection", "close_all"]
 
 _READ_SIZE = 1 << 18
 #: frames held for the end of a loop step are written at once past this many bytes
 _HOLD_LIMIT = 1 << 16
+#: bytes queued to one peer (waiting for it to read) past which it is ``choked``: the
+#: mailbox then handles none of its messages, so none of its replies, until it reads
+WRITE_CAP = 32 << 20
+#: seconds a choked peer may read nothing before it is disconnected
+STALL_LIMIT = 5.0
+#: the writer sends at most this much per call, so that a slow reader's progress shows
+_WRITE_CHUNK = 1 << 20
 
 
 class ConnectionLostError(Exception):
@@ -58,6 +66,12 @@ class FramedConnection:
         self.closed = False
         #: set once the socket is closed and the connection's tasks are done with it
         self.finished = anyio.Event()
+        self._progress: anyio.Event | None = None  # set when the writer sends a chunk
+
+    #: bytes queued for the writer task (the socket took no more), and whether that is
+    #: ``WRITE_CAP`` or more; class defaults, set per connection once frames queue up
+    backlog = 0
+    choked = False
 
     def push(self, frame: bytes) -> None:
         """Write ``frame`` now if the socket takes it, else queue it; never blocks.
@@ -117,6 +131,9 @@ class FramedConnection:
                 return
             frame = frame[sent:]
         self._wbuf.append(frame)
+        self.backlog += len(frame)
+        if self.backlog >= WRITE_CAP:
+            self.choked = True
         if self._wake is not None:
             self._wake.set()
             self._wake = None
@@ -151,17 +168,60 @@ class FramedConnection:
                 self._wbuf.clear()
                 self._writing = True
                 try:
-                    await stream.send(data)
+                    if len(data) <= _WRITE_CHUNK:
+                        await stream.send(data)
+                        self._sent(len(data))
+                    else:
+                        await self._send_chunks(stream, data)
                 finally:
                     self._writing = False
                 if not self._wbuf and self._flushed is not None:
                     self._flushed.set()
                     self._flushed = None
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-            self.closed = True
+            self._close_output()
         finally:
             if self._flushed is not None:
                 self._flushed.set()
+            self._wake_progress()
+
+    async def _send_chunks(self, stream: anyio.abc.ByteStream, data: bytes) -> None:
+        view = memoryview(data)
+        for start in range(0, len(data), _WRITE_CHUNK):
+            chunk = view[start : start + _WRITE_CHUNK]
+            # anyio's socket streams send any buffer (they take a memoryview of it)
+            await stream.send(cast(bytes, chunk))
+            self._sent(len(chunk))
+
+    def _sent(self, n: int) -> None:
+        self.backlog = max(0, self.backlog - n)  # (0 already if the buffers were dropped)
+        if self.choked and self.backlog < WRITE_CAP:
+            self.choked = False
+        self._wake_progress()
+
+    def _wake_progress(self) -> None:
+        if self._progress is not None:
+            self._progress.set()
+            self._progress = None
+
+    async def wait_room(self, stall_limit: float) -> bool:
+        """Wait until this connection is no longer ``choked`` (or is closed).
+
+        Return False if its peer read nothing (the writer sent no chunk) for
+        ``stall_limit`` seconds meanwhile.
+        """
+        while self.choked and not self.closed:
+            self._progress = progress = anyio.Event()
+            with anyio.move_on_after(stall_limit) as scope:
+                await progress.wait()
+            if scope.cancelled_caught:
+                return False
+        return True
+
+    def abort(self) -> None:
+        """End the connection both ways now, and free what it buffered."""
+        self.shutdown()
+        self._drop_buffers()
 
     async def wait_flushed(self) -> None:
         """Wait until every queued frame is written (or the connection is closed)."""
@@ -187,7 +247,7 @@ class FramedConnection:
             if self._read_error is not None:
                 error = self._read_error
                 if isinstance(error, ProtocolError):
-                    raise error
+                    raise ProtocolError(str(error))  # a copy: raising adds a traceback
                 raise ConnectionLostError(type(error).__name__)
             if self._loop is None:
                 self._start_reading()
@@ -284,7 +344,9 @@ class FramedConnection:
         return self._read_error is not None
 
     def _fail_reading(self, error: BaseException) -> None:
-        self._read_error = error
+        # without its traceback: its frames hold this connection, and the cycle would keep
+        # the connection (and its buffers) until a full garbage collection
+        self._read_error = error.with_traceback(None)
         self._stop_reading()
         self._wake_reader()
 
@@ -300,7 +362,7 @@ class FramedConnection:
         it: anyio's raw-socket streams can then hit a set_result on a finished future when
         data arrives in the same loop iteration.
         """
-        self.closed = True
+        self._close_output()
         raw = self.stream.extra(SocketAttribute.raw_socket, None)
         if raw is not None:
             with contextlib.suppress(OSError):
@@ -309,13 +371,33 @@ class FramedConnection:
             self._wake.set()
             self._wake = None
 
+    def _close_output(self) -> None:
+        """Write nothing more: what waits to be written never will, and is freed.
+
+        So a closed connection is never ``choked``: the mailbox does not wait for it.
+        """
+        self.closed = True
+        self._wbuf.clear()
+        self._held.clear()
+        self._held_bytes = 0
+        self.backlog = 0
+        self.choked = False
+        self._wake_progress()
+
+    def _drop_buffers(self) -> None:
+        # the connection object may outlive its use (an envelope, a traceback refers to
+        # it): what it buffered must not
+        self._close_output()
+        self._decoder.clear()
+        self._frames = []
+
     async def aclose(self) -> None:
-        """Close the socket; idempotent."""
+        """Close the socket and free what it buffered; idempotent."""
         self._stop_reading()
         if self._read_error is None:
             self._read_error = ConnectionLostError("closed")
         self._wake_reader()
-        self.closed = True
+        self._drop_buffers()
         if self._wake is not None:
             self._wake.set()
             self._wake = None

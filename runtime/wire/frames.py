@@ -98,3 +98,8 @@ class FrameDecoder:
             buf += memoryview(data)[pos:]
             self._need = need
         return frames
+
+    def clear(self) -> None:
+        """Forget a partial frame held, and free its memory."""
+        self._buf = bytearray()
+        self._need = 0

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import os
 import select
@@ -29,6 +30,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import cast
 
 import anyio
 import anyio.abc
@@ -38,14 +40,32 @@ from anyio.abc import SocketAttribute
 from ..observe.logging import Log, emitter
 from ..observe.tracing import BOX, pair_json, received_line, unpack_ids
 from .batching import end_of_step, flush_now
-from .connection import ConnectionLostError, FramedConnection, close_all
+from .connection import STALL_LIMIT, ConnectionLostError, FramedConnection, close_all
 from .frames import Kind, ProtocolError, encode
 from .polling import YIELD_EVERY, PollBackoff
 from .rundir import peer_credentials
 
-__all__ = ["Envelope", "Mailbox"]
+__all__ = ["Envelope", "ListenerLostError", "Mailbox"]
 
 _HELLO_TIMEOUT = 5.0
+#: far above any real HELLO (actor names are at most 200 characters)
+_HELLO_MAX = 8192
+#: errors of ``accept`` that say nothing about the listener: out of descriptors or memory
+#: for now, or a connection that went away before it was taken
+_ACCEPT_TRANSIENT = frozenset(
+    (
+        errno.EMFILE,
+        errno.ENFILE,
+        errno.ENOBUFS,
+        errno.ENOMEM,
+        errno.ECONNABORTED,
+        errno.EPROTO,
+        errno.EPERM,
+        errno.EINTR,
+    )
+)
+#: the first wait before ``accept`` is tried again after such an error; doubled up to the max
+_ACCEPT_RETRY, _ACCEPT_RETRY_MAX = 0.01, 1.0
 # frame kinds as plain ints: compared for every frame
 _TELL, _ASK = int(Kind.TELL), int(Kind.ASK)
 _TRACED_TELL, _TRACED_ASK = int(Kind.TRACED_TELL), int(Kind.TRACED_ASK)
@@ -55,6 +75,33 @@ _ACK_DELAY = 0.002
 _STARVING_CHECK = 0.002
 #: a sender that holds credit and has sent nothing for this long is asked for it back
 _IDLE = 0.005
+
+
+class ListenerLostError(Exception):
+    """Internal: the listening socket failed for good; the actor must crash, not linger."""
+
+
+def _parse_hello(body: bytes) -> tuple[str, str, str]:
+    """A sender's HELLO: its name, actor id and box.
+
+    Raises:
+        ProtocolError: anything but a JSON object with those three strings.
+    """
+    if len(body) > _HELLO_MAX:
+        raise ProtocolError(f"HELLO of {len(body)} bytes is above the {_HELLO_MAX} limit")
+    try:
+        hello = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # (UnicodeDecodeError is a ValueError)
+        raise ProtocolError(f"HELLO is not JSON: {type(exc).__name__}") from None
+    if not isinstance(hello, dict):
+        raise ProtocolError(f"HELLO is a JSON {type(hello).__name__}, not an object")
+    fields = [hello.get(key) for key in ("name", "actor_id", "box")]
+    if not all(isinstance(field, str) for field in fields):
+        raise ProtocolError("HELLO needs the strings name, actor_id and box")
+    name, actor_id, box = cast(list[str], fields)
+    if not BOX.fullmatch(box):
+        raise ProtocolError(f"HELLO names no actor incarnation: {box[:100]!r}")
+    return name, actor_id, box
 
 
 class _Inbound(FramedConnection):
@@ -193,19 +240,61 @@ class Mailbox:
         self._listener = await anyio.create_unix_listener(path, mode=0o600)
 
     async def serve(self, task_group: anyio.abc.TaskGroup) -> None:
-        """Accept connections until ``close``."""
+        """Accept connections until ``close``.
+
+        Raises:
+            ListenerLostError: the listening socket broke; an actor no sender can reach
+                must not live on.
+        """
         listener = self._listener
         assert listener is not None
         task_group.start_soon(self._acknowledge)
-        with self._accept_scope:
-            while not self.closing:
-                try:
-                    stream = await listener.accept()
-                except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                    break
-                task_group.start_soon(self._serve_connection, stream)
-        # a closed listener makes connects fail at once instead of queueing unanswered
-        await listener.aclose()
+        try:
+            with self._accept_scope:
+                failures = 0
+                while not self.closing:
+                    try:
+                        stream = await listener.accept()
+                    except anyio.BrokenResourceError as exc:
+                        failures += 1
+                        await self._accept_failed(exc, failures)
+                        continue
+                    except anyio.ClosedResourceError:
+                        if self.closing:
+                            break
+                        self._log.error("mailbox.listener_lost", error="closed")
+                        raise ListenerLostError("the listening socket was closed") from None
+                    if failures:
+                        self._log.info("mailbox.accept_recovered", failures=failures)
+                        failures = 0
+                    task_group.start_soon(self._serve_connection, stream)
+        finally:
+            # a closed listener makes connects fail at once instead of queueing unanswered
+            await listener.aclose()
+
+    async def _accept_failed(self, exc: anyio.BrokenResourceError, failures: int) -> None:
+        """Log the first of a run of failed accepts, and wait before the next try.
+
+        A connection left in the backlog (out of descriptors: EMFILE) keeps the listener
+        readable: trying again at once would spin.
+
+        Raises:
+            ListenerLostError: the error is not one the listener outlives.
+        """
+        cause = exc.__cause__
+        code = cause.errno if isinstance(cause, OSError) else None
+        if code not in _ACCEPT_TRANSIENT:
+            self._log.error("mailbox.listener_lost", error=repr(cause or exc))
+            raise ListenerLostError(f"accepting connections failed: {cause or exc!r}") from exc
+        delay = min(_ACCEPT_RETRY_MAX, _ACCEPT_RETRY * 2 ** min(failures - 1, 16))
+        if failures == 1:
+            self._log.warning(
+                "mailbox.accept_failed",
+                errno=errno.errorcode.get(code or 0, str(code)),
+                error=str(cause),
+                retry_in_s=delay,
+            )
+        await anyio.sleep(delay)
 
     async def _serve_connection(self, stream: anyio.abc.SocketStream) -> None:
         pid, uid = peer_credentials(stream.extra(SocketAttribute.raw_socket))
@@ -234,8 +323,9 @@ class Mailbox:
                         conn.push(ack)
                     await conn.wait_flushed()
             finally:
-                tg.cancel_scope.cancel()
                 self._drop(conn)
+                # closing ends the writer task: cancelling it instead would leave a
+                # traceback holding the connection, and its buffers, until a full gc
                 await conn.aclose()
 
     async def _read(self, conn: _Inbound) -> None:
@@ -245,12 +335,8 @@ class Mailbox:
             kind, _, body = frames[0]
             if kind != Kind.HELLO:
                 raise ProtocolError("the first frame must be HELLO")
-            hello = json.loads(body)
-            conn.peer_name, conn.peer_id = str(hello["name"]), str(hello["actor_id"])
+            conn.peer_name, conn.peer_id, conn.peer_box = _parse_hello(body)
             conn.pair_json = pair_json(conn.peer_name, self.owner)
-            conn.peer_box = str(hello["box"])
-            if not BOX.fullmatch(conn.peer_box):
-                raise ProtocolError(f"HELLO names no actor incarnation: {conn.peer_box!r}")
             self._conns.add(conn)
             self._watch(conn)
             greeting = {"capacity": self.capacity, "box": self.box}
@@ -271,6 +357,12 @@ class Mailbox:
                 peer=conn.peer_name,
                 peer_pid=conn.peer_pid,
                 error=str(exc) or type(exc).__name__,
+            )
+        except Exception as exc:
+            # whatever a peer's bytes make go wrong costs that peer's connection, never
+            # the actor: the task running this must not fail
+            self._log.error(
+                "connection.failed", peer=conn.peer_name, peer_pid=conn.peer_pid, exc_info=exc
             )
 
     def _on_frames(self, conn: _Inbound, frames: list[tuple[int, int, bytes]]) -> None:
@@ -535,33 +627,61 @@ class Mailbox:
         return self.closing and not self._queue and all(c.eof or c.closed for c in self._conns)
 
     def take(self) -> Envelope | None:
-        """Take the next message if one is queued (no await: the common case)."""
+        """Take the next message if one is queued (no await: the common case).
+
+        None also if its sender is ``choked``: it reads too little of what it was sent,
+        and handling its messages would only queue more (``get`` waits for it).
+        """
         if not self._queue:
             return None
         env = self._queue.popleft()
+        if env.conn.choked:
+            self._queue.appendleft(env)
+            return None
         self._handling = True
         self._release(env)
         return env
 
     async def get(self) -> Envelope | None:
         """Take the next message; None once closed and every sender is done."""
-        while not self._queue:
-            if self._drained():
-                return None
-            if self.spin > 0 and self._polling.should_poll() and self._spin(self.spin):
-                # the message came without the event loop: let it run now and then
-                # (heartbeats, stop requests, acknowledgements)
-                now = time.monotonic()
-                if now - self._yielded_at > YIELD_EVERY:
-                    self._yielded_at = now
-                    await anyio.lowlevel.checkpoint()
-                if self._queue:
-                    break
-                continue
-            self._waiter = waiter = anyio.Event()
-            await waiter.wait()
-            self._yielded_at = time.monotonic()
-        return self.take()
+        while True:
+            while not self._queue:
+                if self._drained():
+                    return None
+                if self.spin > 0 and self._polling.should_poll() and self._spin(self.spin):
+                    # the message came without the event loop: let it run now and then
+                    # (heartbeats, stop requests, acknowledgements)
+                    now = time.monotonic()
+                    if now - self._yielded_at > YIELD_EVERY:
+                        self._yielded_at = now
+                        await anyio.lowlevel.checkpoint()
+                    if self._queue:
+                        break
+                    continue
+                self._waiter = waiter = anyio.Event()
+                await waiter.wait()
+                self._yielded_at = time.monotonic()
+            env = self.take()
+            if env is not None:
+                return env
+            await self._wait_for_reader(self._queue[0].conn)
+
+    async def _wait_for_reader(self, conn: _Inbound) -> None:
+        """Wait until ``conn``'s peer reads what it was sent; cut it off if it stalls.
+
+        Its messages wait meanwhile, and those of every sender after it: the mailbox is
+        one queue. So a peer may stall it for ``STALL_LIMIT`` at most.
+        """
+        if await conn.wait_room(STALL_LIMIT):
+            return
+        self._log.warning(
+            "connection.stalled",
+            peer=conn.peer_name,
+            peer_pid=conn.peer_pid,
+            queued_bytes=conn.backlog,
+            stalled_s=STALL_LIMIT,
+        )
+        conn.abort()
 
     def _spin(self, budget: float) -> bool:
         """Busy-poll the senders' sockets for a message, for at most ``budget`` seconds.
