@@ -16,6 +16,7 @@ from ._errors import ActorNotFoundError as ActorNotFoundError
 from ._errors import ActorsError as ActorsError
 from ._errors import ActorStartError as ActorStartError
 from ._errors import AskTimeoutError as AskTimeoutError
+from ._errors import DescriptorLimitError as DescriptorLimitError
 from ._errors import EscalationError as EscalationError
 from ._errors import InvalidArgumentError as InvalidArgumentError
 from ._errors import InvalidConfigError as InvalidConfigError
@@ -35,6 +36,7 @@ from ._errors import SharedMemoryFullError as SharedMemoryFullError
 from ._errors import SharedNameTakenError as SharedNameTakenError
 from ._errors import StaleHandleError as StaleHandleError
 from ._errors import SupervisorNameTakenError as SupervisorNameTakenError
+from ._errors import UnsafeDirectoryError as UnsafeDirectoryError
 from ._errors import UnsupportedBackendError as UnsupportedBackendError
 from ._ref import ActorRef as ActorRef
 from ._reply import Reply as Reply
@@ -70,6 +72,7 @@ __all__ = [
     "Backoff",
     "EscalationError",
     "DeadLetterReason",
+    "DescriptorLimitError",
     "Failure",
     "LifecycleState",
     "InvalidArgumentError",
@@ -97,6 +100,7 @@ __all__ = [
     "SharedSemaphore",
     "StaleHandleError",
     "SupervisorNameTakenError",
+    "UnsafeDirectoryError",
     "UnsupportedBackendError",
     "StopReason",
     "Strategy",

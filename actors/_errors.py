@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import errno as _errno
+from collections.abc import Callable
+
 __all__ = [
     "ActorDeadError",
     "ActorNameTakenError",
     "ActorNotFoundError",
     "ActorStartError",
     "ActorsError",
+    "DescriptorLimitError",
     "AskTimeoutError",
     "EscalationError",
     "InvalidArgumentError",
@@ -25,6 +29,7 @@ __all__ = [
     "RuntimeAlreadyRunningError",
     "RuntimeClosedError",
     "UnsupportedBackendError",
+    "UnsafeDirectoryError",
     "SharedMemoryFullError",
     "StaleHandleError",
     "SupervisorNameTakenError",
@@ -80,6 +85,10 @@ class MailboxFullError(ActorsError):
         return (type(self), (self.actor, self.capacity))
 
 
+def _too_large(size: int, limit: int, stopped: bool) -> MessageTooLargeError:
+    return MessageTooLargeError(size, limit, stopped=stopped)
+
+
 class AskTimeoutError(ActorsError, TimeoutError):
     """An ``ask`` got no answer within its timeout."""
 
@@ -115,16 +124,19 @@ class MessageNotSerializableError(ActorsError, TypeError):
 class MessageTooLargeError(ActorsError, ValueError):
     """A pickled message exceeds the runtime's frame limit."""
 
-    def __init__(self, size: int, limit: int) -> None:
+    def __init__(self, size: int, limit: int, *, stopped: bool = False) -> None:
         self.size = size
         self.limit = limit
+        #: pickling stopped at ``size`` bytes, once past the limit: the whole is larger
+        self.stopped = stopped
+        what = f"more than {size} bytes (pickling stopped there)" if stopped else f"{size} bytes"
         super().__init__(
-            f"message pickles to {size} bytes, above the limit of {limit} bytes; send a "
+            f"message pickles to {what}, above the limit of {limit} bytes; send a "
             "smaller message, or raise Runtime(max_message_size=...)"
         )
 
-    def __reduce__(self) -> tuple[type[MessageTooLargeError], tuple[int, int]]:
-        return (type(self), (self.size, self.limit))
+    def __reduce__(self) -> tuple[Callable[..., MessageTooLargeError], tuple[int, int, bool]]:
+        return (_too_large, (self.size, self.limit, self.stopped))
 
 
 class ActorNotFoundError(ActorsError, LookupError):
@@ -181,6 +193,42 @@ class ActorStartError(ActorsError):
 
     def __reduce__(self) -> tuple[type[ActorStartError], tuple[str, str, str, str]]:
         return (type(self), (self.actor, self.error_type, self.error, self.traceback))
+
+
+class DescriptorLimitError(ActorStartError, OSError):
+    """``spawn`` (or a restart) found no free file descriptor in the script's process.
+
+    The actor was not started and nothing of it is left; every running actor keeps
+    running. ``errno`` is ``EMFILE`` (this process's limit, ``limit`` descriptors) or
+    ``ENFILE`` (the system's file table is full).
+    """
+
+    def __init__(self, actor: str, limit: int, code: int, detail: str) -> None:
+        self.limit = limit
+        if code == _errno.ENFILE:
+            what = (
+                "the system's file table is full; close programs or raise fs.file-max, "
+                "or stop actors you no longer need"
+            )
+        else:
+            what = (
+                f"the script's process has used all {limit} file descriptors it may open "
+                "(each actor holds about 3 there); raise the limit (`ulimit -n` before starting "
+                "the script, or LimitNOFILE= for a systemd service), or stop actors you no "
+                "longer need"
+            )
+        # not ActorStartError's message: the process never started, so there is no log
+        super(ActorStartError, self).__init__(f"actor {actor} was not started: {what}")
+        self.actor = actor
+        self.error_type = "OSError"
+        self.error = detail
+        self.traceback = ""
+        self.errno = code
+
+    def __reduce__(  # type: ignore[override]  # its own arguments, not ActorStartError's
+        self,
+    ) -> tuple[type[DescriptorLimitError], tuple[str, int, int, str]]:
+        return (type(self), (self.actor, self.limit, self.errno or _errno.EMFILE, self.error))
 
 
 class RemoteActorError(ActorsError):
@@ -372,6 +420,24 @@ class UnsupportedBackendError(ActorsError, RuntimeError):
 
     def __reduce__(self) -> tuple[type[UnsupportedBackendError], tuple[str]]:
         return (type(self), (self.library,))
+
+
+class UnsafeDirectoryError(ActorsError, PermissionError):
+    """A directory the runtime would use for its sockets or logs is not safely this user's.
+
+    It is another user's, a symlink, not a directory, or writable by others: someone else
+    could read or replace what the runtime puts there. ``path`` is the directory,
+    ``problem`` what is wrong with it and ``remedy`` what to do.
+    """
+
+    def __init__(self, path: str, problem: str, remedy: str) -> None:
+        self.path = path
+        self.problem = problem
+        self.remedy = remedy
+        super().__init__(f"{path} {problem}, so the runtime will not use it; {remedy}")
+
+    def __reduce__(self) -> tuple[type[UnsafeDirectoryError], tuple[str, str, str]]:
+        return (type(self), (self.path, self.problem, self.remedy))
 
 
 class SupervisorNameTakenError(ActorsError, ValueError):

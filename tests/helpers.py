@@ -533,3 +533,62 @@ async def wait_ended(procs: list[psutil.Process], timeout: float) -> list[psutil
         while running(procs):
             await anyio.sleep(0.01)  # polling other processes' state; no sync is involved
     return running(procs)
+
+
+class Forker(Actor):
+    """Leaves descendants behind: "fork" forks a child that sleeps, "popen" starts
+    ``sleep 60`` (keeping its descriptors with ("popen", False)); both return the pid.
+    ("fork", "setsid") forks one that leaves the actor's process group; ("fork",
+    "raw-setsid") likewise with libc's fork, which skips Python's at-fork hooks.
+
+    ("hang", latch) opens the latch and never answers; ("ask", ref, message) asks ref and
+    returns the answer, or the name of the error it raised.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.procs: list[Any] = []  # held: a running Popen collected would warn
+
+    async def receive(self, message: Any) -> Any:
+        import subprocess
+
+        from actors import ActorDeadError
+
+        match message:
+            case "fork":
+                child = os.fork()
+                if child == 0:  # sleeps with whatever descriptors the fork left it
+                    time.sleep(60)
+                    os._exit(0)
+                return child
+            case ("fork", "setsid" | "raw-setsid" as how):
+                import ctypes
+
+                ready, done = os.pipe()
+                child = ctypes.PyDLL(None).fork() if how == "raw-setsid" else os.fork()
+                if child == 0:
+                    os.setsid()  # out of reach of a signal to the actor's process group
+                    os.write(done, b"x")
+                    time.sleep(60)
+                    os._exit(0)
+                os.read(ready, 1)  # it has left the group: the caller may kill the actor
+                os.close(ready)
+                os.close(done)
+                return child
+            case "popen" | ("popen", bool()):
+                close_fds = message == "popen" or message[1]
+                self.procs.append(subprocess.Popen(["sleep", "60"], close_fds=close_fds))
+                return self.procs[-1].pid
+            case ("hang", ActorRef() as latch):
+                await latch.tell("open")
+                await anyio.sleep_forever()
+            case ("ask", ActorRef() as ref, request):
+                try:
+                    return await ref.ask(request, timeout=30)
+                except ActorDeadError as exc:
+                    return type(exc).__name__
+            case "pid":
+                return os.getpid()
+            case "pgid":
+                return os.getpgid(0)
+        return None

@@ -77,7 +77,9 @@ async def test_after_a_process_group_kill_the_next_runtime_sweeps_only_dead_runs
     dead, dead_info = _start(tmp_path / "dead")
     live, live_info = _start(tmp_path / "live")
     try:
-        os.killpg(dead.pid, signal.SIGKILL)  # runtime, actors and forkserver at once
+        for pid in dead_info["actors"]:
+            os.killpg(pid, signal.SIGKILL)  # each actor leads a process group of its own
+        os.killpg(dead.pid, signal.SIGKILL)  # then the runtime and forkserver: all at once
         # its runtime is left unreaped for now: while its pid is taken, no runtime that
         # starts meanwhile (a demo, a benchmark, another session) sweeps the dead run
         rest = [p for p in _processes(dead_info) if p.pid != dead.pid]

@@ -31,6 +31,7 @@ from actors import (
     ActorRef,
     DeadLetterReason,
     MessageNotSerializableError,
+    RemoteActorError,
     Reply,
     StopReason,
     Timer,
@@ -57,6 +58,15 @@ __all__ = ["Incarnation"]
 #: exit code of an actor process that lost its runtime and had to force its exit
 EXIT_PARENT_LOST = 70
 _PARENT_LOST_GRACE = 0.5
+
+
+def _exit_in_unpickling(exc: BaseException) -> RemoteActorError:
+    """What the asker gets for a message whose unpickling raised ``exc`` (an exit)."""
+    return RemoteActorError(
+        type(exc).__name__,
+        f"unpickling the message raised {type(exc).__name__}({exc}); the actor refused it "
+        "and goes on: send plain data whose unpickling does not exit",
+    )
 
 
 def _ids(env: Envelope) -> dict[str, str | None]:
@@ -137,7 +147,7 @@ class Incarnation:
                 max_message_size=spec.config.max_message_size,
                 log=self.log,
                 trace=spec.log.trace,
-                shipper=Shipper(spec.log.run_id, spec.box, spec.config.shm_threshold),
+                shipper=Shipper(spec.log.run_id, spec.box, spec.config.shm_threshold, self.log),
                 ask_spin=spec.config.busy_poll,
                 await_actor=self._await_actor,
                 on_in_doubt=self._record_in_doubt,
@@ -307,6 +317,11 @@ class Incarnation:
                             await self.transport.connect_ahead(refs)
                 except Exception as exc:
                     self._undecodable(env, exc)
+                    continue
+                except (SystemExit, KeyboardInterrupt) as exc:
+                    # unpickling ran code that tried to end the process: the message
+                    # fails, the actor lives (only this run's processes can send)
+                    self._undecodable(env, _exit_in_unpickling(exc))
                     continue
                 self._env = env
                 try:

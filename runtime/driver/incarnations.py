@@ -16,6 +16,7 @@ import anyio
 import anyio.abc
 
 from actors import ActorStartError, StopReason
+from actors._router import current_router, router_installed
 
 from .._config import RuntimeConfig
 from ..observe.logging import EventLog, LogConfig
@@ -33,6 +34,7 @@ from ..wire.protocol import (
     Stopped,
 )
 from ..wire.rundir import RunDirectory
+from ..wire.transport import Transport
 from .hosting import Host
 from .registry import ActorRecord, Life, Registry
 from .watchdog import watch_for_hangs
@@ -157,6 +159,8 @@ class Incarnations:
                 self._kill_hung,
             )
             code = await hosted.wait()
+            if hosted.pid is not None:
+                _cut_connections(hosted.pid)
             # the incarnation's last control messages (Stopped) may still be on their way
             with anyio.move_on_after(_LAST_WORDS):
                 await life.control_done.wait()
@@ -272,6 +276,22 @@ class Incarnations:
         life.hosted.kill()
         with anyio.move_on_after(_KILL_WAIT):
             await life.exited.wait()
+
+
+def _cut_connections(pid: int) -> None:
+    """End the script's connections to process ``pid``, which has exited.
+
+    Their end of stream may never come: a process it forked can still hold its sockets
+    (a fork made behind Python's back, out of its process group). Ending ours fails the
+    asks that wait on them with ActorDeadError now, and the next ones reach the restart.
+    """
+    if not router_installed():
+        return
+    router = current_router()
+    if isinstance(router, Transport):
+        for conn in router.connections():
+            if conn.peer_pid == pid:
+                conn.shutdown()
 
 
 def _keys(rec: ActorRecord, life: Life) -> dict[str, object]:

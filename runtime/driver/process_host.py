@@ -7,9 +7,11 @@ and our own bootstrap, from a forkserver that has the runtime's modules preloade
 from __future__ import annotations
 
 import contextlib
+import errno
 import multiprocessing
 import os
 import pickle
+import resource
 import signal
 import socket
 import sys
@@ -22,6 +24,8 @@ import aiomultiprocess.core
 import anyio
 from anyio.abc import UNIXSocketStream
 
+from actors import DescriptorLimitError
+
 from .._entry import LOOP_OPTION, PRELOAD, PRELOAD_ENV, actor_main, bootstrap
 from ..observe.account import Counts, account_path, counts_from_log, read_account
 from ..observe.logging import log_stem
@@ -31,7 +35,17 @@ from ..wire.control import ControlChannel
 from ..wire.protocol import ActorSpec
 from .hosting import StackDump
 
-__all__ = ["ProcessHost", "install_no_manager", "script_modules"]
+__all__ = ["ProcessHost", "install_no_manager", "raise_descriptor_limit", "script_modules"]
+
+#: what a start that finds no free descriptor fails with: this process's limit, the system's
+_OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
+#: descriptors the forkserver hand-off opens before it has sent its request: a socket to the
+#: forkserver, then two pipes. Running out in between hangs up on the forkserver mid-request,
+#: which kills it, and with it the exit status of every running actor; so they must be free.
+_HAND_OFF_FDS = 5
+#: the most the soft descriptor limit is raised to: "unlimited" hard limits (some containers)
+#: would make programs that close every possible descriptor before an exec crawl
+_MAX_SOFT_FDS = 1 << 20
 
 #: seconds a stack dump may take to appear in the actor's .stderr log
 _DUMP_WAIT = 1.0
@@ -136,6 +150,14 @@ class _ProcessIncarnation:
                 inner.join()
                 code: int | None = inner.exitcode
                 inner.close()
+            if code == _NO_STATUS:
+                # the forkserver, which reports its children's ends, may have died: the
+                # actor itself may well be running still, so its end is watched directly
+                await _wait_for_end(self._pid)
+            with self._lock:
+                # its descendants end with it; under the lock, no start of ours can take
+                # the group's number for a new actor meanwhile
+                _kill_group(self._pid)
             self._code = 255 if code is None else code
             self._clean_up()
         return self._code
@@ -162,10 +184,15 @@ class _ProcessIncarnation:
                 os.kill(self._pid, sig)
 
     def terminate(self) -> None:
+        """SIGTERM the actor alone: it may stop its descendants in order (``wait`` kills
+        what is left of its process group once it has ended)."""
         self._signal(signal.SIGTERM)
 
     def kill(self) -> None:
+        """SIGKILL the actor and its process group: its descendants with it."""
         self._signal(signal.SIGKILL)
+        if self._code is None:
+            _kill_group(self._pid)
 
     async def dump_stacks(self) -> StackDump:
         """Have faulthandler write every thread's stack to the actor's ``.stderr`` log."""
@@ -203,36 +230,127 @@ class ProcessHost:
         self._lock = threading.Lock()
 
     async def start(self, name: str, spec: ActorSpec) -> _ProcessIncarnation:
-        ours, theirs = socket.socketpair()
+        """Start ``spec``'s process; return it once it runs (not yet ready).
+
+        Raises:
+            DescriptorLimitError: this process (or the system) is out of file descriptors;
+                nothing was started, and the forkserver and every actor keep running.
+        """
+        data = pickle.dumps(spec)
+        made: list[socket.socket] = []  # our end of the control socket, once made
         try:
-            proc = await self._start_process(name, pickle.dumps(spec), theirs)
-        except BaseException:
-            ours.close()
+            # starting blocks on the forkserver hand-off; keep the event loop free meanwhile
+            proc = await anyio.to_thread.run_sync(self._start_process, name, data, made)
+            control = ControlChannel(await UNIXSocketStream.from_socket(made[0]))
+        except BaseException as exc:
+            for sock in made:  # a started process sees it hang up, and exits
+                sock.close()
+            if isinstance(exc, OSError) and exc.errno in _OUT_OF_DESCRIPTORS:
+                limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+                raise DescriptorLimitError(spec.name, limit, exc.errno, str(exc)) from exc
             raise
-        finally:
-            theirs.close()
-        control = ControlChannel(await UNIXSocketStream.from_socket(ours))
         return _ProcessIncarnation(proc, self._lock, control, spec)
 
-    async def _start_process(
-        self, name: str, spec: bytes, control: socket.socket
+    def _start_process(
+        self, name: str, spec: bytes, made: list[socket.socket]
     ) -> aiomultiprocess.Process:
-        proc = aiomultiprocess.Process(
-            target=actor_main,
-            args=(spec, control),
-            kwargs={LOOP_OPTION: self._uvloop},
-            name=name,
-            daemon=True,
-            process_target=bootstrap,
-        )
-
-        def start() -> None:
-            with self._lock:
+        """Start the process (in a worker thread); put our end of its control socket in
+        ``made``."""
+        # one start at a time, from before its first descriptor: a concurrent start could
+        # use up the room the headroom check found
+        with self._lock:
+            ours, theirs = socket.socketpair()
+            made.append(ours)
+            try:
+                _check_headroom(ours.fileno())
+                proc = aiomultiprocess.Process(
+                    target=actor_main,
+                    args=(spec, theirs),
+                    kwargs={LOOP_OPTION: self._uvloop},
+                    name=name,
+                    daemon=True,
+                    process_target=bootstrap,
+                )
                 proc.start()
-
-        # starting blocks on the forkserver hand-off; keep the event loop free meanwhile
-        await anyio.to_thread.run_sync(start)
+            finally:
+                theirs.close()
+        _close_parent_alive_pipe(proc)
         return proc
+
+
+def raise_descriptor_limit() -> tuple[int, int] | None:
+    """Raise this process's soft RLIMIT_NOFILE to its hard limit (at most ``_MAX_SOFT_FDS``).
+
+    Each actor holds descriptors in the script's process, and a common soft limit of 1024
+    would stop a run at a few hundred actors. Returns ``(before, after)`` if it raised the
+    limit, else None (already there, or the system refused).
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = _MAX_SOFT_FDS if hard == resource.RLIM_INFINITY else min(hard, _MAX_SOFT_FDS)
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return None
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):  # e.g. above a system-wide cap: keep what we have
+        return None
+    return soft, target
+
+
+def _check_headroom(fd: int) -> None:
+    """Raise OSError (EMFILE) unless ``_HAND_OFF_FDS`` descriptors can be opened now."""
+    spare: list[int] = []
+    try:
+        # extend appends each as it is made: those made before a failure are closed too
+        spare.extend(os.dup(fd) for _ in range(_HAND_OFF_FDS))
+    finally:
+        for each in spare:
+            os.close(each)
+
+
+def _close_parent_alive_pipe(proc: aiomultiprocess.Process) -> None:
+    """Close the driver's copy of the pipe that would tell the child its parent is alive.
+
+    multiprocessing keeps it open for the child's whole life, one descriptor per actor;
+    actors watch their control socket instead (nothing calls ``parent_process()``). Left
+    as it is if multiprocessing's internals are not as expected.
+    """
+    popen = getattr(proc.aio_process, "_popen", None)
+    finalizer = getattr(popen, "finalizer", None)
+    ours = getattr(popen, "sentinel", None)
+    if finalizer is None or ours is None:
+        return
+    match getattr(finalizer, "_args", None):
+        case (int() as parent_w, int() as sentinel) if sentinel == ours:
+            finalizer._args = (sentinel,)  # the finalizer closes only the sentinel now
+            os.close(parent_w)
+        case _:
+            pass
+
+
+def _kill_group(pgid: int) -> None:
+    """SIGKILL what is left of an actor's process group (bootstrap makes each actor lead
+    its own): the processes it forked or started, unless they left the group."""
+    if pgid == os.getpgrp():  # never the script's own group (an actor that did not lead)
+        return
+    # gone already, or the actor never led a group (killed before it could): nothing left
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+#: the exit code multiprocessing gives when the forkserver reported no status
+_NO_STATUS = 255
+
+
+async def _wait_for_end(pid: int) -> None:
+    """Return once process ``pid`` (not our child: the forkserver's) has ended."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (ProcessLookupError, OSError):
+        return  # gone already (or no pidfd here: then as before)
+    try:
+        await anyio.wait_readable(fd)
+    finally:
+        os.close(fd)
 
 
 def _read_from(path: Path, offset: int) -> str:

@@ -38,7 +38,7 @@ from ..wire.rundir import RunDirectory
 from ..wire.transport import SenderInfo, Transport
 from .hosting import Host
 from .policy import Clock, MonotonicClock
-from .process_host import ProcessHost
+from .process_host import ProcessHost, raise_descriptor_limit
 from .registry import ActorRecord, Registry
 from .report import ShutdownReport
 from .requests import Requests
@@ -213,17 +213,23 @@ class Runtime(Services):
         if router_installed():
             raise RuntimeAlreadyRunningError
         config = self._cfg
+        # before any actor process or the forkserver starts: they inherit it
+        fd_limit = raise_descriptor_limit()
         host: Host = self._host_arg or ProcessHost(uvloop=config.uvloop)
         self._rundir, swept = RunDirectory.create()
-        swept_segments = sweep_stale_segments(RunDirectory.existing_run_ids())
-        log_dir = config.log_dir or new_run_log_dir(self._rundir.run_id)
-        self._log_config = LogConfig(log_dir, self._rundir.run_id, trace=config.trace)
-        self._log, self._log_file = open_log(
-            self._log_config,
-            f"main.{os.getpid()}",
-            {"source": "main"},
-            configure_global=False,
-        )
+        try:
+            swept_segments = sweep_stale_segments(RunDirectory.existing_run_ids())
+            log_dir = config.log_dir or new_run_log_dir(self._rundir.run_id)
+            self._log_config = LogConfig(log_dir, self._rundir.run_id, trace=config.trace)
+            self._log, self._log_file = open_log(
+                self._log_config,
+                f"main.{os.getpid()}",
+                {"source": "main"},
+                configure_global=False,
+            )
+        except BaseException:
+            self._rundir.remove()  # refused (an unsafe log root...): nothing left behind
+            raise
         self._log.info(
             "runtime.started",
             run_dir=str(self._rundir.path),
@@ -231,6 +237,8 @@ class Runtime(Services):
             trace=config.trace,
             swept_stale_runs=swept,
         )
+        if fd_limit is not None:
+            self._log.info("runtime.fd_limit_raised", before=fd_limit[0], after=fd_limit[1])
         if swept or swept_segments:
             self._log.warning(
                 "runtime.stale_run_recovered",
@@ -259,7 +267,7 @@ class Runtime(Services):
             max_message_size=config.max_message_size,
             log=self._log,
             trace=config.trace,
-            shipper=Shipper(self._rundir.run_id, _MAIN_BOX, config.shm_threshold),
+            shipper=Shipper(self._rundir.run_id, _MAIN_BOX, config.shm_threshold, self._log),
             ask_spin=config.busy_poll,
             await_actor=registry.await_actor,
             explain_unreachable=registry.explain,

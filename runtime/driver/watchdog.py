@@ -28,9 +28,17 @@ async def watch_for_hangs(
     if hang_timeout is None and deadline is None:
         return
     await life.running.wait()
+    judged = True
     while not life.exited.is_set() and life.stop_requested is None:
+        before = time.monotonic()
         await anyio.sleep(interval)
         now = time.monotonic()
+        if now - before > 2 * interval and judged:
+            # this process itself was paused (SIGSTOP, a starved machine): the heartbeats
+            # sent meanwhile are still unread, so judge at the next round, not now
+            judged = False
+            continue
+        judged = True
         silent = now - life.last_beat
         why = ""
         if hang_timeout is not None and silent > hang_timeout:

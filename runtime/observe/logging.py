@@ -9,6 +9,7 @@ processes it also configures structlog globally, so an actor's own
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import logging
 import os
@@ -26,23 +27,28 @@ from structlog.typing import EventDict, FilteringBoundLogger, Processor, Wrapped
 
 from .._config import ENV_LOG_DIR
 from ..wire.batching import end_of_step, flush_now
+from ..wire.rundir import ensure_private_dir, private_alternative
 
 __all__ = [
     "EVENT_SEQ",
     "EventLog",
     "default_log_root",
     "new_run_log_dir",
+    "run_is_over",
     "Log",
     "LogConfig",
     "emitter",
     "get_log",
     "open_log",
+    "private_file",
     "log_stem",
     "safe_name",
 ]
 
 #: how many runs' log directories ``new_run_log_dir`` keeps under the default root
 _KEEP_RUN_LOGS = 20
+#: a log directory younger than this whose run has no log file open yet is kept (seconds)
+_NEW_RUN_GRACE = 60.0
 
 #: a process's logger, as ``open_log`` makes it
 Log = FilteringBoundLogger
@@ -214,11 +220,16 @@ def open_log(
 ) -> tuple[Log, IO[bytes]]:
     """Open ``<log_dir>/<file_stem>.jsonl`` and make it this process's runtime log.
 
-    Returns the logger and its file, which the caller closes when the process ends.
+    Returns the logger and its file, which the caller closes when the process ends. The
+    file is mode 0600, and this process holds a shared ``flock`` on it while it is open:
+    that is how rotation tells a live run's directory from a finished one.
     """
     global _log, _emit
-    config.log_dir.mkdir(parents=True, exist_ok=True)
-    file = open(config.log_dir / f"{file_stem}.jsonl", "ab", buffering=0)  # noqa: SIM115
+    config.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    file = open(  # noqa: SIM115 - the caller closes it
+        config.log_dir / f"{file_stem}.jsonl", "ab", buffering=0, opener=private_file
+    )
+    fcntl.flock(file.fileno(), fcntl.LOCK_SH)  # dropped by the kernel however we end
     static = {"run_id": config.run_id, "pid": os.getpid(), **static}
     _emit = _Emitter(file, static)
     level = logging.DEBUG if config.trace else logging.INFO
@@ -236,23 +247,108 @@ def open_log(
     return _log, file
 
 
+def private_file(path: str, flags: int) -> int:
+    """An ``open`` opener for a process's own files: mode 0600, never through a symlink."""
+    return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+
+
 def default_log_root() -> Path:
-    """Where runs keep their logs unless told otherwise: ``$ACTORS_LOG_DIR`` or a temp dir."""
+    """Where runs keep their logs unless told otherwise.
+
+    ``$ACTORS_LOG_DIR`` if set, else ``$XDG_RUNTIME_DIR/actors-logs`` if that directory
+    exists (it is the user's alone), else ``$TMPDIR/actors-logs-<uid>``.
+    """
     if env := os.environ.get(ENV_LOG_DIR):
         return Path(env)
+    if (runtime_dir := os.environ.get("XDG_RUNTIME_DIR")) and os.path.isdir(runtime_dir):
+        return Path(runtime_dir) / "actors-logs"
     return Path(tempfile.gettempdir()) / f"actors-logs-{os.getuid()}"
 
 
+def _check_root(root: Path) -> None:
+    """Create the default log root 0700, or check that it is this user's alone.
+
+    One that ``$ACTORS_LOG_DIR`` names is the user's choice: it is only created if missing.
+
+    Raises:
+        UnsafeDirectoryError: the root is another user's, a symlink, or open to others.
+    """
+    if os.environ.get(ENV_LOG_DIR):
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return
+    root.parent.mkdir(parents=True, exist_ok=True)
+    instead = private_alternative() / "actors-logs"
+    ensure_private_dir(
+        root,
+        f"set {ENV_LOG_DIR}={instead} (or pass Runtime(log_dir=...)) to keep logs in a "
+        "directory of your own",
+    )
+
+
+def run_is_over(path: Path) -> bool:
+    """Whether no process of the run logging in ``path`` is alive, provably.
+
+    Each process of a run holds a shared ``flock`` on its log file while it has the file
+    open (``open_log``), and the kernel drops it when the process ends, however it ends.
+    A directory none of whose log files is locked has no live writer. One with no log
+    file yet is over only once it is older than a run takes to open its first one.
+    """
+    found = False
+    try:
+        with os.scandir(path) as entries:
+            for entry in entries:
+                if not entry.name.endswith(".jsonl") or not entry.is_file(follow_symlinks=False):
+                    continue
+                found = True
+                try:
+                    fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    continue  # removed meanwhile
+                try:
+                    # fails (EWOULDBLOCK) while a live process of the run holds it
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                finally:
+                    os.close(fd)
+    except OSError:
+        return False  # locked, or not checkable: not provably over
+    if found:
+        return True
+    try:
+        return time.time() - os.lstat(path).st_mtime > _NEW_RUN_GRACE
+    except OSError:
+        return False
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.lstat().st_mtime
+    except OSError:  # removed meanwhile by another runtime's rotation
+        return 0.0
+
+
 def new_run_log_dir(run_id: str) -> Path:
-    """Make a directory for a new run's logs under ``default_log_root()``; keep the last few."""
+    """Make a directory for a new run's logs under ``default_log_root()``.
+
+    Keeps the last few runs' directories, and every run's that is not over
+    (``run_is_over``): only finished runs' directories are removed, oldest first.
+
+    Raises:
+        UnsafeDirectoryError: the default root is another user's, a symlink, or open to
+            others.
+    """
     root = default_log_root()
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _check_root(root)
     runs = sorted(
         (p for p in root.iterdir() if p.is_dir() and not p.is_symlink()),
-        key=lambda p: p.stat().st_mtime,
+        key=_mtime,
     )
-    for old in runs[: max(0, len(runs) - (_KEEP_RUN_LOGS - 1))]:
-        shutil.rmtree(old, ignore_errors=True)
+    excess = len(runs) - (_KEEP_RUN_LOGS - 1)
+    for old in runs:
+        if excess <= 0:
+            break
+        if run_is_over(old):
+            shutil.rmtree(old, ignore_errors=True)
+            excess -= 1
     path = root / run_id
     path.mkdir(mode=0o700)
     latest = root / "latest"

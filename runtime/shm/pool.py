@@ -34,7 +34,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .segments import SHM_DIR, create_segment, pool_prefix, segment_name, segments_of
+from .segments import (
+    SHM_DIR,
+    create_segment,
+    pool_prefix,
+    segment_name,
+    segments_of,
+    unlink_segment,
+)
 
 __all__ = [
     "DATA_OFFSET",
@@ -53,8 +60,8 @@ MAX_BYTES = 1 << 30
 #: a free segment unused this long is unlinked (seconds; see ``trim``)
 IDLE_UNLINK = 10.0
 _GRAIN = 1 << 16
-# actors_<run>_p<box>.<n>: names arrive in messages; nothing else is opened
-_POOL_NAME = re.compile(r"actors_[0-9]+-[0-9a-f]+_pa[0-9]+\.[0-9]+\.[0-9]+")
+# actors_<run>_p<box>.<n>.<random>: names arrive in messages; nothing else is opened
+_POOL_NAME = re.compile(r"actors_[0-9]+-[0-9a-f]+_pa[0-9]+\.[0-9]+\.[0-9]+\.[0-9a-f]+")
 
 
 @dataclass(slots=True, eq=False)
@@ -169,8 +176,8 @@ class SegmentPool:
             held -= victim.capacity
             self._drop(victim)
         self._ids += 1
-        name = segment_name(self.run_id, f"{pool_prefix(self.owner)}{self._ids}")
-        mapping = create_segment(name, DATA_OFFSET + capacity)
+        stem = segment_name(self.run_id, f"{pool_prefix(self.owner)}{self._ids}")
+        name, mapping = create_segment(stem, DATA_OFFSET + capacity)
         segment = _Segment(name, capacity, mapping, time.monotonic())
         self._segments.append(segment)
         return segment
@@ -183,8 +190,7 @@ class SegmentPool:
         self._segments.remove(segment)
         with contextlib.suppress(BufferError):
             segment.mapping.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(SHM_DIR / segment.name)
+        unlink_segment(segment.name)
 
 
 def _pool_path(name: str) -> Path | None:
@@ -206,6 +212,8 @@ def _restate(path: Path, change: Callable[[int, int], tuple[int, int] | None]) -
     except OSError:
         return False  # gone: its run is over, or another reader unlinked it
     try:
+        if os.fstat(fd).st_uid != os.getuid():
+            return False  # another user's file under one of our names: not ours to change
         fcntl.flock(fd, fcntl.LOCK_EX)
         new = change(*_STATE.unpack(os.pread(fd, _STATE.size, 0)))
         if new is None:

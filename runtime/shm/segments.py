@@ -7,6 +7,12 @@ whose documented work-around removes the owner's registration (design notes 4.2)
 tracker is involved: names carry the run id, the runtime unlinks what it owns when the
 run ends, and a later runtime sweeps what a killed run left.
 
+/dev/shm is shared by every user, and the run id shows in its listing. So every segment's
+name ends in a random part chosen when it is created (``O_EXCL``, a new one on a
+collision): nobody can create a segment's name before us. Readers learn a name from the
+message or handle that carries it. Cleanup lists and unlinks only segments this user owns:
+a file another user made under one of our names is left alone.
+
 A mapping is an ``mmap`` object with its file descriptor closed right away. numpy arrays
 built on it with ``np.frombuffer`` keep it alive, so the memory is unmapped when the last
 array goes, and never while one still points into it.
@@ -21,6 +27,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from secrets import token_hex
 
 from actors import SharedMemoryFullError, StaleHandleError
 
@@ -44,6 +51,11 @@ __all__ = [
 SHM_DIR = Path("/dev/shm")
 PREFIX = "actors_"
 _NAME = re.compile(r"actors_[0-9]+-[0-9a-f]+_[A-Za-z0-9_.\-]{1,120}\Z")
+#: the random part of a segment name: 64 bits, so nobody can create the name first
+_RANDOM_BYTES = 8
+#: how many random names to try before giving up (a collision is already near-impossible)
+_TRIES = 16
+_CREATE = os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW
 
 
 def _path(name: str) -> Path:
@@ -58,21 +70,36 @@ def free_bytes() -> int:
     return st.f_bavail * st.f_frsize
 
 
+def _open_new(stem: str) -> tuple[Path, int]:
+    """Create a new segment ``<stem>.<random>`` (mode 0600); return its path and fd.
+
+    A name taken already (by chance, or by someone who made it first) is skipped: the next
+    try has a new random part.
+    """
+    for _ in range(_TRIES):
+        path = _path(f"{stem}.{token_hex(_RANDOM_BYTES)}")
+        try:
+            return path, os.open(path, _CREATE, 0o600)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{_TRIES} random names {stem}.* in {SHM_DIR} were all taken")
+
+
 @contextlib.contextmanager
-def _new_segment(name: str, size: int) -> Iterator[int]:
-    """Create segment ``name`` (mode 0600) and yield its fd to fill it.
+def _new_segment(stem: str, size: int) -> Iterator[tuple[str, int]]:
+    """Create a segment named ``stem`` plus a random part (mode 0600); yield its name and
+    fd to fill it.
 
     A full /dev/shm (checked first, then ENOSPC from the kernel) becomes
     ``SharedMemoryFullError``; on any failure the half-made segment is removed.
     """
-    path = _path(name)
     available = free_bytes()
     if size > available:
         raise SharedMemoryFullError(size, available, str(SHM_DIR))
-    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    path, fd = _open_new(stem)
     try:
         try:
-            yield fd
+            yield path.name, fd
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.ENOMEM, errno.EFBIG):
                 raise SharedMemoryFullError(size, free_bytes(), str(SHM_DIR)) from None
@@ -85,23 +112,25 @@ def _new_segment(name: str, size: int) -> Iterator[int]:
         os.close(fd)
 
 
-def create_segment(name: str, nbytes: int) -> mmap.mmap:
-    """Create segment ``name`` (mode 0600) with ``nbytes`` reserved; return it mapped.
+def create_segment(stem: str, nbytes: int) -> tuple[str, mmap.mmap]:
+    """Create a segment (mode 0600) with ``nbytes`` reserved; return its name and mapping.
+
+    Its name is ``stem`` (from ``segment_name``) plus a random part.
 
     Raises:
         SharedMemoryFullError: /dev/shm cannot hold it; nothing is left behind.
-        FileExistsError: the name is taken.
     """
     size = max(nbytes, 1)  # an empty array still needs something to map
-    with _new_segment(name, size) as fd:
+    with _new_segment(stem, size) as (name, fd):
         # reserve every page now: on a full tmpfs this fails cleanly here, where an
         # ftruncate would succeed and the first write would crash the writer (SIGBUS)
         os.posix_fallocate(fd, 0, size)
-        return mmap.mmap(fd, size)
+        return name, mmap.mmap(fd, size)
 
 
-def write_segment(name: str, data: memoryview) -> None:
-    """Create segment ``name`` (mode 0600) holding a copy of ``data`` (a byte view).
+def write_segment(stem: str, data: memoryview) -> str:
+    """Create a segment (mode 0600) holding a copy of ``data`` (a byte view); return its
+    name: ``stem`` (from ``message_segment``) plus a random part.
 
     The kernel copies straight into the segment's pages: no mapping, so no page fault per
     page, and a full /dev/shm fails the write with ENOSPC (a clean error, never SIGBUS).
@@ -110,12 +139,13 @@ def write_segment(name: str, data: memoryview) -> None:
         SharedMemoryFullError: /dev/shm cannot hold it; nothing is left behind.
     """
     size = data.nbytes
-    with _new_segment(name, size) as fd:
+    with _new_segment(stem, size) as (name, fd):
         written = 0
         while written < size:
             written += os.pwrite(fd, data[written:], written)
         if size == 0:
             os.ftruncate(fd, 1)  # an empty buffer still needs something to map
+    return name
 
 
 def attach_segment(name: str, nbytes: int, what: str) -> mmap.mmap:
@@ -141,16 +171,23 @@ def attach_segment(name: str, nbytes: int, what: str) -> mmap.mmap:
 
 
 def unlink_segment(name: str) -> bool:
-    """Remove ``name`` from /dev/shm; mappings stay valid. Return False if it was gone."""
+    """Remove ``name`` from /dev/shm; mappings stay valid.
+
+    Return False if it was gone, or is another user's that we may not remove (in the
+    sticky /dev/shm only its owner may): cleanup goes on either way.
+    """
     try:
         os.unlink(_path(name))
-    except FileNotFoundError:
+    except (FileNotFoundError, PermissionError):
         return False
     return True
 
 
 def segment_name(run_id: str, kind: str) -> str:
-    """The ``/dev/shm`` name of the run's segment ``kind`` (e.g. ``a3``, ``p<box>.<n>``)."""
+    """The stem of the names of the run's segments ``kind`` (e.g. ``a3``, ``p<box>.<n>``).
+
+    ``create_segment`` and ``write_segment`` add a random part to it.
+    """
     return f"{PREFIX}{run_id}_{kind}"
 
 
@@ -165,18 +202,34 @@ def message_prefix(box: str) -> str:
 
 
 def message_segment(run_id: str, box: str, sender_id: str, n: int) -> str:
-    """The name of the ``n``-th segment ``sender_id`` writes for incarnation ``box``."""
+    """The name stem of the ``n``-th segment ``sender_id`` writes for incarnation ``box``."""
     return segment_name(run_id, f"{message_prefix(box)}{sender_id}.{n}")
 
 
 def segments_of(run_id: str, kind: str = "") -> list[str]:
-    """Names of the segments of run ``run_id`` (of one kind, if given) now in /dev/shm."""
+    """Names of the segments of run ``run_id`` (of one kind, if given) now in /dev/shm.
+
+    Only those this user owns: a file another user made under the run's names is theirs.
+    """
     start = f"{PREFIX}{run_id}_{kind}"
+    return [name for name in _owned(start) if _NAME.match(name)]
+
+
+def _owned(start: str) -> list[str]:
+    """Names in /dev/shm starting with ``start`` whose file this user owns (not followed)."""
     try:
-        names = os.listdir(SHM_DIR)
+        entries = list(os.scandir(SHM_DIR))
     except FileNotFoundError:
         return []
-    return [n for n in names if n.startswith(start)]
+    uid = os.getuid()
+    found = []
+    for entry in entries:
+        if not entry.name.startswith(start):
+            continue
+        with contextlib.suppress(OSError):  # gone meanwhile
+            if entry.stat(follow_symlinks=False).st_uid == uid:
+                found.append(entry.name)
+    return found
 
 
 def unlink_segments(names: Iterable[str]) -> int:
@@ -193,19 +246,7 @@ def run_of_segment(name: str) -> str | None:
 
 def all_segments() -> list[str]:
     """Every segment name of ours (any run) in /dev/shm owned by this user."""
-    try:
-        entries = list(os.scandir(SHM_DIR))
-    except FileNotFoundError:
-        return []
-    uid = os.getuid()
-    found = []
-    for entry in entries:
-        if not entry.name.startswith(PREFIX) or run_of_segment(entry.name) is None:
-            continue
-        with contextlib.suppress(OSError):
-            if entry.stat(follow_symlinks=False).st_uid == uid:
-                found.append(entry.name)
-    return found
+    return [name for name in _owned(PREFIX) if run_of_segment(name) is not None]
 
 
 def sweep_stale_segments(live_runs: set[str]) -> list[str]:

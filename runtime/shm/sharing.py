@@ -9,6 +9,7 @@ them, and unlinks every segment of the run when the run ends.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import re
 import weakref
@@ -43,7 +44,10 @@ from .segments import (
     unlink_segments,
 )
 
-__all__ = ["SharedRegistry", "SharingService", "array_spec"]
+__all__ = ["SharedRegistry", "SharingService", "array_nbytes", "array_spec"]
+
+#: the largest array in bytes: what an mmap offset (a signed 64-bit int) can address
+_MAX_ARRAY = 2**63 - 1
 
 _LOCK_NAME = re.compile(r"[a-z][0-9]{1,12}(?:-[0-9]{1,6})?\Z")
 _MAX_SEMAPHORE = 1024
@@ -253,7 +257,19 @@ def _describe(dims: tuple[int, ...] | None, dtype: np.dtype[Any] | None, path: s
 
 def array_spec(shape: object, dtype: object) -> tuple[tuple[int, ...], np.dtype[Any]]:
     """Check a requested shape and dtype; raise ``InvalidSharedArrayError`` with the fix."""
-    return _shape(shape), _dtype(dtype)
+    dims, dt = _shape(shape), _dtype(dtype)
+    nbytes = array_nbytes(dims, dt)
+    if nbytes > _MAX_ARRAY:  # exact, in Python ints: numpy's own product would wrap
+        raise InvalidSharedArrayError(
+            f"shape {dims} of {dt} needs {nbytes:,} bytes, more than an array can hold "
+            f"({_MAX_ARRAY:,}); use a smaller shape, or split the data into several arrays"
+        )
+    return dims, dt
+
+
+def array_nbytes(dims: tuple[int, ...], dt: np.dtype[Any]) -> int:
+    """The bytes an array of ``dims`` and ``dt`` needs, exactly."""
+    return math.prod(dims) * dt.itemsize
 
 
 class SharedRegistry:
@@ -303,11 +319,11 @@ class SharedRegistry:
         if path is not None:
             return self._map_file(n, label, shape, dtype, path, named=name is not None)
         dims, dt = array_spec(shape, dtype)
-        nbytes = int(np.prod(dims, dtype=np.int64)) * dt.itemsize
+        nbytes = array_nbytes(dims, dt)
         if self.budget is not None and self.used + nbytes > self.budget:
             raise SharedMemoryFullError(nbytes, self.budget - self.used, "Runtime(shm_budget)")
-        key = segment_name(self.run_id, f"a{n}")
-        mapping = create_segment(key, nbytes)  # zero-filled by the kernel
+        # the name gets a random part: handles carry it, so nobody needs to guess it
+        key, mapping = create_segment(segment_name(self.run_id, f"a{n}"), nbytes)  # zeroed
         mapping.close()  # nothing exported yet; users map it again through the handle
         lock_name = f"a{n}"
         LockFile(self.lock_dir / f"{lock_name}.lock", label, create=True).close()

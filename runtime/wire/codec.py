@@ -17,6 +17,7 @@ from actors import (
     SharedMemoryFullError,
 )
 
+from ..observe.logging import EventLog
 from ..shm.pool import DATA_OFFSET, SegmentPool, give_back
 from ..shm.segments import attach_segment, message_segment, unlink_segment, write_segment
 
@@ -34,20 +35,85 @@ __all__ = [
 _TAG = re.compile(r"[A-Za-z_][\w.\-]{0,39}\Z")
 
 
+class _TooLargeError(Exception):
+    """Raised by a ``_Bounded`` output once it passes its limit (never leaves this module)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+class _Bounded:
+    """A pickler's output that refuses to grow past ``limit`` bytes.
+
+    The pickler writes its frames here as it goes, and a large payload on its own, so
+    pickling stops at the limit instead of copying a huge message first.
+    """
+
+    __slots__ = ("limit", "parts", "size")
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.limit = 0
+
+    def write(self, data: Any) -> int:
+        """Take ``data``: bytes, or a buffer the pickler keeps in-band (as it is)."""
+        if type(data) is pickle.PickleBuffer:
+            data = bytes(data)
+        size = self.size + len(data)
+        if size > self.limit:
+            raise _TooLargeError(size)
+        self.size = size
+        self.parts.append(data)
+        return len(data)
+
+
+class _Pickling:
+    """A reusable pickler into a ``_Bounded`` output: as fast as ``pickle.dumps``."""
+
+    __slots__ = ("_busy", "_callback", "_out", "_pickler")
+
+    def __init__(self, buffer_callback: Callable[[pickle.PickleBuffer], bool] | None) -> None:
+        self._callback = buffer_callback
+        self._out = _Bounded()
+        self._pickler = pickle.Pickler(self._out, 5, buffer_callback=buffer_callback)
+        self._busy = False
+
+    def dumps(self, obj: object, limit: int) -> bytes:
+        """Pickle ``obj``; raise ``_TooLargeError`` as soon as it passes ``limit`` bytes."""
+        if self._busy:  # pickling code sent a message: a pickler of its own for that one
+            return _Pickling(self._callback).dumps(obj, limit)
+        out = self._out
+        parts: list[bytes] = []
+        out.parts = parts
+        out.size = 0
+        out.limit = limit
+        self._busy = True
+        try:
+            self._pickler.dump(obj)
+        finally:
+            self._busy = False
+            self._pickler.clear_memo()
+            out.parts = []
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+_plain_pickling = _Pickling(None)
+
+
 def dumps(what: str, obj: object, limit: int) -> bytes:
     """Pickle ``obj`` for sending, in the caller's task, before anything is written.
 
     Raises:
         MessageNotSerializableError: ``obj`` cannot be pickled.
-        MessageTooLargeError: the pickle is above ``limit`` bytes.
+        MessageTooLargeError: the pickle is above ``limit`` bytes (pickling stops there).
     """
     try:
-        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        return _plain_pickling.dumps(obj, limit)
+    except _TooLargeError as exc:
+        raise MessageTooLargeError(exc.size, limit, stopped=True) from None
     except Exception as exc:
         raise MessageNotSerializableError(what, _type_name(obj), _first_line(exc)) from exc
-    if len(data) > limit:
-        raise MessageTooLargeError(len(data), limit)
-    return data
 
 
 #: a large buffer sent out of band: (segment name, bytes, offset of the data in it); an
@@ -110,10 +176,18 @@ class Shipper:
     receiver dies first, the runtime unlinks what was addressed to it.
     """
 
-    def __init__(self, run_id: str, sender_id: str, threshold: int | None) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        sender_id: str,
+        threshold: int | None,
+        log: EventLog | None = None,
+    ) -> None:
         self.run_id = run_id
         self.sender_id = sender_id
         self.threshold = threshold
+        self._log = log
+        self._fell_back = False  # a large buffer went in-band: /dev/shm was full (logged once)
         self._ids = itertools.count(1)
         # the segments of the message being pickled (encode is never reentered: pickling
         # runs no code of ours that sends)
@@ -121,7 +195,9 @@ class Shipper:
         self._pid = 0
         self._shipped: list[Placement] = []
         self.pool = SegmentPool(run_id, sender_id)
-        self._keep_in_band = self._in_band  # bound once: ``plain`` runs per message
+        self._plain = _Pickling(self._in_band)
+        self._shipping = _Pickling(self._out_of_band)
+        self._limit = 0  # of the message being encoded: a buffer may go in-band under it
 
     def encode(self, what: str, obj: object, limit: int, box: str, pid: int = 0) -> Encoded:
         """Pickle ``obj`` for receiver ``box`` (process ``pid``, 0 if unknown).
@@ -137,10 +213,13 @@ class Shipper:
             return Encoded(dumps(what, obj, limit))
         self._box = box
         self._pid = pid
+        self._limit = limit
         shipped = self._shipped
         try:
             try:
-                data = pickle.dumps(obj, protocol=5, buffer_callback=self._out_of_band)
+                data = self._shipping.dumps(obj, limit)
+            except _TooLargeError as exc:
+                raise MessageTooLargeError(exc.size, limit, stopped=True) from None
             except SharedMemoryFullError:
                 raise
             except Exception as exc:
@@ -166,10 +245,9 @@ class Shipper:
         large arrays or raises the error that says what is wrong.
         """
         try:
-            data = pickle.dumps(obj, 5, buffer_callback=self._keep_in_band)
-        except Exception:
+            return self._plain.dumps(obj, limit)
+        except Exception:  # too large, a segment needed, or not picklable: encode says
             return None
-        return data if len(data) <= limit else None
 
     def _in_band(self, buffer: pickle.PickleBuffer) -> bool:
         if self.threshold is not None and buffer.raw().nbytes >= self.threshold:
@@ -187,7 +265,20 @@ class Shipper:
                 self._shipped.append((lent, raw.nbytes, DATA_OFFSET))
                 return False
         name = message_segment(self.run_id, self._box, self.sender_id, next(self._ids))
-        write_segment(name, raw)
+        try:
+            name = write_segment(name, raw)  # the stem plus a random part
+        except SharedMemoryFullError:
+            if raw.nbytes > self._limit:
+                raise  # the socket cannot take it either
+            # /dev/shm is full: this one travels in the message itself
+            if not self._fell_back and self._log is not None:
+                self._log.warning(
+                    "segment.fallback",
+                    nbytes=raw.nbytes,
+                    reason="/dev/shm is full: large arrays go through the socket meanwhile",
+                )
+            self._fell_back = True
+            return True
         self._shipped.append((name, raw.nbytes, 0))
         return False
 

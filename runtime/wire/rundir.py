@@ -1,10 +1,23 @@
-"""The run's private directory: socket files live here, mode 0700, swept when stale."""
+"""The run's private directory: socket files live here, mode 0700, swept when stale.
+
+Its base (``$XDG_RUNTIME_DIR/actors``, else ``$TMPDIR/actors-<uid>``) and the log root are
+checked by one function, ``ensure_private_dir``: a directory another user made first, or a
+symlink, is refused with an error naming the directory to use instead.
+
+multiprocessing keeps its forkserver's socket in a temporary directory of its own, removed
+at exit only: a killed runtime would leave it behind. The runtime names that directory
+``pymp-actors-<pid>-<start time>-<random>`` so that a later runtime can tell that its
+process is gone and sweep it, as it sweeps run directories.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import multiprocessing
+import multiprocessing.util
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -14,11 +27,24 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["RunDirectory", "peer_credentials", "process_start_time"]
+from actors import UnsafeDirectoryError
+
+__all__ = [
+    "RunDirectory",
+    "ensure_private_dir",
+    "peer_credentials",
+    "private_alternative",
+    "process_start_time",
+]
 
 _PEERCRED = struct.Struct("3i")
 # sun_path holds 108 bytes; keep room for "/<actor_id>.sock"
 _MAX_BASE = 80
+#: multiprocessing's temporary directory, as the runtime names it: pid and start time
+_MP_PREFIX = "pymp-actors-"
+_MP_NAME = re.compile(rf"{_MP_PREFIX}([0-9]+)-([0-9]+)-")
+# the forkserver's socket is "<that directory>/listener-<8 characters>", within sun_path
+_MAX_MP_DIR = 90
 
 
 def process_start_time(pid: int) -> int | None:
@@ -58,18 +84,65 @@ def _base_dir() -> Path:
     )
 
 
-def _ensure_private_dir(path: Path) -> None:
-    """Create ``path`` with mode 0700, or check that an existing one is ours and private."""
+def private_alternative() -> Path:
+    """A directory of this user's alone to suggest when a shared one is unsafe.
+
+    ``/run/user/<uid>`` (what ``$XDG_RUNTIME_DIR`` names in a login session) if it is
+    there and ours, else ``~/.cache``.
+    """
+    runtime_dir = Path(f"/run/user/{os.getuid()}")
+    with contextlib.suppress(OSError):
+        st = os.lstat(runtime_dir)
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid():
+            return runtime_dir
+    return Path.home() / ".cache"
+
+
+def ensure_private_dir(path: Path, remedy: str) -> None:
+    """Create ``path`` with mode 0700, or check that an existing one is ours and private.
+
+    The check is made on the directory itself, never through a symlink: it must be a
+    directory this user owns that no one else can write to (one only readable by others
+    is made 0700). The run directories' base and the log root are checked here.
+
+    Raises:
+        UnsafeDirectoryError: any check fails; ``remedy`` says what to do instead.
+    """
     with contextlib.suppress(FileExistsError):
         path.mkdir(mode=0o700)
-    st = os.lstat(path)
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-        raise PermissionError(
-            f"{path} exists but is not a directory owned by uid {os.getuid()}; remove it "
-            "(someone else may be trying to intercept actor sockets)"
-        )
-    if stat.S_IMODE(st.st_mode) != 0o700:
-        os.chmod(path, 0o700)
+    try:
+        # O_NOFOLLOW: a symlink fails to open (ELOOP) rather than leading elsewhere
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        problem = "is a symlink" if os.path.islink(path) else f"cannot be used ({exc.strerror})"
+        raise UnsafeDirectoryError(str(path), problem, remedy) from None
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != os.getuid():
+            raise UnsafeDirectoryError(
+                str(path),
+                f"belongs to uid {st.st_uid}, not to this user (uid {os.getuid()}): someone "
+                "else made it, and could read or replace what is put in it",
+                remedy,
+            )
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & 0o022:
+            raise UnsafeDirectoryError(
+                str(path),
+                f"has mode {mode:o}: other users can write to it, so what is in it may be theirs",
+                f"remove it, or {remedy}",
+            )
+        if mode != 0o700:
+            os.fchmod(fd, 0o700)  # only readable by others: nothing in it can be theirs
+    finally:
+        os.close(fd)
+
+
+def _base_remedy() -> str:
+    instead = private_alternative()
+    if instead.name != ".cache":
+        return f"set XDG_RUNTIME_DIR={instead} so that actor sockets go to {instead / 'actors'}"
+    return f"set TMPDIR to a short directory of your own, such as {instead}"
 
 
 @dataclass
@@ -84,8 +157,9 @@ class RunDirectory:
         """Make a fresh run directory; return it and the stale runs it swept."""
         base = _base_dir()
         base.parent.mkdir(parents=True, exist_ok=True)
-        _ensure_private_dir(base)
-        swept = cls.sweep_stale(base)
+        ensure_private_dir(base, _base_remedy())
+        swept = cls.sweep_stale(base) + _sweep_multiprocessing_dirs()
+        _name_multiprocessing_dir()
         run_id = f"{os.getpid()}-{secrets.token_hex(3)}"
         path = base / f"run-{run_id}"
         path.mkdir(mode=0o700)
@@ -131,6 +205,47 @@ class RunDirectory:
     def remove(self) -> None:
         """Delete the directory and every socket file left in it."""
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _name_multiprocessing_dir() -> None:
+    """Make multiprocessing's temporary directory, named so a later runtime can sweep it.
+
+    Left alone if this process has one already (made by an earlier run, or by the script's
+    own use of multiprocessing): the forkserver may be listening in it.
+    """
+    config = multiprocessing.current_process()._config  # type: ignore[attr-defined]
+    if config.get("tempdir") is not None:
+        return
+    start = process_start_time(os.getpid())
+    path = tempfile.mkdtemp(prefix=f"{_MP_PREFIX}{os.getpid()}-{start}-")  # 0700, random
+    if len(path) > _MAX_MP_DIR:
+        os.rmdir(path)  # too long for a socket path: let multiprocessing choose
+        return
+    # removed at exit as multiprocessing removes its own; a killed process's is swept
+    multiprocessing.util.Finalize(
+        None, shutil.rmtree, args=(path,), kwargs={"ignore_errors": True}, exitpriority=-100
+    )
+    config["tempdir"] = path
+
+
+def _sweep_multiprocessing_dirs() -> list[str]:
+    """Remove our ``pymp-actors-*`` directories whose process is gone (e.g. SIGKILLed)."""
+    swept = []
+    uid = os.getuid()
+    for entry in Path(tempfile.gettempdir()).glob(f"{_MP_PREFIX}*"):
+        match = _MP_NAME.match(entry.name)
+        try:
+            st = os.lstat(entry)
+        except OSError:
+            continue
+        if match is None or not stat.S_ISDIR(st.st_mode) or st.st_uid != uid:
+            continue  # not one of ours: never touched
+        pid, start = int(match[1]), int(match[2])
+        if process_start_time(pid) == start:
+            continue  # its process (and maybe its forkserver) still runs
+        shutil.rmtree(entry, ignore_errors=True)
+        swept.append(entry.name)
+    return swept
 
 
 def _younger_than(path: Path, seconds: float) -> bool:
