@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -44,6 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         sys.stderr.write(f"python -m runtime.trace: {exc}\n")
         return 2
+    if args.trace and not run.trace(args.trace):
+        sys.stderr.write(
+            f"python -m runtime.trace: no trace {args.trace!r} in {run_dir}; a trace id is "
+            "the msg_id of the message that started it (see `--merged`, key trace_id)\n"
+        )
+        return 2
     if not run.messages and not args.trace:
         console.print(
             "no message events in these logs: run with tracing on "
@@ -63,5 +71,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def run_cli() -> int:
+    """``main``, ending quietly when the reader of its output goes away (``| head``)."""
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # nothing more can be written: point stdout at /dev/null so that the interpreter's
+        # own flush at exit does not fail again, and end as a program killed by SIGPIPE
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli())
