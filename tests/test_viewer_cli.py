@@ -19,8 +19,12 @@ def _viewer(*args: str) -> subprocess.Popen[bytes]:
     )
 
 
-def test_output_cut_short_by_its_reader_ends_quietly_as_sigpipe_would() -> None:
-    viewer = _viewer(str(RUN), "--merged")
+def test_output_cut_short_by_its_reader_ends_quietly_as_sigpipe_would(tmp_path: Path) -> None:
+    # far more output than a pipe holds, so the viewer is still writing when its reader goes
+    for log in RUN.glob("*.jsonl"):
+        lines = log.read_bytes().splitlines(keepends=True)
+        (tmp_path / log.name).write_bytes(b"".join(lines * 50))
+    viewer = _viewer(str(tmp_path), "--merged")
     assert viewer.stdout is not None
     assert viewer.stdout.readline().startswith(b"{")  # as `| head -1` reads it
     viewer.stdout.close()

@@ -12,7 +12,15 @@ import orjson
 from rich.console import Console
 
 from ..observe.logging import default_log_root
-from . import MissingPlotLibraryError, load_run, merge_logs, plot_timeline, render
+from . import (
+    MissingPlotLibraryError,
+    list_runs,
+    load_run,
+    merge_logs,
+    plot_timeline,
+    render,
+    write_chrome_trace,
+)
 from ._mermaid import sequence_diagram
 
 
@@ -29,6 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trace", metavar="ID", help="show one trace as a tree")
     parser.add_argument("--mermaid", metavar="FILE", help="write a Mermaid sequence diagram")
     parser.add_argument("--plot", metavar="FILE.png", help="draw a timeline (needs matplotlib)")
+    parser.add_argument(
+        "--chrome", metavar="FILE.json", help="write a trace for ui.perfetto.dev / chrome://tracing"
+    )
+    parser.add_argument(
+        "--run", metavar="ID", help="the run to show, when the directory holds several (latest)"
+    )
+    parser.add_argument("--runs", action="store_true", help="list the runs in the directory")
     parser.add_argument("--limit", type=int, default=300, help="messages in the diagram (300)")
     parser.add_argument("--merged", action="store_true", help="print all events as JSON lines")
     args = parser.parse_args(argv)
@@ -36,13 +51,21 @@ def main(argv: list[str] | None = None) -> int:
     # a pipe or a file gets the full tables rather than the 80 columns of a dumb terminal
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
     try:
+        if args.runs:
+            for info in list_runs(run_dir):
+                tracing = {True: "traced", False: "tracing off", None: "tracing ?"}[info.trace]
+                console.print(
+                    f"{info.run_id}  started {info.started_iso}  {tracing}  {info.events} events"
+                )
+            return 0
         if args.merged:
             out = sys.stdout.buffer
-            for event in merge_logs(run_dir):
+            run_id = args.run or load_run(run_dir).run_id
+            for event in merge_logs(run_dir, run_id):
                 event.pop("_t", None)
                 out.write(orjson.dumps(event) + b"\n")
             return 0
-        run = load_run(run_dir)
+        run = load_run(run_dir, args.run)
     except (FileNotFoundError, ValueError) as exc:
         sys.stderr.write(f"python -m runtime.trace: {exc}\n")
         return 2
@@ -52,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             "the msg_id of the message that started it (see `--merged`, key trace_id)\n"
         )
         return 2
-    if not run.messages and not args.trace:
+    if not run.messages and not args.trace and run.traced:
         console.print(
             "no message events in these logs: run with tracing on "
             "(Runtime(trace=True), ACTORS_TRACE=1 or a demo's --trace)"
@@ -61,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.mermaid:
         Path(args.mermaid).write_text(sequence_diagram(run, trace_id=args.trace, limit=args.limit))
         console.print(f"wrote {args.mermaid}")
+    if args.chrome:
+        write_chrome_trace(run, args.chrome)
+        console.print(f"wrote {args.chrome} (open it at https://ui.perfetto.dev)")
     if args.plot:
         try:
             plot_timeline(run, args.plot)

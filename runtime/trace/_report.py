@@ -11,14 +11,30 @@ from ._run import Event, Message, Run
 
 __all__ = ["error_report", "flow_table", "render", "summary_table", "trace_tree"]
 
+#: what a per-message figure shows when tracing was off: unknown, not zero
+UNKNOWN = "\u2013"  # an en dash: not "-", which says "none"
+TRACING_OFF_HINT = (
+    "tracing was off in this run: in, out, died, p50/p99, busy and max depth need per-message "
+    f"events and show {UNKNOWN}; handled, failed and dead come from what each incarnation "
+    "counted when it ended. Turn tracing on with Runtime(trace=True), ACTORS_TRACE=1 or a "
+    "demo's --trace"
+)
+
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def _exits(exits: dict[str, int]) -> str:
+    return ", ".join(reason if n == 1 else f"{reason} ({n})" for reason, n in exits.items())
+
+
 def summary_table(run: Run) -> Table:
     table = Table(
-        title="Actors: messages in and out, outcomes, handle time, deepest mailbox",
+        title=(
+            "Actors: messages in and out, outcomes, handle and busy time, deepest mailbox, "
+            "incarnations"
+        ),
         title_justify="left",
     )
     table.add_column("actor", no_wrap=True)
@@ -32,29 +48,42 @@ def summary_table(run: Run) -> Table:
         "in doubt",
         "p50 ms",
         "p99 ms",
+        "busy ms",
         "max depth",
+        "starts",
         "restarts",
     ):
         table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("exits", no_wrap=True)
     for row in run.summary():
+        traced = row.per_message
+
+        def known(text: str, traced: bool = traced) -> str:
+            return text if traced else UNKNOWN
+
         table.add_row(
             row.actor,
-            str(row.received),
-            str(row.sent),
+            known(str(row.received)),
+            known(str(row.sent)),
             str(row.handled),
             str(row.failed),
             str(row.dead_lettered),
-            str(row.died),
+            known(str(row.died)),
             str(row.in_doubt),
-            _ms(row.p50_ms),
-            _ms(row.p99_ms),
-            "-" if row.max_depth is None else str(row.max_depth),
+            known(_ms(row.p50_ms)),
+            known(_ms(row.p99_ms)),
+            known(_ms(row.busy_ms)),
+            known("-" if row.max_depth is None else str(row.max_depth)),
+            str(row.starts) if row.starts or row.exits else "-",
             str(row.restarts),
+            _exits(row.exits),
         )
     return table
 
 
-def flow_table(run: Run) -> Table:
+def flow_table(run: Run) -> RenderableType:
+    if not run.traced:
+        return Text(f"Flow: {UNKNOWN} (needs tracing on: sends are not logged without it)")
     flow = run.flow()
     names = run.actors()
     senders = [n for n in names if any(s == n for s, _ in flow)]
@@ -165,7 +194,23 @@ def trace_tree(run: Run, trace_id: str) -> RenderableType:
     return tree
 
 
+def which_run(run: Run) -> str | None:
+    """A line naming the run shown, when its log directory holds several."""
+    if len(run.runs) < 2:
+        return None
+    shown = next((r for r in run.runs if r.run_id == run.run_id), None)
+    started = f" started {shown.started_iso}" if shown else ""
+    latest = " (the latest)" if run.runs[-1].run_id == run.run_id else ""
+    return (
+        f"run {run.run_id}{started}{latest}: this log directory holds {len(run.runs)} runs; "
+        "--runs lists them, --run ID shows another"
+    )
+
+
 def render(run: Run, console: Console, trace_id: str | None = None) -> None:
+    note = which_run(run)
+    if note:
+        console.print(Text(note, "bold"))
     if trace_id is not None:
         console.print(trace_tree(run, trace_id))
         return
@@ -174,4 +219,6 @@ def render(run: Run, console: Console, trace_id: str | None = None) -> None:
         f"{len(run.events)} events, {len(run.messages)} messages, {span:.3f} s",
         highlight=False,
     )
+    if not run.traced:
+        console.print(Text(TRACING_OFF_HINT, "yellow"))
     console.print(Group(summary_table(run), flow_table(run), error_report(run)))

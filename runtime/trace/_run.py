@@ -11,7 +11,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["OUTCOMES", "ActorSummary", "Message", "Run", "hard_death", "load_run", "merge_logs"]
+__all__ = [
+    "OUTCOMES",
+    "ActorSummary",
+    "Message",
+    "Run",
+    "RunInfo",
+    "hard_death",
+    "list_runs",
+    "load_run",
+    "merge_logs",
+]
 
 Event = dict[str, Any]
 
@@ -69,10 +79,11 @@ def _read(path: Path) -> Iterator[Event]:
                 yield event
 
 
-def merge_logs(run_dir: str | Path) -> list[Event]:
+def merge_logs(run_dir: str | Path, run_id: str | None = None) -> list[Event]:
     """Every event of every process of a run, in one stream ordered by time.
 
-    Events of one process keep their order (``seq``) whatever their timestamps.
+    Events of one process keep their order (``seq``) whatever their timestamps. A log
+    directory reused by several runs holds them all: ``run_id`` keeps one (``list_runs``).
     """
     events: list[Event] = []
     for path in _files(Path(run_dir)):
@@ -80,7 +91,55 @@ def merge_logs(run_dir: str | Path) -> list[Event]:
     for event in events:
         event["_t"] = _time(event)
     events.sort(key=lambda e: (e["_t"], e.get("pid", 0), e.get("seq", 0)))
+    if run_id is not None:
+        events = [e for e in events if e.get("run_id", run_id) == run_id]
     return events
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One run found in a log directory."""
+
+    run_id: str
+    #: when its ``runtime.started`` was logged (its first event's time if none was)
+    started: float
+    #: whether it traced every message (None: no ``runtime.started`` says)
+    trace: bool | None
+    events: int
+
+    @property
+    def started_iso(self) -> str:
+        return dt.datetime.fromtimestamp(self.started, dt.UTC).isoformat(timespec="seconds")
+
+
+def _runs(events: list[Event]) -> list[RunInfo]:
+    first: dict[str, float] = {}
+    started: dict[str, Event] = {}
+    counts: Counter[str] = Counter()
+    for event in events:
+        run_id = event.get("run_id")
+        if run_id is None:
+            continue
+        run_id = str(run_id)
+        counts[run_id] += 1
+        first.setdefault(run_id, event["_t"])
+        if event["event"] == "runtime.started":
+            started.setdefault(run_id, event)
+    infos = [
+        RunInfo(
+            run_id,
+            started[run_id]["_t"] if run_id in started else first[run_id],
+            bool(started[run_id].get("trace")) if run_id in started else None,
+            counts[run_id],
+        )
+        for run_id in first
+    ]
+    return sorted(infos, key=lambda r: r.started)
+
+
+def list_runs(run_dir: str | Path) -> list[RunInfo]:
+    """The runs whose events a log directory holds, oldest first."""
+    return _runs(merge_logs(run_dir))
 
 
 @dataclass
@@ -119,6 +178,9 @@ class Message:
     sender_in_doubt: bool = False
     #: the final outcomes its receiver recorded, in time order: more than one is a conflict
     receiver_outcomes: list[str] = field(default_factory=list)
+    #: the OS pids of the processes that logged it sent, and received (None: no such event)
+    sent_pid: int | None = None
+    received_pid: int | None = None
     #: "died" only: it was the oldest message its incarnation had received and not
     #: finished, so the one being handled when it died (the others waited in its mailbox).
     #: A killed process loses the event lines of its last event-loop step: messages it
@@ -149,13 +211,32 @@ class ActorSummary:
     p99_ms: float | None = None
     max_depth: int | None = None
     restarts: int = 0
+    #: total time in its handlers (handled and failed messages that say how long), in ms
+    busy_ms: float | None = None
+    #: incarnations that logged ``actor.started``
+    starts: int = 0
+    #: how its incarnations ended: reason -> how many
+    exits: dict[str, int] = field(default_factory=dict)
+    #: the run traced every message: False when tracing was off, and then the per-message
+    #: figures (in, out, died, times, depth) are unknown rather than 0, and handled, failed
+    #: and dead-lettered come from the counts its incarnations logged when they ended
+    per_message: bool = True
 
 
 class Run:
     """A run's merged events and its messages, joined by ``msg_id``."""
 
-    def __init__(self, events: list[Event]) -> None:
+    def __init__(
+        self, events: list[Event], *, run_id: str | None = None, runs: list[RunInfo] | None = None
+    ) -> None:
         self.events = events
+        #: the run shown, and every run its log directory holds (oldest first)
+        self.run_id = run_id
+        self.runs: list[RunInfo] = runs if runs is not None else _runs(events)
+        started = next((e for e in events if e["event"] == "runtime.started"), None)
+        #: whether per-message events were logged: only a ``runtime.started`` saying
+        #: ``trace: false`` says they were not
+        self.traced = started is None or bool(started.get("trace", True))
         self.messages: dict[str, Message] = {}
         self.start = events[0]["_t"] if events else 0.0
         self.end = events[-1]["_t"] if events else 0.0
@@ -190,11 +271,14 @@ class Run:
             message.sent_at = event["_t"]
             message.ask = bool(event.get("ask"))
             message.size = event.get("size")
+            if isinstance(event.get("pid"), int):
+                message.sent_pid = event["pid"]
         elif name == "message.received":
             message.received_at = event["_t"]
             message.depth = event.get("depth")
             pid = event.get("pid")
             if isinstance(pid, int):
+                message.received_pid = pid
                 actor = str(event.get("actor") or message.receiver)
                 self._received[(actor, pid)].append(message.msg_id)
         elif name == "message.dead_lettered" and event.get("reason") == _IN_DOUBT:
@@ -294,14 +378,62 @@ class Run:
                 row.died += 1
             elif m.outcome == "in_doubt":
                 row.in_doubt += 1
+        busy: dict[str, float] = defaultdict(float)
+        for m in self.messages.values():
+            if m.receiver in rows and m.outcome in ("handled", "failed") and m.duration_s:
+                busy[m.receiver] += m.duration_s * 1000
+        for name, total in busy.items():
+            rows[name].busy_ms = total
         for event in self.where("actor.restarted"):
             if event["actor"] in rows:
                 rows[event["actor"]].restarts += 1
+        for event in self.where("actor.started"):
+            if event.get("actor") in rows:
+                rows[event["actor"]].starts += 1
+        for event in self.where("actor.exited"):
+            if event.get("actor") in rows:
+                exits = rows[event["actor"]].exits
+                reason = str(event.get("reason", "?"))
+                exits[reason] = exits.get(reason, 0) + 1
+        if not self.traced:
+            self._lifecycle_counts(rows)
         for name, samples in times.items():
             samples.sort()
             rows[name].p50_ms = statistics.median(samples)
             rows[name].p99_ms = samples[min(len(samples) - 1, int(0.99 * len(samples)))]
         return list(rows.values())
+
+    def _lifecycle_counts(self, rows: dict[str, ActorSummary]) -> None:
+        """Handled, failed and dead-lettered from the counts each incarnation logged at its end.
+
+        Without tracing only failures and dead letters have events of their own; an
+        incarnation that logged no counts (killed) is counted from those events.
+        """
+        counted: dict[tuple[str, int], Event] = {}
+        for name in ("actor.exited", "actor.stopped"):  # the driver's word first
+            for event in self.where(name):
+                pid = event.get("pid")
+                if isinstance(pid, int) and "handled" in event:
+                    counted.setdefault((str(event.get("actor")), pid), event)
+        for row in rows.values():
+            row.per_message = False
+            row.handled = row.failed = row.dead_lettered = 0
+        for (actor, _), event in counted.items():
+            if actor in rows:
+                row = rows[actor]
+                row.handled += int(event.get("handled") or 0)
+                row.failed += int(event.get("failed") or 0)
+                row.dead_lettered += int(event.get("dead_lettered") or 0)
+        for msg_id, records in self._records.items():
+            message = self.messages[msg_id]
+            pid = records[0].get("pid")
+            actor = str(records[0].get("actor") or message.receiver)
+            if actor not in rows or (actor, pid) in counted:
+                continue
+            if message.outcome == "failed":
+                rows[actor].failed += 1
+            elif message.outcome == "dead_lettered":
+                rows[actor].dead_lettered += 1
 
     def flow(self) -> Counter[tuple[str, str]]:
         """Messages sent, per (sender, receiver)."""
@@ -392,6 +524,22 @@ class Run:
         return broken
 
 
-def load_run(run_dir: str | Path) -> Run:
-    """Read and join every log of a run (the directory of its ``.jsonl`` files)."""
-    return Run(merge_logs(run_dir))
+def load_run(run_dir: str | Path, run_id: str | None = None) -> Run:
+    """Read and join every log of a run (the directory of its ``.jsonl`` files).
+
+    A directory reused by several runs holds them all; the one whose ``runtime.started``
+    is the latest is read, or the one ``run_id`` names (``Run.runs`` lists them).
+
+    Raises:
+        ValueError: no run ``run_id`` in the directory.
+    """
+    events = merge_logs(run_dir)
+    runs = _runs(events)
+    if run_id is None:
+        run_id = runs[-1].run_id if runs else None
+    elif run_id not in {r.run_id for r in runs}:
+        found = ", ".join(r.run_id for r in runs) or "none"
+        raise ValueError(f"no run {run_id!r} in {run_dir} (runs found: {found}); --runs lists them")
+    if run_id is not None and len(runs) > 1:
+        events = [e for e in events if e.get("run_id", run_id) == run_id]
+    return Run(events, run_id=run_id, runs=runs)
