@@ -11,7 +11,7 @@ puts the receiver alone on the last CPU and the senders on the others, for both 
 For A/B runs of a change, interleave checkouts: ``PYTHONPATH=<checkout> python -m
 benchmarks.bench_fanin``, in ABBA order. The full suite's fan-in figure (``python -m
 benchmarks``) runs 50,000 messages with a fifth sender for 1→1, between other figures;
-the ratio moves with the harness by about a tenth (README, Performance).
+the ratio moves with the harness by about a tenth (docs/performance.md).
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 On small VMs, waking a process that sleeps in epoll costs more than a whole quick round
 trip. So a process that expects a frame within microseconds polls for it, for at most
-``busy_poll`` seconds (README, Busy polling), and stops doing so when frames do not come
-in time.
+``busy_poll`` seconds (docs/internals/design-choices.md, Busy polling), and stops doing
+so when frames do not come in time.
 """
 
 from __future__ import annotations
