@@ -22,6 +22,7 @@ from ..observe.logging import emitter, log_stem, open_log, private_file
 from ..observe.loop_noise import install_noise_filter
 from ..wire.control import ControlChannel
 from .incarnation import Incarnation, load_spec
+from .stacks import install_task_dump, tasks_path
 
 __all__ = ["actor_main", "bootstrap"]
 
@@ -175,7 +176,12 @@ async def actor_main(spec_data: bytes, control_sock: socket.socket) -> int:
     stderr_path = spec.log.log_dir / f"{stem}.stderr"
     fault_file = open(stderr_path, "w", opener=private_file)  # noqa: SIM115, ASYNC230 - once
     faulthandler.enable(fault_file, all_threads=True)
-    faulthandler.register(signal.SIGUSR1, fault_file, all_threads=True)
+    # the hang dump: threads from faulthandler (even with the main thread stuck in C),
+    # then, chained, the tasks' coroutine stacks (a handler awaiting forever shows there)
+    undo_task_dump = install_task_dump(
+        signal.SIGUSR1, tasks_path(stderr_path), asyncio.get_running_loop()
+    )
+    faulthandler.register(signal.SIGUSR1, fault_file, all_threads=True, chain=True)
     code = 1
     try:
         stream: SocketStream = await UNIXSocketStream.from_socket(control_sock)
@@ -191,6 +197,9 @@ async def actor_main(spec_data: bytes, control_sock: socket.socket) -> int:
             if _orphaned(control_sock.fileno()):
                 _kill_rest_of_group()
         faulthandler.disable()
+        # a late dump signal must not write to the closed file's number, reused by now
+        faulthandler.unregister(signal.SIGUSR1)
+        undo_task_dump()
         fault_file.close()
         if stderr_path.stat().st_size == 0:
             stderr_path.unlink()

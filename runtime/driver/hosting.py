@@ -8,7 +8,7 @@ tested in-process. Another backend implements the same three protocols.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..observe.account import Counts
 from ..wire.protocol import ActorSpec, ControlMessage
@@ -18,10 +18,15 @@ __all__ = ["ControlLink", "Host", "HostedIncarnation", "StackDump"]
 
 @dataclass(frozen=True, slots=True)
 class StackDump:
-    """The stacks of an incarnation's threads, and where the full dump was written."""
+    """The stacks of an incarnation's threads and asyncio tasks, and where the threads'
+    full dump was written."""
 
+    #: the threads' stacks, then the tasks' (as ``coroutines`` says), as text
     text: str
     where: str
+    #: each asyncio task: ``{"task": name, "frames": [{"file", "line", "function"}, ...]}``,
+    #: outermost frame first (``awaiting``: what the innermost awaits, if it has no frame)
+    coroutines: tuple[dict[str, Any], ...] = ()
 
 
 class ControlLink(Protocol):
@@ -82,7 +87,7 @@ class HostedIncarnation(Protocol):
         ...
 
     async def dump_stacks(self) -> StackDump:
-        """Dump its threads' stacks (``text`` is empty if none could be had)."""
+        """Dump its threads' and tasks' stacks (``text`` is empty if none could be had)."""
         ...
 
 

@@ -251,6 +251,7 @@ class Incarnations:
             why=why,
             stack=dump.text,
             stack_file=dump.where,
+            coroutines=list(dump.coroutines),
         )
         life.hosted.kill()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import multiprocessing
 import os
 import pickle
@@ -17,7 +18,9 @@ import socket
 import sys
 import threading
 import types
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import aiomultiprocess
 import aiomultiprocess.core
@@ -28,7 +31,7 @@ from actors import DescriptorLimitError
 
 from .._entry import LOOP_OPTION, PRELOAD, PRELOAD_ENV, actor_main, bootstrap
 from ..observe.account import Counts, account_path, counts_from_log, read_account
-from ..observe.logging import log_stem
+from ..observe.logging import log_stem, private_file
 from ..shm.pool import orphan_pool
 from ..shm.segments import message_prefix, segments_of, unlink_segments
 from ..wire.control import ControlChannel
@@ -49,8 +52,17 @@ _MAX_SOFT_FDS = 1 << 20
 
 #: seconds a stack dump may take to appear in the actor's .stderr log
 _DUMP_WAIT = 1.0
+#: seconds more the tasks' coroutine stacks may take: they need the interpreter, which a
+#: thread stuck in C code never gives back (then the threads' stacks are all there is)
+_TASKS_WAIT = 0.5
+#: how often to look for either
+_DUMP_POLL = 0.02
 #: the most of a stack dump that goes into the log
 _MAX_STACK = 16_000
+#: the most of a task dump that is read
+_MAX_TASKS_FILE = 1 << 20
+
+_T = TypeVar("_T")
 
 # standard modules that touch the terminal or a display when imported, or are jokes
 _NOT_PRELOADED = frozenset(
@@ -128,6 +140,8 @@ class _ProcessIncarnation:
         self._code: int | None = None
         self._account: Counts | None = None
         self._stderr = spec.log.log_dir / f"{log_stem(spec.name, spec.actor_id, pid)}.stderr"
+        # where runtime.actor.stacks writes the tasks' coroutine stacks
+        self._tasks = self._stderr.with_suffix(".tasks.json")
 
     @property
     def pid(self) -> int:
@@ -195,18 +209,31 @@ class _ProcessIncarnation:
             _kill_group(self._pid)
 
     async def dump_stacks(self) -> StackDump:
-        """Have faulthandler write every thread's stack to the actor's ``.stderr`` log."""
+        """Have the actor dump its threads' stacks (faulthandler, to its ``.stderr`` log)
+        and its asyncio tasks' coroutine stacks (to its ``.tasks.json``); return both."""
+        with contextlib.suppress(OSError):  # an earlier dump's, which would pass for this one
+            os.unlink(self._tasks)
         before = _size(self._stderr)
+        last = [before]
+
+        def threads() -> str | None:
+            size = _size(self._stderr)
+            if size > before and size == last[0]:  # unchanged for a poll: written whole
+                stack = _read_from(self._stderr, before)
+                if "File" in stack:
+                    return stack
+            last[0] = size
+            return None
+
         self._signal(signal.SIGUSR1)
-        with anyio.move_on_after(_DUMP_WAIT):
-            while True:
-                await anyio.sleep(0.02)
-                size = _size(self._stderr)
-                if size > before and size == _size(self._stderr):
-                    stack = _read_from(self._stderr, before)
-                    if "File" in stack:
-                        return StackDump(stack, str(self._stderr))
-        return StackDump("", str(self._stderr))
+        # faulthandler writes first, from the signal handler itself; the tasks follow
+        # once the interpreter runs Python again
+        stack = await _poll(threads, _DUMP_WAIT) or ""
+        tasks = await _poll(lambda: _read_tasks(self._tasks), _TASKS_WAIT if stack else 0)
+        coroutines = tuple(tasks or ())
+        if coroutines:
+            stack = f"{stack}\n{_format_tasks(coroutines)[:_MAX_STACK]}".lstrip("\n")
+        return StackDump(stack, str(self._stderr), coroutines)
 
 
 class ProcessHost:
@@ -364,3 +391,59 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
+
+
+async def _poll(read: Callable[[], _T | None], seconds: float) -> _T | None:
+    """What ``read`` returns once it is not None, trying for ``seconds`` at most.
+
+    For files another process writes: there is nothing to wait on.
+    """
+    with anyio.move_on_after(seconds):
+        while True:
+            found = read()
+            if found is not None:
+                return found
+            await anyio.sleep(_DUMP_POLL)
+    return read()
+
+
+def _read_tasks(path: Path) -> list[dict[str, Any]] | None:
+    """The tasks of a dump ``runtime.actor.stacks`` wrote whole, with only their names and
+    frames (file, line, function); None while there is none."""
+    try:
+        with open(path, "rb", opener=private_file) as f:  # never through a symlink
+            dump = json.loads(f.read(_MAX_TASKS_FILE))
+    except (OSError, ValueError):
+        return None
+    found = dump.get("tasks") if isinstance(dump, dict) else None
+    tasks = []
+    for task in found if isinstance(found, list) else ():
+        if not isinstance(task, dict) or not isinstance(task.get("frames"), list):
+            continue
+        frames = [
+            {"file": str(f.get("file")), "line": f.get("line"), "function": str(f.get("function"))}
+            for f in task["frames"]
+            if isinstance(f, dict)
+        ]
+        entry: dict[str, Any] = {"task": str(task.get("task")), "frames": frames}
+        for key in ("awaiting", "omitted", "running"):
+            if task.get(key):
+                entry[key] = task[key]
+        tasks.append(entry)
+    return tasks
+
+
+def _format_tasks(tasks: tuple[dict[str, Any], ...]) -> str:
+    """Task stacks as faulthandler writes thread stacks, but most recent call last."""
+    lines = ["Asyncio tasks (most recent call last):"]
+    for task in tasks:
+        state = " (running)" if task.get("running") else ""
+        lines.append(f"\nTask {task['task']!r}{state}:")
+        if task.get("omitted"):
+            lines.append(f"  ... {task['omitted']} outer frames left out")
+        lines.extend(
+            f'  File "{f["file"]}", line {f["line"]} in {f["function"]}' for f in task["frames"]
+        )
+        if task.get("awaiting"):
+            lines.append(f"  awaiting a {task['awaiting']}")
+    return "\n".join(lines) + "\n"

@@ -1,9 +1,10 @@
 """Read a run's logs back: what every message did, as tables, trees and pictures.
 
 ``python -m runtime.trace RUN_DIR`` prints a summary per actor, the flow matrix and the
-errors with their causal chains; ``--trace ID``, ``--mermaid FILE`` and ``--plot
-FILE.png`` and ``--chrome FILE.json`` (for ui.perfetto.dev) show more; ``--runs`` lists the
-runs of a reused log directory and ``--run ID`` picks one (default: the latest). From Python::
+errors with their causal chains, with where a hung actor's code was (``run.hang_of``);
+``--trace ID``, ``--mermaid FILE`` and ``--plot FILE.png`` and ``--chrome FILE.json`` (for
+ui.perfetto.dev) show more; ``--runs`` lists the runs of a reused log directory and ``--run
+ID`` picks one (default: the latest). From Python::
 
     from runtime.trace import load_run
     run = load_run(rt.log_dir)

@@ -8,6 +8,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from ._run import Event, Message, Run
+from ._stacks import Frame, hang_stacks, is_yours, short_path
 
 __all__ = ["error_report", "flow_table", "render", "summary_table", "trace_tree"]
 
@@ -157,7 +158,48 @@ def error_report(run: Run) -> RenderableType:
             lost = lost[1:]
         if lost:
             branch.add(Text(f"with {len(lost)} more received and unfinished"))
+        hung = run.hang_of(event) if event.get("reason") == "hung" else None
+        if hung is not None:
+            _add_hang(branch, hung)
     return tree
+
+
+def _add_hang(branch: Tree, hung: Event) -> None:
+    """Why an incarnation was judged hung, and where the user's code was then."""
+    if hung.get("why"):
+        branch.add(Text(f"hung: {hung['why']}"))
+    stacks = hang_stacks(hung)
+    if not stacks:
+        return
+    where = branch.add(
+        Text("where your code was (every thread and task: --merged, event actor.hung, key stack)")
+    )
+    shown: set[tuple[Frame, ...]] = set()
+    for stack in stacks:
+        if stack.kind == "thread" and not stack.runs_the_loop:
+            continue  # the runtime's and the user's other threads: in the whole dump
+        yours = [i for i, f in enumerate(stack.frames) if is_yours(f)]
+        frames = tuple(stack.frames[i] for i in yours)
+        if not yours or frames in shown:  # a blocked task shows in its thread too
+            continue
+        shown.add(frames)
+        if stack.kind == "thread":
+            label = f"thread {stack.name}, the event loop's"
+        elif stack.running:
+            label = f"task {stack.name} (running: blocking its thread)"
+        else:
+            label = f"task {stack.name}"
+        node = where.add(Text(label))
+        for f in frames:
+            node.add(Text(f"{short_path(f.file)}:{f.line} in {f.function}", "bold"))
+        after = yours[-1] + 1
+        if after < len(stack.frames):
+            inner = stack.frames[after]
+            node.add(Text(f"→ in {inner.function} ({short_path(inner.file)}:{inner.line})", "dim"))
+        elif stack.awaiting:
+            node.add(Text(f"→ awaiting a {stack.awaiting}", "dim"))
+    if not shown:
+        where.add(Text("no frame of your code in the dump", "yellow"))
 
 
 def _outcome(m: Message) -> str:

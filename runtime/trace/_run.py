@@ -470,6 +470,22 @@ class Run:
             e for e in self.where("actor.exited") if str(e.get("reason", "")) not in _CLEAN_EXITS
         ]
 
+    def hang_of(self, exited: Event) -> Event | None:
+        """The ``actor.hung`` event of the incarnation that ``exited`` ended, if it hung.
+
+        It says why it was judged hung, and holds its stack dump (``stack``: its threads'
+        and its asyncio tasks' stacks).
+        """
+        keys = ("actor", "actor_id", "pid", "incarnation")
+        return next(
+            (
+                e
+                for e in self.where("actor.hung")
+                if all(e.get(k) == exited.get(k) for k in keys if k in exited)
+            ),
+            None,
+        )
+
     def unaccounted(self) -> list[Message]:
         """Messages sent (tells and asks) that nothing says what became of.
 
