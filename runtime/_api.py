@@ -41,7 +41,8 @@ from .wire.protocol import (
     SpawnActor,
     StopActor,
 )
-from .wire.transport import Transport
+from .wire.ray_transport import dumps_for_ray
+from .wire.seams import Outbox
 
 __all__ = ["Services", "check_child_options", "check_supervisor", "prepare_spawn"]
 
@@ -57,7 +58,7 @@ class Services(RuntimeServices):
 
     @property
     @abstractmethod
-    def _transport(self) -> Transport: ...
+    def _transport(self) -> Outbox: ...
 
     @abstractmethod
     async def _request(self, body: RequestBody) -> Any:
@@ -80,7 +81,14 @@ class Services(RuntimeServices):
                     "and in init_kwargs; pass each once"
                 )
             kwargs = {**kwargs, **init}
-        payload = prepare_spawn(call.actor_class, call.args, kwargs, size, config.max_message_size)
+        payload = prepare_spawn(
+            call.actor_class,
+            call.args,
+            kwargs,
+            size,
+            config.max_message_size,
+            by_value=config.backend == "ray",
+        )
         if call.supervisor is not None and not isinstance(call.supervisor, Supervisor):
             raise InvalidSpawnError(
                 f"supervisor must be an actors.Supervisor, not {call.supervisor!r}"
@@ -166,8 +174,13 @@ def prepare_spawn(
     kwargs: dict[str, Any],
     mailbox_size: object,
     limit: int,
+    *,
+    by_value: bool = False,
 ) -> bytes:
     """Check a spawn request and pickle it; return the payload an actor process loads.
+
+    ``by_value``: for Ray workers, which cannot import the script, classes defined in it
+    travel by value.
 
     Raises:
         InvalidSpawnError: not an Actor class, a class defined inside a function, a bad
@@ -231,11 +244,12 @@ def prepare_spawn(
         raise InvalidSpawnError(
             f"{cls_name}{signature} cannot take these spawn arguments: {exc}; {hint}"
         ) from None
+    pickled = dumps_for_ray if by_value else dumps
     try:
-        return dumps("spawn request", (actor_class, args, kwargs), limit)
+        return pickled("spawn request", (actor_class, args, kwargs), limit)
     except MessageNotSerializableError:
         for index, arg in enumerate(args):
-            dumps(f"spawn argument {index} of {cls_name}", arg, limit)
+            pickled(f"spawn argument {index} of {cls_name}", arg, limit)
         for key, arg in kwargs.items():
-            dumps(f"spawn argument {key!r} of {cls_name}", arg, limit)
+            pickled(f"spawn argument {key!r} of {cls_name}", arg, limit)
         raise

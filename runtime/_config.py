@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 from actors import (
     DEFAULT_MAX_RESTARTS,
@@ -21,11 +22,28 @@ from actors import (
 )
 from actors._checks import seconds
 
-__all__ = ["ENV_BUSY_POLL", "ENV_LOG_DIR", "ENV_TRACE", "ENV_UVLOOP", "RuntimeConfig"]
+__all__ = [
+    "ENV_BACKEND",
+    "ENV_BUSY_POLL",
+    "ENV_LOG_DIR",
+    "ENV_RAY_ADDRESS",
+    "ENV_TRACE",
+    "ENV_UVLOOP",
+    "Backend",
+    "RuntimeConfig",
+]
+
+#: where actors run: one local process each, or Ray actors on a Ray cluster
+Backend = Literal["local", "ray"]
 
 ENV_TRACE = "ACTORS_TRACE"
 ENV_BUSY_POLL = "ACTORS_BUSY_POLL"
 ENV_UVLOOP = "ACTORS_UVLOOP"
+ENV_BACKEND = "ACTORS_BACKEND"
+ENV_RAY_ADDRESS = "ACTORS_RAY_ADDRESS"
+#: options that only mean something for local processes: set on Ray, they are refused
+#: rather than ignored, so that nobody measures or relies on a setting that does nothing
+LOCAL_ONLY_OPTIONS = ("busy_poll", "uvloop", "shm_threshold", "shm_budget")
 #: read by ``observe.logging.default_log_root``, the one place log roots are chosen
 ENV_LOG_DIR = "ACTORS_LOG_DIR"
 
@@ -59,8 +77,27 @@ class RuntimeConfig:
     #: the root supervisor's restart intensity: ``max_restarts`` within ``period`` seconds
     max_restarts: int = DEFAULT_MAX_RESTARTS
     period: float = DEFAULT_PERIOD
+    backend: Backend = "local"
+    #: the Ray cluster to use: None starts a local one, "auto" joins the current one
+    address: str | None = None
 
     def __post_init__(self) -> None:
+        if self.backend not in get_args(Backend):
+            raise InvalidConfigError(
+                f"backend must be one of {', '.join(map(repr, get_args(Backend)))}, "
+                f"not {self.backend!r}"
+            )
+        if self.address is not None and not isinstance(self.address, str):
+            raise InvalidConfigError(f"address must be a str or None, not {self.address!r}")
+        if self.address is not None and self.backend != "ray":
+            raise InvalidConfigError(
+                f"address={self.address!r} names a Ray cluster: it needs backend='ray' "
+                f"(or {ENV_BACKEND}=ray)"
+            )
+        if self.backend == "ray" and importlib.util.find_spec("ray") is None:
+            raise MissingDependencyError(
+                "backend='ray' needs Ray: pip install 'actors-runtime[ray]' (or pip install ray)"
+            )
         _count("mailbox_size", self.mailbox_size, minimum=1)
         for what in ("stop_timeout", "start_timeout", "restart_wait", "heartbeat_interval"):
             _seconds(what, getattr(self, what))
@@ -130,6 +167,32 @@ class RuntimeConfig:
                 raise InvalidConfigError(
                     f"{ENV_BUSY_POLL} must be a number of seconds, not {text!r}"
                 ) from None
+        if options.get("backend") is None and env.get(ENV_BACKEND, "").strip():
+            given["backend"] = env[ENV_BACKEND].strip().lower()
+        if (
+            options.get("address") is None
+            and given.get("backend") == "ray"
+            and env.get(ENV_RAY_ADDRESS, "").strip()
+        ):
+            given["address"] = env[ENV_RAY_ADDRESS].strip()
+        if given.get("backend") == "ray":
+            # explicit: given as an option (None included where None means "off"), or
+            # through its variable
+            explicit = [
+                what
+                for what in LOCAL_ONLY_OPTIONS
+                if options.get(what) is not None
+                or (what in options and what.startswith("shm_"))
+                or (what == "busy_poll" and env.get(ENV_BUSY_POLL, "").strip())
+                or (what == "uvloop" and _flag(env.get(ENV_UVLOOP, "")))
+            ]
+            if explicit:
+                raise InvalidConfigError(
+                    f"{', '.join(explicit)} only apply to the local backend: on Ray, "
+                    "messages travel through Ray and actors run on Ray's event loop; "
+                    "remove the option (or its ACTORS_* variable) for backend='ray'"
+                )
+            given["busy_poll"] = 0.0  # nothing polls sockets on Ray
         if "log_dir" in given:
             given["log_dir"] = Path(given["log_dir"])  # type: ignore[arg-type]
         # explicit None for these means "none", not "the default"

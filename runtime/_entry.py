@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["LOOP_OPTION", "PRELOAD", "PRELOAD_ENV", "actor_main", "bootstrap"]
+__all__ = [
+    "LOOP_OPTION",
+    "PRELOAD",
+    "PRELOAD_ENV",
+    "actor_main",
+    "bootstrap",
+    "ray_incarnation_host",
+]
 
 #: the module the forkserver imports before it forks any actor process
 PRELOAD = "runtime.actor.preload"
@@ -32,3 +39,10 @@ async def actor_main(spec: bytes, control: Any) -> int:
     from .actor.bootstrap import actor_main as run
 
     return await run(spec, control)
+
+
+def ray_incarnation_host() -> type:
+    """The class of the Ray actor that hosts an incarnation (the Ray backend)."""
+    from .actor.ray_worker import IncarnationHost
+
+    return IncarnationHost

@@ -21,7 +21,7 @@ from .._entry import LOOP_OPTION
 from ..observe.logging import emitter, log_stem, open_log, private_file
 from ..observe.loop_noise import install_noise_filter
 from ..wire.control import ControlChannel
-from .incarnation import Incarnation, load_spec
+from .incarnation import LOCAL, Incarnation, load_spec
 from .stacks import install_task_dump, tasks_path
 
 __all__ = ["actor_main", "bootstrap"]
@@ -188,7 +188,7 @@ async def actor_main(spec_data: bytes, control_sock: socket.socket) -> int:
         control = ControlChannel(stream)
         async with anyio.create_task_group() as tg:
             tg.start_soon(control.run_writer)
-            code = await Incarnation(spec, control, log).run()
+            code = await Incarnation(spec, control, log, LOCAL).run()
             tg.cancel_scope.cancel()
     except Exception as exc:
         log.error("actor.crashed", error_type=type(exc).__name__, exc_info=exc)

@@ -13,7 +13,7 @@ from actors import ActorContext, ActorRef, Timer
 from .._api import Services
 from .._config import RuntimeConfig
 from ..wire.protocol import RequestBody, Unwatch, Watch
-from ..wire.transport import Transport
+from ..wire.seams import Outbox
 
 if TYPE_CHECKING:
     from .incarnation import Incarnation
@@ -24,7 +24,7 @@ __all__ = ["Context"]
 class Context(Services, ActorContext):
     """``self.context`` of an actor: the runtime's services, reached from its process."""
 
-    def __init__(self, incarnation: Incarnation) -> None:
+    def __init__(self, incarnation: Incarnation[Any]) -> None:
         self._inc = incarnation
 
     @property
@@ -32,7 +32,7 @@ class Context(Services, ActorContext):
         return self._inc.spec.config
 
     @property
-    def _transport(self) -> Transport:
+    def _transport(self) -> Outbox:
         return self._inc.transport
 
     async def _request(self, body: RequestBody) -> Any:

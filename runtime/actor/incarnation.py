@@ -17,8 +17,10 @@ import signal
 import threading
 import time
 import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic
 
 import anyio
 import anyio.abc
@@ -50,10 +52,11 @@ from ..wire.codec import Shipper, dumps_error, loads_error, message_type
 from ..wire.control import ControlChannel, ControlClosedError
 from ..wire.mailbox import Envelope, Mailbox
 from ..wire.protocol import ActorSpec, RequestBody
+from ..wire.seams import ControlEnd, E, Inbox, Letter, Outbox
 from ..wire.transport import LEAVE_TIMEOUT, UNPICKLE_MARK, SenderInfo, Transport
 from .context import Context
 
-__all__ = ["Incarnation"]
+__all__ = ["LOCAL", "Incarnation", "Plumbing"]
 
 #: exit code of an actor process that lost its runtime and had to force its exit
 EXIT_PARENT_LOST = 70
@@ -69,7 +72,7 @@ def _exit_in_unpickling(exc: BaseException) -> RemoteActorError:
     )
 
 
-def _ids(env: Envelope) -> dict[str, str | None]:
+def _ids(env: Letter) -> dict[str, str | None]:
     """The keys naming an envelope's message in its events (trace ids if it came traced)."""
     keys: dict[str, str | None] = {"msg_id": env.msg_id, "sender": env.sender}
     if not env.trace_id:
@@ -90,26 +93,34 @@ class _Timer:
         self._timers.discard(self)
 
 
-class Incarnation:
+@dataclass(frozen=True, slots=True)
+class Plumbing(Generic[E]):
+    """How an incarnation receives and sends: what differs between backends."""
+
+    #: makes the mailbox, in ``__init__``
+    mailbox: Callable[[Incarnation[E]], Inbox[E]]
+    #: makes the sending side, in ``run``, inside the task group its work belongs to
+    transport: Callable[[Incarnation[E], anyio.abc.TaskGroup], Outbox]
+    #: the incarnation has an OS process of its own: it takes SIGTERM as a stop, and a
+    #: lifeline thread ends it if the driver dies (on Ray, Ray does both)
+    own_process: bool = True
+
+
+class Incarnation(Generic[E]):
     """Runs one actor in this process until it stops."""
 
-    def __init__(self, spec: ActorSpec, control: ControlChannel, log: Log) -> None:
+    def __init__(
+        self, spec: ActorSpec, control: ControlEnd, log: Log, plumbing: Plumbing[E]
+    ) -> None:
         self.spec = spec
         self.control = control
         self.log = log
         self.ref = ActorRef(spec.actor_id, spec.name, spec.address)
+        self._plumbing = plumbing
         #: made in ``run``, inside the task group its connections belong to
-        self.transport: Transport
+        self.transport: Outbox
         self.sharing = SharingService(spec.log.run_id, Path(spec.run_dir) / "locks", log)
-        self.mailbox = Mailbox(
-            spec.mailbox_size,
-            spec.name,
-            box=spec.box,
-            max_body=spec.config.max_message_size,
-            log=log,
-            trace=spec.log.trace,
-            is_peer=self._is_peer,
-        )
+        self.mailbox = plumbing.mailbox(self)
         self.mailbox.spin = spec.config.busy_poll
         self.actor: Actor | None = None
         self._tg: anyio.abc.TaskGroup
@@ -117,13 +128,13 @@ class Incarnation:
         self._requests: dict[int, anyio.Event] = {}
         self._answers: dict[int, tuple[bool, Any]] = {}
         self._request_ids = itertools.count(1)
-        self._open_replies: dict[int, tuple[Envelope, Reply]] = {}
+        self._open_replies: dict[int, tuple[E, Reply]] = {}
         self._loop_scope = anyio.CancelScope()
         self._stop_reason: StopReason | None = None
         self._stop_by = math.inf  # time.monotonic() by which stopping must be done
         self._stopped = anyio.Event()
         self._crash: tuple[str, str] | None = None
-        self._env: Envelope | None = None  # the message being handled
+        self._env: E | None = None  # the message being handled
         self._reply: Reply | None = None  # ... and its deferred reply, if the handler took one
         self._timers: set[_Timer] = set()
         self._trace = spec.log.trace
@@ -131,7 +142,9 @@ class Incarnation:
         self.failed = 0
         self.dead = 0
         # the counts also go where the driver reads them after this process, however it ends
-        self.account = Account(account_path(spec.run_dir, spec.box))
+        path = account_path(spec.run_dir, spec.box)
+        # on Ray, a node other than the driver's has no run directory: counts stay here
+        self.account = Account(path if plumbing.own_process or path.parent.is_dir() else None)
         self._cells = self.account.cells
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -141,22 +154,13 @@ class Incarnation:
         spec = self.spec
         async with anyio.create_task_group() as tg:
             self._tg = tg
-            self.transport = Transport(
-                tg,
-                SenderInfo(spec.name, spec.actor_id, os.getpid(), spec.box),
-                max_message_size=spec.config.max_message_size,
-                log=self.log,
-                trace=spec.log.trace,
-                shipper=Shipper(spec.log.run_id, spec.box, spec.config.shm_threshold, self.log),
-                ask_spin=spec.config.busy_poll,
-                await_actor=self._await_actor,
-                on_in_doubt=self._record_in_doubt,
-            )
+            self.transport = self._plumbing.transport(self, tg)
             install_router(self.transport)
             install_shared_memory(self.sharing)
             tg.start_soon(self._read_control)
-            tg.start_soon(self._watch_sigterm)
-            self._start_lifeline()
+            if self._plumbing.own_process:
+                tg.start_soon(self._watch_sigterm)
+                self._start_lifeline()
             if not await self._start():
                 tg.cancel_scope.cancel()
                 return 1
@@ -359,13 +363,13 @@ class Incarnation:
                     CURRENT.reset(token)
                 mailbox.done(env)
 
-    def _undecodable(self, env: Envelope, exc: Exception) -> None:
+    def _undecodable(self, env: E, exc: Exception) -> None:
         """``env``'s body did not unpickle here: log it, and fail its ask."""
         self._log_failed(env, exc, reason="undecodable", error=str(exc))
         if env.is_ask:
             self.mailbox.reply(env, False, dumps_error(exc))
 
-    def _receive_failed(self, env: Envelope, message: object, exc: Exception) -> None:
+    def _receive_failed(self, env: E, message: object, exc: Exception) -> None:
         """``receive`` raised ``exc`` on ``env`` (called while ``self._env`` is still set)."""
         reply = self._reply
         self._log_failed(env, exc, msg_type=message_type(message), exc_info=exc)
@@ -379,7 +383,7 @@ class Incarnation:
             self._crash = (type(exc).__name__, str(exc)[:500])
             self.request_stop(self.spec.config.stop_timeout, "exception")
 
-    def _log_failed(self, env: Envelope, exc: Exception, **detail: object) -> None:
+    def _log_failed(self, env: E, exc: Exception, **detail: object) -> None:
         """Count ``env`` as failed with ``exc`` and log ``message.failed`` (plus ``detail``)."""
         self.failed += 1
         self._cells[FAILED] = self.failed
@@ -391,7 +395,7 @@ class Incarnation:
             **detail,
         )
 
-    def _answer(self, env: Envelope, ok: bool, value: object) -> None:
+    def _answer(self, env: E, ok: bool, value: object) -> None:
         encoded = None
         if ok:
             transport = self.transport
@@ -416,7 +420,7 @@ class Incarnation:
                 "reply.undeliverable", msg_id=env.msg_id, sender=env.sender, reason="asker gone"
             )
 
-    def _make_reply(self, env: Envelope) -> Reply:
+    def _make_reply(self, env: E) -> Reply:
         key = id(env)
 
         def settle(ok: bool, value: object) -> None:
@@ -429,9 +433,7 @@ class Incarnation:
             self._open_replies[key] = (env, reply)
         return reply
 
-    def _dead_letter(
-        self, env: Envelope, reason: DeadLetterReason, *, handled_part: bool = False
-    ) -> None:
+    def _dead_letter(self, env: E, reason: DeadLetterReason, *, handled_part: bool = False) -> None:
         if not handled_part:
             self.mailbox.done(env)
             if env.is_ask and self.mailbox.bounce(env):
@@ -479,6 +481,12 @@ class Incarnation:
         except ControlClosedError:
             raise ActorDeadError(ref.name, "unreachable") from None
 
+    async def _ended_in_order(self, ref: ActorRef, box: str) -> bool:
+        try:
+            return bool(await self.request(protocol.EndedInOrder(ref, box)))
+        except ControlClosedError:
+            return False
+
     def _record_in_doubt(self, total: int) -> None:
         self._cells[IN_DOUBT] = total
 
@@ -489,7 +497,7 @@ class Incarnation:
         interval late, and nothing to record per message on the hot path.
         """
         interval = self.spec.config.heartbeat_interval
-        seen: Envelope | None = None
+        seen: E | None = None
         since = 0.0
         while True:
             env = self._env
@@ -575,6 +583,7 @@ class Incarnation:
         A thread waits for the runtime's end of the control socket to hang up; it asks the
         loop to stop in order, and forces the exit if that has not happened soon after.
         """
+        assert isinstance(self.control, ControlChannel)
         fd = self.control.fileno()
         token = anyio.lowlevel.current_token()
         run_id = self.spec.log.run_id
@@ -600,6 +609,38 @@ class Incarnation:
     def _on_parent_lost(self) -> None:
         if self._stop_reason is None:
             self.request_stop(_PARENT_LOST_GRACE, "parent_lost")
+
+
+def _local_mailbox(inc: Incarnation[Envelope]) -> Inbox[Envelope]:
+    spec = inc.spec
+    return Mailbox(
+        spec.mailbox_size,
+        spec.name,
+        box=spec.box,
+        max_body=spec.config.max_message_size,
+        log=inc.log,
+        trace=spec.log.trace,
+        is_peer=inc._is_peer,
+    )
+
+
+def _local_transport(inc: Incarnation[Envelope], tg: anyio.abc.TaskGroup) -> Outbox:
+    spec = inc.spec
+    return Transport(
+        tg,
+        SenderInfo(spec.name, spec.actor_id, os.getpid(), spec.box),
+        max_message_size=spec.config.max_message_size,
+        log=inc.log,
+        trace=spec.log.trace,
+        shipper=Shipper(spec.log.run_id, spec.box, spec.config.shm_threshold, inc.log),
+        ask_spin=spec.config.busy_poll,
+        await_actor=inc._await_actor,
+        on_in_doubt=inc._record_in_doubt,
+    )
+
+
+#: a local actor process: Unix-socket mailbox and transport, shared memory for large arrays
+LOCAL: Plumbing[Envelope] = Plumbing(_local_mailbox, _local_transport)
 
 
 def load_spec(data: bytes) -> ActorSpec:

@@ -224,6 +224,7 @@ class Incarnations:
                         life.start_error = (error_type, error, tb)
                     case Stopped() as report:
                         life.stop_report = report
+                        self.registry.orderly.add(f"{rec.ref.actor_id}.{life.number}")
                     case Request() as request:
                         self.tg.start_soon(self._serve, rec, life, request)
                     case other:

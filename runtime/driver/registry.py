@@ -121,6 +121,8 @@ class Registry:
         self.names: dict[str, ActorRecord] = {}
         self._ids = itertools.count(1)
         self._auto_names: dict[str, itertools.count[int]] = {}
+        #: incarnations (boxes) that ended in order: they sent Stopped
+        self.orderly: set[str] = set()
 
     def new_id(self) -> str:
         return f"a{next(self._ids)}"
@@ -174,6 +176,14 @@ class Registry:
             if life is not None and life.pid and not life.exited.is_set():
                 pids.append(life.pid)
         return pids
+
+    def ended_in_order(self, box: str) -> bool:
+        """Whether incarnation ``box`` ended in order (it sent ``Stopped``)."""
+        return box in self.orderly
+
+    async def ended_in_order_of(self, ref: ActorRef, box: str) -> bool:
+        """``ended_in_order``, for a transport in this process."""
+        return box in self.orderly
 
     def explain(self, ref: ActorRef) -> str:
         """Why ``ref`` cannot be reached: stopped, died, restarting or unreachable."""

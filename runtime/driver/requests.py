@@ -19,6 +19,7 @@ from ..wire.protocol import (
     CreateSemaphore,
     CreateSharedArray,
     CreateSupervisor,
+    EndedInOrder,
     Free,
     IsPeer,
     Lookup,
@@ -59,6 +60,8 @@ class Requests:
         if isinstance(body, AwaitActor):  # senders keep waiting for restarts while stopping
             await registry.await_actor(body.ref, body.since)
             return None
+        if isinstance(body, EndedInOrder):
+            return registry.ended_in_order(body.box)
         if not self._is_running():
             raise RuntimeClosedError("the runtime is shutting down")
         match body:

@@ -25,7 +25,7 @@ from actors._router import install_router, router_installed
 from actors._shared import install_shared_memory
 
 from .._api import Services
-from .._config import RuntimeConfig
+from .._config import Backend, RuntimeConfig
 from .._main_import import in_actor_process_main_import, park_script
 from ..observe.logging import LogConfig, new_run_log_dir, open_log
 from ..observe.loop_noise import install_noise_filter
@@ -34,11 +34,13 @@ from ..shm.segments import sweep_stale_segments
 from ..shm.sharing import SharedRegistry, SharingService
 from ..wire.codec import Shipper
 from ..wire.protocol import RequestBody
+from ..wire.ray_transport import RaySender, RayTransport
 from ..wire.rundir import RunDirectory
 from ..wire.transport import SenderInfo, Transport
 from .hosting import Host
 from .policy import Clock, MonotonicClock
 from .process_host import ProcessHost, raise_descriptor_limit
+from .ray_host import RayCluster, RayHost, run_namespace
 from .registry import ActorRecord, Registry
 from .report import ShutdownReport
 from .requests import Requests
@@ -72,6 +74,8 @@ class RuntimeOptions(TypedDict, total=False):
     handle_sigterm: bool
     max_restarts: int
     period: float
+    backend: Backend | None
+    address: str | None
 
 
 class Runtime(Services):
@@ -174,7 +178,7 @@ class Runtime(Services):
         return self._cfg
 
     @property
-    def _transport(self) -> Transport:
+    def _transport(self) -> Transport | RayTransport:
         self._require("running")
         return self._router
 
@@ -215,8 +219,18 @@ class Runtime(Services):
         config = self._cfg
         # before any actor process or the forkserver starts: they inherit it
         fd_limit = raise_descriptor_limit()
-        host: Host = self._host_arg or ProcessHost(uvloop=config.uvloop)
+        self._cluster: RayCluster | None = None
+        if config.backend == "ray" and self._host_arg is None:
+            self._cluster = RayCluster(config.address)
+            self._cluster.connect()
         self._rundir, swept = RunDirectory.create()
+        host: Host
+        if self._host_arg is not None:
+            host = self._host_arg
+        elif self._cluster is not None:
+            host = RayHost(run_namespace(self._rundir.run_id))
+        else:
+            host = ProcessHost(uvloop=config.uvloop)
         try:
             swept_segments = sweep_stale_segments(RunDirectory.existing_run_ids())
             log_dir = config.log_dir or new_run_log_dir(self._rundir.run_id)
@@ -261,17 +275,31 @@ class Runtime(Services):
         await started.wait()
         registry = Registry(config.restart_wait)
         self._registry = registry
-        self._router = Transport(
-            self._tg,
-            SenderInfo("main", _MAIN_ID, os.getpid(), _MAIN_BOX),
-            max_message_size=config.max_message_size,
-            log=self._log,
-            trace=config.trace,
-            shipper=Shipper(self._rundir.run_id, _MAIN_BOX, config.shm_threshold, self._log),
-            ask_spin=config.busy_poll,
-            await_actor=registry.await_actor,
-            explain_unreachable=registry.explain,
-        )
+        self._router: Transport | RayTransport
+        if self._cluster is not None:
+            self._router = RayTransport(
+                self._tg,
+                RaySender("main", _MAIN_ID, os.getpid(), _MAIN_BOX),
+                namespace=run_namespace(self._rundir.run_id),
+                max_message_size=config.max_message_size,
+                log=self._log,
+                trace=config.trace,
+                await_actor=registry.await_actor,
+                ended_in_order=registry.ended_in_order_of,
+                explain_unreachable=registry.explain,
+            )
+        else:
+            self._router = Transport(
+                self._tg,
+                SenderInfo("main", _MAIN_ID, os.getpid(), _MAIN_BOX),
+                max_message_size=config.max_message_size,
+                log=self._log,
+                trace=config.trace,
+                shipper=Shipper(self._rundir.run_id, _MAIN_BOX, config.shm_threshold, self._log),
+                ask_spin=config.busy_poll,
+                await_actor=registry.await_actor,
+                explain_unreachable=registry.explain,
+            )
         self._tree = ActorTree(
             config=config,
             host=host,
@@ -353,6 +381,8 @@ class Runtime(Services):
                     segments_unlinked=segments,
                 )
                 self._rundir.remove()
+                if self._cluster is not None:
+                    self._cluster.disconnect()
                 if self._log_file is not None:
                     self._log_file.close()
                 self._state = "closed"

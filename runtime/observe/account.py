@@ -50,13 +50,17 @@ def account_path(run_dir: str | os.PathLike[str], box: str) -> Path:
 class Account:
     """The writing side, in the actor process: ``cells[HANDLED] = n`` and so on."""
 
-    def __init__(self, path: Path) -> None:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.ftruncate(fd, _SIZE)
-            self._map = mmap.mmap(fd, _SIZE)
-        finally:
-            os.close(fd)
+    def __init__(self, path: Path | None) -> None:
+        """``path`` None: counts kept in memory only (nobody reads them after the end)."""
+        if path is None:
+            self._map = mmap.mmap(-1, _SIZE)
+        else:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.ftruncate(fd, _SIZE)
+                self._map = mmap.mmap(fd, _SIZE)
+            finally:
+                os.close(fd)
         #: one signed 64-bit cell per count; a store is all a count costs
         self.cells = memoryview(self._map).cast("q")
 

@@ -35,6 +35,7 @@ __all__ = [
     "CreateSemaphore",
     "CreateSharedArray",
     "CreateSupervisor",
+    "EndedInOrder",
     "Free",
     "Heartbeat",
     "IsPeer",
@@ -193,6 +194,18 @@ class AwaitActor:
     since: float
 
 
+@dataclass(frozen=True, slots=True)
+class EndedInOrder:
+    """Whether incarnation ``box`` of ``ref`` ended in order (it sent ``Stopped``).
+
+    Such an incarnation answered or bounced every ask it took, so an ask whose call
+    failed when its worker went was never taken: the Ray backend sends it again.
+    """
+
+    ref: ActorRef
+    box: str
+
+
 RequestBody: TypeAlias = (
     SpawnActor
     | CreateSupervisor
@@ -205,6 +218,7 @@ RequestBody: TypeAlias = (
     | Free
     | IsPeer
     | AwaitActor
+    | EndedInOrder
 )
 
 

@@ -1,0 +1,242 @@
+"""RayHost: each incarnation in a Ray actor, on a Ray cluster (the Ray backend's ``Host``).
+
+Runs in the driver. Ray places and runs the actors; everything else stays ours: the
+supervisor tree restarts incarnations (Ray's own restarts and retries are off), the
+control link carries the same ``protocol`` messages as a local socketpair does, and the
+actors are never detached, so they end with the driver.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import pickle
+from typing import Any
+
+import anyio
+
+from actors import MissingDependencyError
+
+from .._entry import ray_incarnation_host
+from ..observe.account import Counts, account_path, read_account
+from ..wire.control import ControlClosedError
+from ..wire.protocol import ActorSpec, ControlMessage
+from ..wire.ray_transport import ray_actor_name
+from .hosting import StackDump
+
+__all__ = ["RayCluster", "RayHost", "run_namespace"]
+
+#: Ray calls an async actor may run at once: every sender's batch and ask waits in one
+_MAX_CONCURRENCY = 10_000
+#: seconds to wait for a killed incarnation's actor to be gone (its name is then free)
+_GONE_WAIT = 10.0
+#: seconds a stack dump may take
+_DUMP_WAIT = 2.0
+#: exit code of an incarnation whose worker died: Ray does not say how
+DIED = 1
+
+
+def run_namespace(run_id: str) -> str:
+    """The Ray namespace of a run: its actors' names are unique there."""
+    return f"actors-{run_id}"
+
+
+class RayCluster:
+    """This driver's connection to Ray: joined, or a local cluster started for the run."""
+
+    def __init__(self, address: str | None) -> None:
+        self.address = address
+        self.started_here = False
+        self.joined_here = False
+
+    def connect(self) -> None:
+        """Join the cluster (``address``), or start a local one if ``address`` is None.
+
+        Reuses the connection if the script already called ``ray.init``.
+        """
+        try:
+            import ray
+        except ImportError:
+            raise MissingDependencyError(
+                "backend='ray' needs Ray: pip install 'actors-runtime[ray]'"
+            ) from None
+        if ray.is_initialized():
+            return
+        ray.init(
+            address=self.address,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+            include_dashboard=False,
+            configure_logging=False,
+        )
+        self.joined_here = True
+        self.started_here = self.address is None
+
+    def disconnect(self) -> None:
+        """Leave the cluster if this driver joined it (a local cluster then stops)."""
+        if self.joined_here:
+            import ray
+
+            ray.shutdown()
+            self.joined_here = False
+
+
+class _Link:
+    """The driver's end of an incarnation's control link: the ``run`` stream and calls."""
+
+    def __init__(self, handle: Any, stream: Any) -> None:
+        self._handle = handle
+        self._stream = stream
+        self.exit_code: int | None = None
+        self.error = ""
+        self.ended = anyio.Event()
+        self._calls: list[Any] = []
+
+    def send(self, message: ControlMessage) -> None:
+        call = self._handle.control.remote(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+        # kept until done: a dropped ObjectRef may be collected before the call is sent
+        self._calls = [c for c in self._calls if not _ready(c)]
+        self._calls.append(call)
+
+    async def receive(self) -> ControlMessage:
+        from ray.exceptions import RayError
+
+        if self.ended.is_set():
+            raise ControlClosedError("the incarnation's control link has ended")
+        try:
+            item = await self._stream.__anext__()
+            data: bytes = await item
+        except StopAsyncIteration:
+            self._end(DIED, "the control stream ended without a word")
+            raise ControlClosedError("the incarnation's control link has ended") from None
+        except RayError as exc:
+            self._end(DIED, str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+            raise ControlClosedError(f"the incarnation's worker died: {self.error}") from None
+        message = pickle.loads(data)
+        if isinstance(message, tuple):
+            self._end(int(message[1]), "")
+            raise ControlClosedError("the incarnation has ended")
+        assert not isinstance(message, tuple)
+        return message  # type: ignore[no-any-return]
+
+    def _end(self, code: int, error: str) -> None:
+        if self.exit_code is None:
+            self.exit_code = code
+            self.error = error[:300]
+        self.ended.set()
+
+    async def run(self) -> None:
+        await anyio.sleep_forever()  # sends are calls of their own: nothing to write here
+
+    async def aclose(self) -> None:
+        self.ended.set()
+
+
+def _ready(call: Any) -> bool:
+    import ray
+
+    done, _ = ray.wait([call], timeout=0)
+    return bool(done)
+
+
+class RayIncarnation:
+    """One incarnation in a Ray actor, as the driver sees it."""
+
+    def __init__(
+        self, handle: Any, link: _Link, spec: ActorSpec, pid: int | None, node: str
+    ) -> None:
+        self._handle = handle
+        self._link = link
+        self._spec = spec
+        self._pid = pid
+        self.node = node
+        self.killed = False
+        self._account: Counts | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._pid
+
+    @property
+    def control(self) -> _Link:
+        return self._link
+
+    @property
+    def account(self) -> Counts | None:
+        return self._account
+
+    async def wait(self) -> int:
+        while not self._link.ended.is_set():
+            # the tree's reader consumes the stream; this only waits for its end
+            await self._link.ended.wait()
+        code = DIED if self._link.exit_code is None else self._link.exit_code
+        await self._gone()
+        self._account = read_account(account_path(self._spec.run_dir, self._spec.box))
+        if self.killed and code == DIED:
+            return -9
+        return code
+
+    async def _gone(self) -> None:
+        """Make sure the actor is dead (its name free for the next incarnation)."""
+        import ray
+        from ray.exceptions import RayError
+
+        with contextlib.suppress(Exception):
+            ray.kill(self._handle, no_restart=True)
+        with anyio.move_on_after(_GONE_WAIT):
+            while True:
+                try:
+                    await self._handle.where.remote()
+                except RayError:
+                    return
+                await anyio.sleep(0.05)  # killed, not yet reported dead
+
+    def terminate(self) -> None:
+        self.kill()  # Ray has no gentler end than its kill
+
+    def kill(self) -> None:
+        import ray
+
+        self.killed = True
+        with contextlib.suppress(Exception):
+            ray.kill(self._handle, no_restart=True)
+
+    async def dump_stacks(self) -> StackDump:
+        from ray.exceptions import RayError
+
+        where = f"ray worker {self._pid} on node {self.node[:12]}"
+        try:
+            with anyio.fail_after(_DUMP_WAIT):
+                text: str = await self._handle.dump_stacks.remote()
+        except (TimeoutError, RayError):
+            text = ""
+        return StackDump(text, where)
+
+
+class RayHost:
+    """Starts each incarnation as a Ray actor of the run's namespace."""
+
+    def __init__(self, namespace: str) -> None:
+        import ray
+
+        self.namespace = namespace
+        self._node = ray.get_runtime_context().get_node_id()
+        # concurrency groups can only be declared with the class, not per actor
+        declare: Any = ray.remote(concurrency_groups={"control": 2})  # type: ignore[call-overload]
+        self._class: Any = declare(ray_incarnation_host())
+
+    async def start(self, name: str, spec: ActorSpec) -> RayIncarnation:
+        handle = self._class.options(
+            name=ray_actor_name(spec.actor_id),
+            namespace=self.namespace,
+            # our supervisor tree is the only thing that restarts or re-runs anything
+            max_restarts=0,
+            max_task_retries=0,
+            max_concurrency=_MAX_CONCURRENCY,
+            # an idle actor holds no CPU: a 2-core machine runs hundreds
+            num_cpus=0,
+        ).remote()
+        stream = handle.run.remote(pickle.dumps(spec, protocol=pickle.HIGHEST_PROTOCOL))
+        pid, node = await handle.where.remote()
+        local = node == self._node
+        return RayIncarnation(handle, _Link(handle, stream), spec, pid if local else None, node)
