@@ -188,7 +188,7 @@ class RuntimeConfig:
             ]
             if explicit:
                 raise InvalidConfigError(
-                    f"{', '.join(explicit)} only apply to the local backend: on Ray, "
+                    f"{', '.join(explicit)} apply only to the local backend: on Ray, "
                     "messages travel through Ray and actors run on Ray's event loop; "
                     "remove the option (or its ACTORS_* variable) for backend='ray'"
                 )

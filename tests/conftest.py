@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import multiprocessing.forkserver
 import multiprocessing.resource_tracker
 import os
 import shutil
+import socket
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -181,3 +185,135 @@ def private_runs(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     left = sorted((root / "actors").glob("run-*"))
     shutil.rmtree(root, ignore_errors=True)
     assert not left, f"test leaked run directories: {left}"
+
+
+# -- the Ray backend ------------------------------------------------------------------------
+# One Ray head serves the whole session: a fresh cluster costs seconds. It is started with
+# `ray start` (so its processes are not this test process's children, which the leak check
+# counts) and stopped by the pids it started, never `ray stop`, which would also stop any
+# other Ray cluster of the user's.
+
+RAY_TEMP_PREFIX = "/tmp/ray-t-"  # short: Ray's socket paths live under it
+#: how long a killed incarnation's Ray actor and worker may take to be reported gone
+RAY_LEAK_GRACE = 10.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def ray_address() -> Iterator[str]:
+    """The address of a Ray head started for this session, joined by this process."""
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("Ray is not installed (pip install -e '.[test]' installs it)")
+    import ray
+
+    temp = tempfile.mkdtemp(prefix=RAY_TEMP_PREFIX)
+    port = _free_port()
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    command = [
+        ray_bin,
+        "start",
+        "--head",
+        f"--port={port}",
+        f"--temp-dir={temp}",
+        "--num-cpus=2",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+    ]
+    started: list[psutil.Process] = []
+    try:
+        subprocess.run(command, check=True, capture_output=True, timeout=180)
+        started = [p for p in psutil.process_iter(["cmdline"]) if _of_cluster(p, temp)]
+        address = f"127.0.0.1:{port}"
+        ray.init(address=address, log_to_driver=False, configure_logging=False)
+        yield address
+    finally:
+        with contextlib.suppress(Exception):
+            ray.shutdown()
+        _stop_cluster(started, temp)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _of_cluster(proc: psutil.Process, temp: str) -> bool:
+    with contextlib.suppress(psutil.Error):
+        return any(temp in part for part in proc.cmdline())
+    return False
+
+
+def _stop_cluster(started: list[psutil.Process], temp: str) -> None:
+    """Stop the processes the session's `ray start` made, and whatever they started."""
+    procs = {p.pid: p for p in started}
+    for p in started:
+        with contextlib.suppress(psutil.Error):
+            procs.update({c.pid: c for c in p.children(recursive=True)})
+    procs.update({p.pid: p for p in psutil.process_iter(["cmdline"]) if _of_cluster(p, temp)})
+    for p in procs.values():
+        with contextlib.suppress(psutil.Error):
+            p.terminate()
+    _gone, alive = psutil.wait_procs(list(procs.values()), timeout=5)
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs(alive, timeout=5)
+
+
+def local_only_reason(node: pytest.Item) -> str | None:
+    marker = node.get_closest_marker("local_only")
+    if marker is None:
+        return None
+    return str(marker.args[0]) if marker.args else "local processes only"
+
+
+@pytest.fixture(params=["local", "ray"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Run the test on each backend: ``Runtime(..., backend=backend)``.
+
+    On Ray, a test marked ``@pytest.mark.local_only("why")`` is skipped with its reason.
+    """
+    if request.param == "ray":
+        reason = local_only_reason(request.node)
+        if reason is not None:
+            pytest.skip(f"local backend only: {reason}")
+        request.getfixturevalue("ray_address")
+    return str(request.param)
+
+
+def _ray_leftovers() -> tuple[list[str], list[int]]:
+    """Named actors of runs (namespace ``actors-*``) still alive, and their host workers."""
+    import ray
+
+    if not ray.is_initialized():
+        return [], []
+    actors = [
+        f"{a['namespace']}/{a['name']}"
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if a["namespace"].startswith("actors-")
+    ]
+    workers = []
+    for p in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if any(part.startswith("ray::IncarnationHost") for part in p.cmdline()):
+                workers.append(p.pid)
+    return actors, workers
+
+
+@pytest.fixture(autouse=True)
+def no_ray_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """On Ray, fail the test if a run's actor or its worker process is left behind."""
+    uses_ray = "backend" in request.fixturenames and "ray" in request.node.name
+    uses_ray = uses_ray or "ray_address" in request.fixturenames
+    yield
+    if not uses_ray:
+        return
+    deadline = time.monotonic() + RAY_LEAK_GRACE
+    while True:
+        actors, workers = _ray_leftovers()
+        if not (actors or workers) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)  # Ray reports a killed actor dead a moment later: nothing to wait on
+    assert not actors, f"test left Ray actors alive: {actors}"
+    assert not workers, f"test left Ray worker processes hosting actors: {workers}"

@@ -31,8 +31,12 @@ def _events(log_dir: Path, name: str, **match: Any) -> list[dict[str, Any]]:
     ]
 
 
-async def test_f5_a_blocked_event_loop_is_dumped_killed_and_restarted(tmp_path: Path) -> None:
-    async with Runtime(log_dir=tmp_path, hang_timeout=1.0, heartbeat_interval=0.1) as rt:
+async def test_f5_a_blocked_event_loop_is_dumped_killed_and_restarted(
+    backend: str, tmp_path: Path
+) -> None:
+    async with Runtime(
+        log_dir=tmp_path, backend=backend, hang_timeout=1.0, heartbeat_interval=0.1
+    ) as rt:
         stuck = await rt.spawn(Crashy, name="stuck")
         pid = await stuck.ask("pid")
         started = time.monotonic()
@@ -51,9 +55,10 @@ async def test_f5_a_blocked_event_loop_is_dumped_killed_and_restarted(tmp_path: 
 
 
 async def test_f5_a_message_over_its_deadline_fails_its_ask_and_restarts_the_actor(
+    backend: str,
     tmp_path: Path,
 ) -> None:
-    async with Runtime(log_dir=tmp_path, heartbeat_interval=0.1) as rt:
+    async with Runtime(log_dir=tmp_path, backend=backend, heartbeat_interval=0.1) as rt:
         latch = await rt.spawn(Latch)
         slow = await rt.spawn(Crashy, name="slow", message_deadline=0.5)
         await slow.tell("inc")
@@ -67,13 +72,17 @@ async def test_f5_a_message_over_its_deadline_fails_its_ask_and_restarts_the_act
 
 
 async def test_f7_a_full_mailbox_suspends_tell_and_refuses_tell_nowait_logging_once(
+    backend: str,
     tmp_path: Path,
 ) -> None:
-    async with Runtime(log_dir=tmp_path) as rt:
+    async with Runtime(log_dir=tmp_path, backend=backend) as rt:
         latch = await rt.spawn(Latch)
         gate = await rt.spawn(Gate, latch, mailbox_size=4)
         await gate.tell("block")
-        for i in range(4):
+        # locally the handled message left the mailbox; on Ray, a sender's credit covers
+        # its messages until they are finished, the one in the handler too
+        room = 4 if backend == "local" else 3
+        for i in range(room):
             await gate.tell(("item", i))
         for _ in range(50):
             with pytest.raises(MailboxFullError, match="capacity 4"):
@@ -81,7 +90,7 @@ async def test_f7_a_full_mailbox_suspends_tell_and_refuses_tell_nowait_logging_o
         done = anyio.Event()
 
         async def producer() -> None:
-            await gate.tell(("item", 4))  # no room: suspends
+            await gate.tell(("item", room))  # no room: suspends
             done.set()
 
         async with anyio.create_task_group() as tg:
@@ -91,7 +100,7 @@ async def test_f7_a_full_mailbox_suspends_tell_and_refuses_tell_nowait_logging_o
             assert not done.is_set()  # still suspended: backpressure, not loss
             await latch.tell("open")  # the gate drains its mailbox
             await done.wait()
-        assert await gate.ask("log") == [("item", i) for i in range(5)]
+        assert await gate.ask("log") == [("item", i) for i in range(room + 1)]
     assert len(_events(tmp_path, "mailbox.full", receiver=gate.name)) == 1  # rate-limited
 
 
@@ -124,9 +133,10 @@ async def test_f12_sigterm_stops_every_actor_in_reverse_order_and_exits_143(
 
 
 async def test_a_watcher_is_told_when_a_watched_actor_ends_but_not_when_it_restarts(
+    backend: str,
     tmp_path: Path,
 ) -> None:
-    async with Runtime(log_dir=tmp_path) as rt:
+    async with Runtime(log_dir=tmp_path, backend=backend) as rt:
         watcher = await rt.spawn(Watcher)
         temporary = await rt.spawn(Crashy, name="temporary", restart="temporary")
         permanent = await rt.spawn(Crashy, name="permanent")
@@ -139,13 +149,17 @@ async def test_a_watcher_is_told_when_a_watched_actor_ends_but_not_when_it_resta
         os.kill(await temporary.ask("pid"), signal.SIGKILL)
         await rt.stop(stopped)
         seen = await watcher.ask(("wait", 2))
-        assert sorted(seen) == [("stopped", "stopped"), ("temporary", "signal:SIGKILL")]
+        # Ray does not tell how a worker died, only that it did
+        killed = "signal:SIGKILL" if backend == "local" else "died"
+        assert sorted(seen) == [("stopped", "stopped"), ("temporary", killed)]
         await watcher.ask(("watch", stopped))  # already gone: told at once
         assert (await watcher.ask(("wait", 3)))[-1] == ("stopped", "stopped")
 
 
-async def test_timers_send_once_and_periodically_and_stop_with_the_actor(tmp_path: Path) -> None:
-    async with Runtime(log_dir=tmp_path) as rt:
+async def test_timers_send_once_and_periodically_and_stop_with_the_actor(
+    backend: str, tmp_path: Path
+) -> None:
+    async with Runtime(log_dir=tmp_path, backend=backend) as rt:
         ticker = await rt.spawn(Ticker)
         await ticker.tell(("after", 0.05))
         await ticker.tell(("every", 0.02))

@@ -25,24 +25,26 @@ from tests.helpers import (
 pytestmark = pytest.mark.anyio
 
 
-async def test_tell_then_ask_returns_what_the_handler_returned(tmp_path: Path) -> None:
-    async with Runtime(log_dir=tmp_path) as rt:
+async def test_tell_then_ask_returns_what_the_handler_returned(
+    backend: str, tmp_path: Path
+) -> None:
+    async with Runtime(log_dir=tmp_path, backend=backend) as rt:
         rec = await rt.spawn(Recorder, name="rec")
         await rec.tell(("count", 5))
         rec.tell_nowait(("count", 6))
         assert await rec.ask("log", timeout=5) == [("count", 5), ("count", 6)]
 
 
-async def test_each_actor_runs_in_its_own_process(tmp_path: Path) -> None:
-    async with Runtime(log_dir=tmp_path) as rt:
+async def test_each_actor_runs_in_its_own_process(backend: str, tmp_path: Path) -> None:
+    async with Runtime(log_dir=tmp_path, backend=backend) as rt:
         a = await rt.spawn(Recorder)
         b = await rt.spawn(Recorder)
         pids = {await a.ask("pid"), await b.ask("pid"), os.getpid()}
         assert len(pids) == 3
 
 
-async def test_twenty_thousand_tells_arrive_in_order(tmp_path: Path) -> None:
-    async with Runtime(log_dir=tmp_path, mailbox_size=64) as rt:
+async def test_twenty_thousand_tells_arrive_in_order(backend: str, tmp_path: Path) -> None:
+    async with Runtime(log_dir=tmp_path, backend=backend, mailbox_size=64) as rt:
         rec = await rt.spawn(Recorder)
         for i in range(20_000):
             await rec.tell(i)
@@ -50,9 +52,10 @@ async def test_twenty_thousand_tells_arrive_in_order(tmp_path: Path) -> None:
 
 
 async def test_two_actor_senders_keep_their_own_order_into_a_small_mailbox(
+    backend: str,
     tmp_path: Path,
 ) -> None:
-    async with Runtime(log_dir=tmp_path) as rt:
+    async with Runtime(log_dir=tmp_path, backend=backend) as rt:
         sink = await rt.spawn(Recorder, mailbox_size=8)
         senders = [await rt.spawn(Forwarder) for _ in range(2)]
 
@@ -69,8 +72,8 @@ async def test_two_actor_senders_keep_their_own_order_into_a_small_mailbox(
             assert [i for t, i in seen if t == tag] == list(range(3000))
 
 
-async def test_ref_inside_a_message_lets_actors_talk_directly(tmp_path: Path) -> None:
-    async with Runtime(log_dir=tmp_path, trace=True) as rt:
+async def test_ref_inside_a_message_lets_actors_talk_directly(backend: str, tmp_path: Path) -> None:
+    async with Runtime(log_dir=tmp_path, backend=backend, trace=True) as rt:
         echo = await rt.spawn(Echo, name="echo")
         fwd = await rt.spawn(Forwarder, name="fwd")
         assert await fwd.ask(("ask", echo, "hello"), timeout=10) == "hello"
@@ -85,15 +88,15 @@ async def test_ref_inside_a_message_lets_actors_talk_directly(tmp_path: Path) ->
     assert [e["sender"] for e in received] == ["fwd", "fwd"]  # not relayed by main
 
 
-async def test_ref_given_as_spawn_argument_works_in_the_child(tmp_path: Path) -> None:
-    async with Runtime(log_dir=tmp_path) as rt:
+async def test_ref_given_as_spawn_argument_works_in_the_child(backend: str, tmp_path: Path) -> None:
+    async with Runtime(log_dir=tmp_path, backend=backend) as rt:
         echo = await rt.spawn(Echo)
         holder = await rt.spawn(Holder, echo)
         assert await holder.ask("via holder", timeout=10) == "via holder"
 
 
-async def test_ask_timeout_raises_a_timeout_error(tmp_path: Path) -> None:
-    async with Runtime(log_dir=tmp_path) as rt:
+async def test_ask_timeout_raises_a_timeout_error(backend: str, tmp_path: Path) -> None:
+    async with Runtime(log_dir=tmp_path, backend=backend) as rt:
         latch = await rt.spawn(Latch)
         with pytest.raises(AskTimeoutError, match="did not answer within 0.2 s") as info:
             await latch.ask("wait", timeout=0.2)
@@ -102,9 +105,10 @@ async def test_ask_timeout_raises_a_timeout_error(tmp_path: Path) -> None:
 
 
 async def test_handler_exception_fails_the_ask_with_its_type_and_a_resuming_actor_keeps_serving(
+    backend: str,
     tmp_path: Path,
 ) -> None:
-    async with Runtime(log_dir=tmp_path) as rt:
+    async with Runtime(log_dir=tmp_path, backend=backend) as rt:
         faulty = await rt.spawn(Faulty, on_error="resume")
         pid = await faulty.ask("pid", timeout=5)
         with pytest.raises(ValueError, match="^bad value 42$") as info:
@@ -115,8 +119,10 @@ async def test_handler_exception_fails_the_ask_with_its_type_and_a_resuming_acto
         assert await faulty.ask("pid", timeout=5) == pid  # the same process throughout
 
 
-async def test_exceptions_that_do_not_pickle_arrive_as_remote_actor_error(tmp_path: Path) -> None:
-    async with Runtime(log_dir=tmp_path) as rt:
+async def test_exceptions_that_do_not_pickle_arrive_as_remote_actor_error(
+    backend: str, tmp_path: Path
+) -> None:
+    async with Runtime(log_dir=tmp_path, backend=backend) as rt:
         faulty = await rt.spawn(Faulty, on_error="resume")
         with pytest.raises(RemoteActorError, match="UnpicklableError: holds a lock"):
             await faulty.ask("unpicklable-error", timeout=5)
@@ -125,8 +131,10 @@ async def test_exceptions_that_do_not_pickle_arrive_as_remote_actor_error(tmp_pa
         assert await faulty.ask("ping", timeout=5) == "pong"
 
 
-async def test_deferred_reply_answers_later_without_blocking_the_mailbox(tmp_path: Path) -> None:
-    async with Runtime(log_dir=tmp_path) as rt:
+async def test_deferred_reply_answers_later_without_blocking_the_mailbox(
+    backend: str, tmp_path: Path
+) -> None:
+    async with Runtime(log_dir=tmp_path, backend=backend) as rt:
         latch = await rt.spawn(Latch)
         async with anyio.create_task_group() as tg:
             answers: list[str] = []
@@ -143,8 +151,8 @@ async def test_deferred_reply_answers_later_without_blocking_the_mailbox(tmp_pat
         assert answers == ["opened", "opened"]
 
 
-async def test_ask_to_a_stopped_actor_fails_at_once(tmp_path: Path) -> None:
-    async with Runtime(log_dir=tmp_path) as rt:
+async def test_ask_to_a_stopped_actor_fails_at_once(backend: str, tmp_path: Path) -> None:
+    async with Runtime(log_dir=tmp_path, backend=backend) as rt:
         echo = await rt.spawn(Echo, name="echo")
         await rt.stop(echo)
         with anyio.fail_after(1):
@@ -157,8 +165,8 @@ async def test_ask_to_a_stopped_actor_fails_at_once(tmp_path: Path) -> None:
         await rt.stop(echo)  # stopping twice is harmless
 
 
-async def test_actor_can_spawn_look_up_and_stop_others(tmp_path: Path) -> None:
-    async with Runtime(log_dir=tmp_path) as rt:
+async def test_actor_can_spawn_look_up_and_stop_others(backend: str, tmp_path: Path) -> None:
+    async with Runtime(log_dir=tmp_path, backend=backend) as rt:
         spawner = await rt.spawn(Spawner)
         child = await spawner.ask(("spawn", "child"), timeout=30)
         assert await child.ask("hi", timeout=5) == "hi"
@@ -169,8 +177,11 @@ async def test_actor_can_spawn_look_up_and_stop_others(tmp_path: Path) -> None:
             await child.ask("hi", timeout=5)
 
 
-async def test_with_busy_polling_off_asks_and_tells_behave_the_same(tmp_path: Path) -> None:
-    async with Runtime(log_dir=tmp_path, busy_poll=0) as rt:
+@pytest.mark.local_only("busy polling reads local sockets; Ray refuses the option")
+async def test_with_busy_polling_off_asks_and_tells_behave_the_same(
+    backend: str, tmp_path: Path
+) -> None:
+    async with Runtime(log_dir=tmp_path, backend=backend, busy_poll=0) as rt:
         echo = await rt.spawn(Echo)
         fwd = await rt.spawn(Forwarder)
         rec = await rt.spawn(Recorder)
@@ -181,10 +192,12 @@ async def test_with_busy_polling_off_asks_and_tells_behave_the_same(tmp_path: Pa
         assert log == [("t", i) for i in range(500)]
 
 
-async def test_tells_batched_in_one_step_keep_their_order_around_asks(tmp_path: Path) -> None:
+async def test_tells_batched_in_one_step_keep_their_order_around_asks(
+    backend: str, tmp_path: Path
+) -> None:
     # tells after the first of a loop step are held and written when the step ends; an ask
     # (written at once) must not overtake them
-    async with Runtime(log_dir=tmp_path) as rt:
+    async with Runtime(log_dir=tmp_path, backend=backend) as rt:
         rec = await rt.spawn(Recorder)
         expected = []
         for i in range(300):
@@ -198,8 +211,10 @@ async def test_tells_batched_in_one_step_keep_their_order_around_asks(tmp_path: 
                 assert seen == expected
 
 
-async def test_a_sender_that_connects_second_can_tell_nowait_at_once(tmp_path: Path) -> None:
-    async with Runtime(log_dir=tmp_path) as rt:
+async def test_a_sender_that_connects_second_can_tell_nowait_at_once(
+    backend: str, tmp_path: Path
+) -> None:
+    async with Runtime(log_dir=tmp_path, backend=backend) as rt:
         rec = await rt.spawn(Recorder)
         await rec.tell("from main")  # the script connected first, and holds credit
         fwd = await rt.spawn(Forwarder)
@@ -209,10 +224,12 @@ async def test_a_sender_that_connects_second_can_tell_nowait_at_once(tmp_path: P
 
 @pytest.mark.parametrize("busy_poll", [0.0, 0.0002])
 async def test_an_actors_batched_tells_arrive_before_its_later_ask_to_the_same_actor(
-    tmp_path: Path, busy_poll: float
+    backend: str, tmp_path: Path, busy_poll: float
 ) -> None:
     # the forwarder's tells are held for the end of a loop step, its ask is written at once
-    async with Runtime(log_dir=tmp_path, busy_poll=busy_poll) as rt:
+    # Ray refuses busy_poll, which only means something for local sockets
+    polling = {"busy_poll": busy_poll} if backend == "local" else {}
+    async with Runtime(log_dir=tmp_path, backend=backend, **polling) as rt:
         fwd = await rt.spawn(Forwarder)
         rec = await rt.spawn(Recorder)
         sent = 0
@@ -224,10 +241,13 @@ async def test_an_actors_batched_tells_arrive_before_its_later_ask_to_the_same_a
 
 
 @pytest.mark.timeout(60)
-async def test_a_stream_of_quick_asks_starves_no_event_loop(tmp_path: Path) -> None:
+@pytest.mark.local_only("about busy polling, which passes messages without the event loop")
+async def test_a_stream_of_quick_asks_starves_no_event_loop(backend: str, tmp_path: Path) -> None:
     # with busy polling, neither the asker nor the actor needs its event loop to pass a
     # message; both must still let it run, or heartbeats stop and the actor is "hung"
-    async with Runtime(log_dir=tmp_path, heartbeat_interval=0.05, hang_timeout=0.5) as rt:
+    async with Runtime(
+        log_dir=tmp_path, backend=backend, heartbeat_interval=0.05, hang_timeout=0.5
+    ) as rt:
         echo = await rt.spawn(Echo)
         deadline = anyio.current_time() + 2.0  # four hang timeouts of asking
         asked = 0
@@ -240,23 +260,28 @@ async def test_a_stream_of_quick_asks_starves_no_event_loop(tmp_path: Path) -> N
     assert "actor.restarted" not in events
 
 
+@pytest.mark.local_only("actors on Ray run on Ray's event loop; Ray refuses uvloop")
 async def test_actors_run_on_uvloop_when_asked_and_messages_flow_as_before(
+    backend: str,
     tmp_path: Path,
 ) -> None:
-    async with Runtime(log_dir=tmp_path, uvloop=True) as rt:
+    async with Runtime(log_dir=tmp_path, backend=backend, uvloop=True) as rt:
         reporter = await rt.spawn(LoopReporter)
         fwd = await rt.spawn(Forwarder)
         rec = await rt.spawn(Recorder)
         assert (await reporter.ask("loop", timeout=5)).startswith("uvloop")
         assert await fwd.ask(("send-to", rec, 500, "t"), timeout=10) == 500
         assert await fwd.ask(("ask", rec, "log"), timeout=5) == [("t", i) for i in range(500)]
-    async with Runtime(log_dir=tmp_path, uvloop=False) as rt:  # the same forkserver
+    async with Runtime(
+        log_dir=tmp_path, backend=backend, uvloop=False
+    ) as rt:  # the same forkserver
         reporter = await rt.spawn(LoopReporter)
         assert await reporter.ask("loop", timeout=5) == "asyncio.unix_events"
 
 
+@pytest.mark.local_only("actors on Ray run on Ray's event loop; Ray refuses uvloop")
 async def test_uvloop_asked_for_but_not_installed_is_refused_with_what_to_do(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import importlib.util
 
@@ -266,4 +291,4 @@ async def test_uvloop_asked_for_but_not_installed_is_refused_with_what_to_do(
     )
     monkeypatch.setenv("ACTORS_UVLOOP", "1")
     with pytest.raises(ImportError, match="pip install uvloop"):
-        Runtime(log_dir=tmp_path)
+        Runtime(log_dir=tmp_path, backend=backend)

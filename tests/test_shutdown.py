@@ -35,9 +35,9 @@ pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parent.parent
 
 
-async def test_leaving_the_runtime_stops_actors_newest_first(tmp_path: Path) -> None:
+async def test_leaving_the_runtime_stops_actors_newest_first(backend: str, tmp_path: Path) -> None:
     order_file = tmp_path / "stopped.txt"
-    async with Runtime(log_dir=tmp_path) as rt:
+    async with Runtime(log_dir=tmp_path, backend=backend) as rt:
         for name in ("first", "second", "third"):
             await rt.spawn(StopRecorder, str(order_file), name=name)
     assert order_file.read_text().split() == ["third", "second", "first"]
@@ -50,9 +50,10 @@ async def test_leaving_the_runtime_stops_actors_newest_first(tmp_path: Path) -> 
 
 
 async def test_a_sender_stopped_right_after_telling_leaves_nothing_in_doubt(
+    backend: str,
     tmp_path: Path,
 ) -> None:
-    async with Runtime(log_dir=tmp_path) as rt:
+    async with Runtime(log_dir=tmp_path, backend=backend) as rt:
         recorder = await rt.spawn(Recorder)
         sender = await rt.spawn(Forwarder, name="sender")
         assert await sender.ask(("send-to", recorder, 300, "t"), timeout=10) == 300
@@ -66,9 +67,10 @@ async def test_a_sender_stopped_right_after_telling_leaves_nothing_in_doubt(
 
 
 async def test_a_sender_whose_receiver_hangs_still_stops_in_time_and_records_its_doubts(
+    backend: str,
     tmp_path: Path,
 ) -> None:
-    async with Runtime(log_dir=tmp_path, stop_timeout=1.0) as rt:
+    async with Runtime(log_dir=tmp_path, backend=backend, stop_timeout=1.0) as rt:
         latch = await rt.spawn(Latch)
         gate = await rt.spawn(Gate, latch, name="gate")
         sender = await rt.spawn(Forwarder, name="sender")
@@ -94,11 +96,13 @@ async def test_a_sender_whose_receiver_hangs_still_stops_in_time_and_records_its
     assert [e["in_doubt"] for e in stopped] == [5]
 
 
+@pytest.mark.local_only("Ray has no SIGTERM step: an actor that overruns stop_timeout is killed")
 async def test_an_actor_that_ignores_stop_and_sigterm_is_killed_after_the_deadline(
+    backend: str,
     tmp_path: Path,
 ) -> None:
     started = time.monotonic()
-    async with Runtime(log_dir=tmp_path, stop_timeout=0.5) as rt:
+    async with Runtime(log_dir=tmp_path, backend=backend, stop_timeout=0.5) as rt:
         stubborn = await rt.spawn(IgnoresTerm, name="stubborn")
         pid = await stubborn.ask("pid", timeout=5)
         await stubborn.tell("hang")
@@ -112,8 +116,9 @@ async def test_an_actor_that_ignores_stop_and_sigterm_is_killed_after_the_deadli
     assert rt.report.stopped == []
 
 
-async def test_no_hidden_manager_process_is_started(tmp_path: Path) -> None:
-    async with Runtime(log_dir=tmp_path) as rt:
+@pytest.mark.local_only("about aiomultiprocess, which hosts local actor processes only")
+async def test_no_hidden_manager_process_is_started(backend: str, tmp_path: Path) -> None:
+    async with Runtime(log_dir=tmp_path, backend=backend) as rt:
         echo = await rt.spawn(Echo)
         await echo.ask("x", timeout=5)
         assert isinstance(aiomultiprocess.core._manager, _NoManager)
@@ -200,8 +205,11 @@ async def test_ctrl_c_stops_the_demo_cleanly_without_child_tracebacks(tmp_path: 
     assert all(e["exit_code"] == 0 and e["reason"] == "interrupted" for e in exits)
 
 
-async def test_runtime_dir_is_private_and_foreign_processes_are_refused(tmp_path: Path) -> None:
-    async with Runtime(log_dir=tmp_path) as rt:
+@pytest.mark.local_only("about the Unix sockets of local actors; on Ray, Ray carries the messages")
+async def test_runtime_dir_is_private_and_foreign_processes_are_refused(
+    backend: str, tmp_path: Path
+) -> None:
+    async with Runtime(log_dir=tmp_path, backend=backend) as rt:
         echo = await rt.spawn(Echo, name="echo")
         run_dir = Path(echo.address).parent
         assert run_dir.stat().st_mode & 0o777 == 0o700

@@ -481,11 +481,12 @@ class Incarnation(Generic[E]):
         except ControlClosedError:
             raise ActorDeadError(ref.name, "unreachable") from None
 
-    async def _ended_in_order(self, ref: ActorRef, box: str) -> bool:
+    async def _how_it_ended(self, ref: ActorRef, box: str) -> tuple[bool, float | None]:
         try:
-            return bool(await self.request(protocol.EndedInOrder(ref, box)))
-        except ControlClosedError:
-            return False
+            in_order, ended_at = await self.request(protocol.HowItEnded(ref, box))
+        except (ControlClosedError, ActorDeadError):
+            return False, None
+        return bool(in_order), ended_at
 
     def _record_in_doubt(self, total: int) -> None:
         self._cells[IN_DOUBT] = total

@@ -206,8 +206,9 @@ class RayMailbox:
 
     async def _wait_room(self) -> bool:
         while len(self._queue) >= self.capacity and not self.closing:
-            self._room = room = anyio.Event()
-            await room.wait()
+            if self._room is None:  # one event for every call waiting: each looks again
+                self._room = anyio.Event()
+            await self._room.wait()
         return not self.closing
 
     def _put(self, env: RayEnvelope) -> None:

@@ -21,8 +21,8 @@ import pickle
 import sys
 import threading
 import traceback
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import IO, Any, NoReturn
 
 import anyio
 import anyio.abc
@@ -32,20 +32,40 @@ from ..observe.logging import emitter, log_stem, open_log, private_file
 from ..wire import protocol
 from ..wire.control import ControlClosedError
 from ..wire.protocol import ControlMessage
-from ..wire.ray_transport import CLOSING, RaySender, RayTransport, TellItem
+from ..wire.ray_transport import (
+    CLOSING,
+    EXIT_NOTE,
+    RaySender,
+    RayTransport,
+    TellItem,
+    run_namespace,
+)
 from ..wire.seams import Inbox, Outbox
 from .incarnation import Incarnation, Plumbing, load_spec
 from .ray_inbox import RayEnvelope, RayMailbox
+from .stacks import task_stacks
 
-__all__ = ["END", "IncarnationHost", "control_group_options"]
+__all__ = ["END", "IncarnationHost"]
 
 #: the last item of ``run``: ``(END, exit code)``
 END = "end"
 
 
-def control_group_options() -> dict[str, Any]:
-    """The Ray actor options this class needs, beside the driver's own."""
-    return {"concurrency_groups": {"control": 2}}
+def _noting_exit(
+    real_exit: Callable[[int], NoReturn], file: IO[str], loop_thread: int
+) -> Callable[[int], NoReturn]:
+    """``os._exit`` that first writes the events queued, and a note of its code: Ray does
+    not tell the driver a worker's exit code, and the .stderr file is where it looks."""
+
+    def _exit(code: int) -> NoReturn:
+        with contextlib.suppress(Exception):  # exiting must not fail
+            if threading.get_ident() == loop_thread:  # the events are this thread's
+                emitter().flush()
+            file.write(EXIT_NOTE.format(code) + "\n")
+            file.flush()
+        real_exit(code)
+
+    return _exit
 
 
 class _Control:
@@ -80,6 +100,10 @@ class IncarnationHost:
         self._mailbox: RayMailbox | None = None
         #: set once the mailbox takes senders (or the incarnation ended before it could)
         self._opened = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._fault_file: IO[str] | None = None
+        self._fault_path = ""
 
     # -- the control link ------------------------------------------------------------------
 
@@ -105,18 +129,33 @@ class IncarnationHost:
         self._control.down.put_nowait(message)
 
     @ray.method(concurrency_group="control")
-    def dump_stacks(self) -> str:
-        """Every thread's stack, written with faulthandler (works while the loop blocks)."""
+    def dump_stacks(self) -> tuple[str, str, list[dict[str, Any]]]:
+        """Every thread's stack and every asyncio task's chain of awaits, from a thread of
+        the control group (so even while a handler blocks the event loop).
+
+        Returns the threads' text, the path of the .stderr file it was also written to,
+        and the tasks (file, line and function of each frame: never locals).
+        """
         buffer = io.StringIO()
         frames = sys._current_frames()
         for thread in threading.enumerate():
             frame = frames.get(thread.ident or -1)
-            if frame is None:
+            if frame is None or thread.ident == threading.get_ident():
                 continue
-            buffer.write(f"Thread {thread.name} ({thread.ident}):\n")
+            buffer.write(f"Thread {thread.name} ({thread.ident}), most recent call last:\n")
             buffer.write("".join(traceback.format_stack(frame)))
             buffer.write("\n")
-        return buffer.getvalue()
+        text = buffer.getvalue()
+        tasks: list[dict[str, Any]] = []
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(Exception):  # a task set changing under us: no tasks
+                tasks = task_stacks(loop, frames.get(self._loop_thread))
+        if self._fault_file is not None:
+            with contextlib.suppress(Exception):
+                self._fault_file.write(text)
+                self._fault_file.flush()
+        return text, self._fault_path, tasks
 
     @ray.method(concurrency_group="control")
     def where(self) -> tuple[int, str]:
@@ -166,7 +205,13 @@ class IncarnationHost:
         )
         fault_path = spec.log.log_dir / f"{stem}.stderr"
         fault_file = open(fault_path, "w", opener=private_file)  # noqa: SIM115, ASYNC230 - once
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._fault_file, self._fault_path = fault_file, str(fault_path)
         faulthandler.enable(fault_file, all_threads=True)
+        os._exit = _noting_exit(  # type: ignore[assignment]
+            os._exit, fault_file, threading.get_ident()
+        )
         code = 1
         host = self
 
@@ -186,12 +231,12 @@ class IncarnationHost:
             return RayTransport(
                 tg,
                 RaySender(inc.spec.name, inc.spec.actor_id, os.getpid(), inc.spec.box),
-                namespace=ray.get_runtime_context().namespace,
+                namespace=run_namespace(inc.spec.log.run_id),
                 max_message_size=inc.spec.config.max_message_size,
                 log=log,
                 trace=inc.spec.log.trace,
                 await_actor=inc._await_actor,
-                ended_in_order=inc._ended_in_order,
+                how_it_ended=inc._how_it_ended,
                 on_in_doubt=inc._record_in_doubt,
             )
 
@@ -208,6 +253,7 @@ class IncarnationHost:
             self._control.send_eof_after_flush()
         finally:
             faulthandler.disable()
+            self._fault_file = None
             fault_file.close()
             with contextlib.suppress(OSError):
                 if fault_path.stat().st_size == 0:

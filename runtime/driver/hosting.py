@@ -13,7 +13,11 @@ from typing import Any, Protocol
 from ..observe.account import Counts
 from ..wire.protocol import ActorSpec, ControlMessage
 
-__all__ = ["ControlLink", "Host", "HostedIncarnation", "StackDump"]
+__all__ = ["UNKNOWN_EXIT", "ControlLink", "Host", "HostedIncarnation", "StackDump"]
+
+#: what ``HostedIncarnation.wait`` returns when the host cannot tell how it ended (a Ray
+#: worker that died without a word): exit codes are 0 to 255, signals negative
+UNKNOWN_EXIT = 256
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,7 @@ from ..wire.protocol import (
 )
 from ..wire.rundir import RunDirectory
 from ..wire.transport import Transport
-from .hosting import Host
+from .hosting import UNKNOWN_EXIT, Host
 from .registry import ActorRecord, Life, Registry
 from .watchdog import watch_for_hangs
 
@@ -199,6 +199,8 @@ class Incarnations:
             return "hung"
         if life.killed:
             return "shutdown_timeout"
+        if code == UNKNOWN_EXIT:
+            return "died"
         if code < 0:
             try:
                 return f"signal:{signal.Signals(-code).name}"
@@ -232,6 +234,7 @@ class Incarnations:
         except ControlClosedError:
             pass
         finally:
+            self.registry.ended_at[f"{rec.ref.actor_id}.{life.number}"] = time.time()
             life.control_done.set()
 
     async def _serve(self, rec: ActorRecord, life: Life, request: Request) -> None:

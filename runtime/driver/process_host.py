@@ -38,7 +38,13 @@ from ..wire.control import ControlChannel
 from ..wire.protocol import ActorSpec
 from .hosting import StackDump
 
-__all__ = ["ProcessHost", "install_no_manager", "raise_descriptor_limit", "script_modules"]
+__all__ = [
+    "ProcessHost",
+    "format_tasks",
+    "install_no_manager",
+    "raise_descriptor_limit",
+    "script_modules",
+]
 
 #: what a start that finds no free descriptor fails with: this process's limit, the system's
 _OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
@@ -232,7 +238,7 @@ class _ProcessIncarnation:
         tasks = await _poll(lambda: _read_tasks(self._tasks), _TASKS_WAIT if stack else 0)
         coroutines = tuple(tasks or ())
         if coroutines:
-            stack = f"{stack}\n{_format_tasks(coroutines)[:_MAX_STACK]}".lstrip("\n")
+            stack = f"{stack}\n{format_tasks(coroutines)[:_MAX_STACK]}".lstrip("\n")
         return StackDump(stack, str(self._stderr), coroutines)
 
 
@@ -433,7 +439,7 @@ def _read_tasks(path: Path) -> list[dict[str, Any]] | None:
     return tasks
 
 
-def _format_tasks(tasks: tuple[dict[str, Any], ...]) -> str:
+def format_tasks(tasks: tuple[dict[str, Any], ...]) -> str:
     """Task stacks as faulthandler writes thread stacks, but most recent call last."""
     lines = ["Asyncio tasks (most recent call last):"]
     for task in tasks:

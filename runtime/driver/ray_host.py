@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import pickle
+import signal
 from typing import Any
 
 import anyio
@@ -19,12 +20,14 @@ from actors import MissingDependencyError
 
 from .._entry import ray_incarnation_host
 from ..observe.account import Counts, account_path, read_account
+from ..observe.logging import log_stem
 from ..wire.control import ControlClosedError
 from ..wire.protocol import ActorSpec, ControlMessage
-from ..wire.ray_transport import ray_actor_name
-from .hosting import StackDump
+from ..wire.ray_transport import EXIT_NOTE, ray_actor_name
+from .hosting import UNKNOWN_EXIT, StackDump
+from .process_host import format_tasks
 
-__all__ = ["RayCluster", "RayHost", "run_namespace"]
+__all__ = ["RayCluster", "RayHost"]
 
 #: Ray calls an async actor may run at once: every sender's batch and ask waits in one
 _MAX_CONCURRENCY = 10_000
@@ -32,13 +35,15 @@ _MAX_CONCURRENCY = 10_000
 _GONE_WAIT = 10.0
 #: seconds a stack dump may take
 _DUMP_WAIT = 2.0
-#: exit code of an incarnation whose worker died: Ray does not say how
-DIED = 1
-
-
-def run_namespace(run_id: str) -> str:
-    """The Ray namespace of a run: its actors' names are unique there."""
-    return f"actors-{run_id}"
+_EXIT_PREFIX = EXIT_NOTE.split("{", 1)[0]
+#: what faulthandler writes for a fatal signal, and the signal
+_FATAL = {
+    "Segmentation fault": signal.SIGSEGV,
+    "Aborted": signal.SIGABRT,
+    "Bus error": signal.SIGBUS,
+    "Floating-point exception": signal.SIGFPE,
+    "Illegal instruction": signal.SIGILL,
+}
 
 
 class RayCluster:
@@ -107,10 +112,10 @@ class _Link:
             item = await self._stream.__anext__()
             data: bytes = await item
         except StopAsyncIteration:
-            self._end(DIED, "the control stream ended without a word")
+            self._end(None, "the control stream ended without a word")
             raise ControlClosedError("the incarnation's control link has ended") from None
         except RayError as exc:
-            self._end(DIED, str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+            self._end(None, str(exc).strip().splitlines()[0] if str(exc).strip() else "")
             raise ControlClosedError(f"the incarnation's worker died: {self.error}") from None
         message = pickle.loads(data)
         if isinstance(message, tuple):
@@ -119,8 +124,9 @@ class _Link:
         assert not isinstance(message, tuple)
         return message  # type: ignore[no-any-return]
 
-    def _end(self, code: int, error: str) -> None:
-        if self.exit_code is None:
+    def _end(self, code: int | None, error: str) -> None:
+        """The link ended: with the incarnation's exit code, or None if its worker died."""
+        if not self.ended.is_set():
             self.exit_code = code
             self.error = error[:300]
         self.ended.set()
@@ -169,12 +175,32 @@ class RayIncarnation:
         while not self._link.ended.is_set():
             # the tree's reader consumes the stream; this only waits for its end
             await self._link.ended.wait()
-        code = DIED if self._link.exit_code is None else self._link.exit_code
+        code = self._link.exit_code
         await self._gone()
         self._account = read_account(account_path(self._spec.run_dir, self._spec.box))
-        if self.killed and code == DIED:
-            return -9
-        return code
+        if code is not None:
+            return code
+        if self.killed:
+            return -signal.SIGKILL
+        return self._exit_from_files()
+
+    def _exit_from_files(self) -> int:
+        """How the worker ended, from what it left in its .stderr file (on this node)."""
+        if self._pid is None:
+            return UNKNOWN_EXIT
+        stem = log_stem(self._spec.name, self._spec.actor_id, self._pid)
+        try:
+            text = (self._spec.log.log_dir / f"{stem}.stderr").read_text(errors="replace")
+        except OSError:
+            return UNKNOWN_EXIT
+        for line in reversed(text.splitlines()):
+            if line.startswith(_EXIT_PREFIX) and line.endswith(")"):
+                with contextlib.suppress(ValueError):
+                    return int(line[len(_EXIT_PREFIX) : -1])
+        for name, number in _FATAL.items():
+            if f"Fatal Python error: {name}" in text:
+                return -number
+        return UNKNOWN_EXIT
 
     async def _gone(self) -> None:
         """Make sure the actor is dead (its name free for the next incarnation)."""
@@ -204,13 +230,15 @@ class RayIncarnation:
     async def dump_stacks(self) -> StackDump:
         from ray.exceptions import RayError
 
-        where = f"ray worker {self._pid} on node {self.node[:12]}"
         try:
             with anyio.fail_after(_DUMP_WAIT):
-                text: str = await self._handle.dump_stacks.remote()
+                text, where, tasks = await self._handle.dump_stacks.remote()
         except (TimeoutError, RayError):
-            text = ""
-        return StackDump(text, where)
+            return StackDump("", f"ray worker {self._pid} on node {self.node[:12]}")
+        coroutines = tuple(tasks)
+        if coroutines:
+            text = f"{text}\n{format_tasks(coroutines)}".lstrip("\n")
+        return StackDump(text, where, coroutines)
 
 
 class RayHost:

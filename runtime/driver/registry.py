@@ -123,6 +123,8 @@ class Registry:
         self._auto_names: dict[str, itertools.count[int]] = {}
         #: incarnations (boxes) that ended in order: they sent Stopped
         self.orderly: set[str] = set()
+        #: when the driver saw each incarnation's control link end (``time.time()``)
+        self.ended_at: dict[str, float] = {}
 
     def new_id(self) -> str:
         return f"a{next(self._ids)}"
@@ -177,13 +179,18 @@ class Registry:
                 pids.append(life.pid)
         return pids
 
-    def ended_in_order(self, box: str) -> bool:
-        """Whether incarnation ``box`` ended in order (it sent ``Stopped``)."""
-        return box in self.orderly
+    async def how_it_ended(self, ref: ActorRef, box: str) -> tuple[bool, float | None]:
+        """``(in_order, ended_at)`` of incarnation ``box`` (see ``protocol.HowItEnded``).
 
-    async def ended_in_order_of(self, ref: ActorRef, box: str) -> bool:
-        """``ended_in_order``, for a transport in this process."""
-        return box in self.orderly
+        Waits (``restart_wait`` at most) for the driver to see the end of an incarnation
+        still running here: its worker may be known gone to a sender first.
+        """
+        rec = self.records.get(ref.actor_id) or self.ended.get(ref.actor_id)
+        life = rec.life if rec is not None else None
+        if life is not None and f"{ref.actor_id}.{life.number}" == box:
+            with anyio.move_on_after(self.restart_wait):
+                await life.control_done.wait()
+        return box in self.orderly, self.ended_at.get(box)
 
     def explain(self, ref: ActorRef) -> str:
         """Why ``ref`` cannot be reached: stopped, died, restarting or unreachable."""

@@ -19,8 +19,8 @@ from ..wire.protocol import (
     CreateSemaphore,
     CreateSharedArray,
     CreateSupervisor,
-    EndedInOrder,
     Free,
+    HowItEnded,
     IsPeer,
     Lookup,
     RequestBody,
@@ -60,8 +60,8 @@ class Requests:
         if isinstance(body, AwaitActor):  # senders keep waiting for restarts while stopping
             await registry.await_actor(body.ref, body.since)
             return None
-        if isinstance(body, EndedInOrder):
-            return registry.ended_in_order(body.box)
+        if isinstance(body, HowItEnded):
+            return await registry.how_it_ended(body.ref, body.box)
         if not self._is_running():
             raise RuntimeClosedError("the runtime is shutting down")
         match body:

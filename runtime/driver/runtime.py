@@ -34,13 +34,13 @@ from ..shm.segments import sweep_stale_segments
 from ..shm.sharing import SharedRegistry, SharingService
 from ..wire.codec import Shipper
 from ..wire.protocol import RequestBody
-from ..wire.ray_transport import RaySender, RayTransport
+from ..wire.ray_transport import RaySender, RayTransport, run_namespace
 from ..wire.rundir import RunDirectory
 from ..wire.transport import SenderInfo, Transport
 from .hosting import Host
 from .policy import Clock, MonotonicClock
 from .process_host import ProcessHost, raise_descriptor_limit
-from .ray_host import RayCluster, RayHost, run_namespace
+from .ray_host import RayCluster, RayHost
 from .registry import ActorRecord, Registry
 from .report import ShutdownReport
 from .requests import Requests
@@ -285,7 +285,7 @@ class Runtime(Services):
                 log=self._log,
                 trace=config.trace,
                 await_actor=registry.await_actor,
-                ended_in_order=registry.ended_in_order_of,
+                how_it_ended=registry.how_it_ended,
                 explain_unreachable=registry.explain,
             )
         else:

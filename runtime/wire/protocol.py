@@ -35,7 +35,7 @@ __all__ = [
     "CreateSemaphore",
     "CreateSharedArray",
     "CreateSupervisor",
-    "EndedInOrder",
+    "HowItEnded",
     "Free",
     "Heartbeat",
     "IsPeer",
@@ -195,11 +195,13 @@ class AwaitActor:
 
 
 @dataclass(frozen=True, slots=True)
-class EndedInOrder:
-    """Whether incarnation ``box`` of ``ref`` ended in order (it sent ``Stopped``).
+class HowItEnded:
+    """How incarnation ``box`` of ``ref`` ended: ``(in_order, ended_at)``, once known.
 
-    Such an incarnation answered or bounced every ask it took, so an ask whose call
-    failed when its worker went was never taken: the Ray backend sends it again.
+    ``in_order``: it sent ``Stopped``, so it answered or bounced every ask it took and
+    finished every batch of tells: a call that failed when its worker went was never
+    taken. ``ended_at`` (``time.time()``, or None if unknown): when the driver saw it end;
+    a call sent after that was not taken either. The Ray backend sends such calls again.
     """
 
     ref: ActorRef
@@ -218,7 +220,7 @@ RequestBody: TypeAlias = (
     | Free
     | IsPeer
     | AwaitActor
-    | EndedInOrder
+    | HowItEnded
 )
 
 

@@ -50,15 +50,19 @@ from .polling import YIELD_EVERY
 __all__ = [
     "BOUNCED",
     "CLOSING",
+    "EXIT_NOTE",
     "MAX_BATCH",
     "RayTransport",
     "TellItem",
     "dumps_for_ray",
     "ray_actor_name",
+    "run_namespace",
 ]
 
 #: tells per ``deliver`` call at most: larger batches wait longer for their credit back
 MAX_BATCH = 256
+#: how long a sender that ran out of credit waits for a good part of it to come back
+_REFILL_WAIT = 0.002
 #: an ask's answer when its incarnation stopped before handling it: ask the next one
 BOUNCED = "bounced"
 #: ``hello``'s answer from an incarnation that is stopping: wait for the next one
@@ -66,6 +70,8 @@ CLOSING = "closing"
 _NO_REFS: list[ActorRef] = []
 _MARK = b"_unpickle_"  # in the pickle of an ActorRef (``_unpickle_ref``)
 _MAIN = b"__main__"
+#: the line a Ray worker writes to its .stderr file when its actor calls ``os._exit``
+EXIT_NOTE = "actors: os._exit({})"
 #: one tell in a ``deliver`` batch: (ident, pickled message, trace id, parent id)
 TellItem = tuple[int, bytes, str, str]
 
@@ -73,6 +79,11 @@ TellItem = tuple[int, bytes, str, str]
 def _first(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else type(exc).__name__
+
+
+def run_namespace(run_id: str) -> str:
+    """The Ray namespace of a run: its actors' names are unique there."""
+    return f"actors-{run_id}"
 
 
 def ray_actor_name(actor_id: str) -> str:
@@ -150,15 +161,16 @@ class _Peer:
         self.seq = itertools.count()
         self.batch: list[TellItem] = []
         self.flush_due = False
-        #: tell batches sent and not yet finished: (call, items), oldest first
-        self.inflight: deque[tuple[Any, list[TellItem]]] = deque()
+        #: tell batches sent and not yet finished: (call, items, time.time() sent), oldest
+        #: first
+        self.inflight: deque[tuple[Any, list[TellItem], float]] = deque()
         self.inflight_wake: anyio.Event | None = None
         self.sent_wake: anyio.Event | None = None
         self.credit_wake: anyio.Event | None = None
         self.waiters = 0
         self.dead_reason: str | None = None  # "died" or "stopped" once unusable
-        #: once its worker is gone: whether it had ended in order (None: not known yet)
-        self.orderly: bool | None = None
+        #: once its worker is gone: (ended in order, when the driver saw it end)
+        self.end: tuple[bool, float | None] = (False, None)
         self.ending: anyio.Event | None = None
         self.pair_json = ""
         self.full_logged_at = 0.0
@@ -176,18 +188,25 @@ class _Peer:
         """Take one credit, waiting for it; ActorDeadError if the incarnation goes."""
         self.waiters += 1
         try:
-            # out of credit, wait for a good part of it to come back, not the first bit:
-            # else each batch holds what one credit return allowed, and batches stay small
-            while (
-                self.credit <= 0 or (self.credit < self.refill and self.inflight)
-            ) and self.dead_reason is None:
-                self.credit_wake = wake = anyio.Event()
-                await wake.wait()
+            starved = self.credit <= 0
+            while self.credit <= 0 and self.dead_reason is None:
+                await self._credit_changed()
+            if starved and self.credit < self.refill and self.inflight:
+                # out of credit, wait a moment for a good part of it to come back, not the
+                # first bit: else each batch holds what one return allowed, and stays small
+                with anyio.move_on_after(_REFILL_WAIT):
+                    while self.credit < self.refill and self.inflight and not self.dead_reason:
+                        await self._credit_changed()
         finally:
             self.waiters -= 1
         if self.dead_reason is not None:
             raise ActorDeadError(self.ref.name, self.dead_reason)
         self.credit -= 1
+
+    async def _credit_changed(self) -> None:
+        if self.credit_wake is None:  # one event for every waiting sender
+            self.credit_wake = anyio.Event()
+        await self.credit_wake.wait()
 
 
 class RayTransport:
@@ -203,7 +222,7 @@ class RayTransport:
         log: Log,
         trace: bool,
         await_actor: Callable[[ActorRef, float], Awaitable[None]],
-        ended_in_order: Callable[[ActorRef, str], Awaitable[bool]],
+        how_it_ended: Callable[[ActorRef, str], Awaitable[tuple[bool, float | None]]],
         explain_unreachable: Callable[[ActorRef], str] | None = None,
         on_in_doubt: Callable[[int], None] | None = None,
     ) -> None:
@@ -211,8 +230,8 @@ class RayTransport:
         namespace: the run's Ray namespace, where its actors are named.
         await_actor: waits, after a failed attempt at ``since``, until the actor may be
             reachable again (restarted); raises ActorDeadError when it will not be.
-        ended_in_order: whether an incarnation (its box) ended in order; asked when its
-            worker is gone with calls in flight.
+        how_it_ended: ``(in_order, ended_at)`` of an incarnation (its box), asked when
+            its worker is gone with calls in flight (``protocol.HowItEnded``).
         explain_unreachable: why an unreachable actor is gone, where this process knows.
         on_in_doubt: told the new total each time messages are recorded in doubt.
         """
@@ -223,7 +242,7 @@ class RayTransport:
         self._log = log
         self.trace = trace
         self.await_actor = await_actor
-        self._ended_in_order = ended_in_order
+        self._how_it_ended = how_it_ended
         self.explain_unreachable = explain_unreachable or (lambda ref: "unreachable")
         self._on_in_doubt = on_in_doubt
         self._peers: dict[str, _Peer] = {}
@@ -265,6 +284,8 @@ class RayTransport:
             raise ActorDeadError(ref.name, "unreachable", "this process is stopping")
         peer = self._peers.get(ref.actor_id)
         if peer is None or peer.dead_reason is not None:
+            if not self._exists(ref):
+                raise ActorDeadError(ref.name, self.explain_unreachable(ref))
             # refs from spawn, lookup and messages are connected ahead; this one is not yet
             self._tg.start_soon(self._connect_quietly, ref)
             raise MailboxFullError(ref.name, 0)
@@ -318,6 +339,7 @@ class RayTransport:
         ident = next(self._ids)
         trace_id, parent_id = self._trace_ids(peer, ident, body, message, True)
         started = time.perf_counter()
+        sent_at = time.time()
         call = peer.handle.ask.remote(
             self.sender.box, next(peer.seq), ident, body, trace_id, parent_id
         )
@@ -325,7 +347,7 @@ class RayTransport:
         try:
             answer: tuple[Any, Any] = await call
         except (ActorDiedError, ActorUnavailableError) as exc:
-            if await self._gone(peer, _first(exc)):
+            if await self._missed(peer, _first(exc), sent_at):
                 answer = (BOUNCED, None)  # never taken: the next incarnation gets it
             else:
                 self._in_doubt(peer, ident, ask=True)
@@ -391,7 +413,7 @@ class RayTransport:
     def in_doubt(self) -> int:
         """Messages recorded in doubt, and those that would be if every receiver died now."""
         return self.in_doubt_total + sum(
-            sum(len(items) for _, items in peer.inflight) + len(peer.batch)
+            sum(len(items) for _, items, _ in peer.inflight) + len(peer.batch)
             for peer in self._peers.values()
         )
 
@@ -408,6 +430,12 @@ class RayTransport:
                 while peer.inflight and peer.dead_reason is None:
                     peer.inflight_wake = wake = anyio.Event()
                     await wake.wait()
+        # a receiver too slow or hung to finish them in time: this sender will never know
+        for peer in self._peers.values():
+            for _, items, _ in peer.inflight:
+                for ident, *_ in items:
+                    self._in_doubt(peer, ident)
+            peer.inflight.clear()
 
     async def aclose(self) -> None:
         """Stop sending; what is still unfinished is in doubt; pending asks are cancelled."""
@@ -470,7 +498,7 @@ class RayTransport:
             return
         batch, peer.batch = peer.batch, []
         call = peer.handle.deliver.remote(self.sender.box, next(peer.seq), batch)
-        peer.inflight.append((call, batch))
+        peer.inflight.append((call, batch, time.time()))
         if peer.sent_wake is not None:
             peer.sent_wake.set()
             peer.sent_wake = None
@@ -484,17 +512,19 @@ class RayTransport:
                 peer.sent_wake = wake = anyio.Event()
                 await wake.wait()
                 continue
-            call, items = peer.inflight[0]
+            call, items, _ = peer.inflight[0]
             try:
                 finished: int = await call
             except (ActorDiedError, ActorUnavailableError) as exc:
-                await self._gone(peer, _first(exc))
+                await self._missed(peer, _first(exc), 0.0)
                 return
             except RayError as exc:
                 self._log.error(
                     "batch.failed", receiver=peer.ref.name, error_type=type(exc).__name__
                 )
                 finished = len(items)
+            if not peer.inflight or peer.inflight[0][0] is not call:
+                continue  # settled meanwhile (recorded in doubt by ``leave``)
             peer.inflight.popleft()
             if finished < len(items):
                 # the incarnation stopped before taking these: the next one will
@@ -526,17 +556,16 @@ class RayTransport:
                     reason=exc.reason if exc.reason in ("stopped", "died") else "stopped",
                 )
 
-    async def _gone(self, peer: _Peer, error: str) -> bool:
-        """``peer``'s worker is gone; return whether its incarnation had ended in order.
+    async def _missed(self, peer: _Peer, error: str, sent_at: float) -> bool:
+        """``peer``'s worker is gone: settle its calls in flight; return whether a call sent
+        at ``sent_at`` was surely never taken (the caller then sends it again).
 
-        If it had, it finished every call it took, so the calls that failed were never
-        taken: their tells go to the next incarnation (and their asks, by the caller).
-        If not, what it had not finished is in doubt.
+        A call was never taken if the incarnation had ended in order (it finished every
+        call it took) or had ended before the call was sent. Tells never taken go to the
+        next incarnation; the others are in doubt, as an ask in flight is (its asker gets
+        ``ActorDeadError``).
         """
-        if peer.orderly is None:
-            if peer.ending is not None:
-                await peer.ending.wait()
-                return bool(peer.orderly)
+        if peer.ending is None:
             peer.ending = anyio.Event()
             if peer.dead_reason is None:
                 peer.dead_reason = "died"
@@ -544,22 +573,24 @@ class RayTransport:
                 del self._peers[peer.ref.actor_id]  # the next send finds the next one
             peer.wake_credit()
             try:
-                orderly = await self._ended_in_order(peer.ref, peer.box)
+                peer.end = await self._how_it_ended(peer.ref, peer.box)
             except Exception:
-                orderly = False
-            peer.orderly = orderly
-            if orderly:
+                peer.end = (False, None)
+            if peer.end[0]:
                 peer.dead_reason = "stopped"
-            items = [item for _, batch in peer.inflight for item in batch] + peer.batch
+            missed: list[TellItem] = []
+            doubtful: list[TellItem] = []
+            for _, items, batch_sent_at in peer.inflight:
+                (missed if self._never_taken(peer, batch_sent_at) else doubtful).extend(items)
+            missed += peer.batch  # never sent
             peer.inflight.clear()
             peer.batch = []
             peer.credit = peer.capacity
-            if orderly:
-                if items:
-                    self._tg.start_soon(self._redeliver, peer.ref, items)
-            else:
-                for ident, *_ in items:
-                    self._in_doubt(peer, ident)
+            if missed:
+                self._tg.start_soon(self._redeliver, peer.ref, missed)
+            for ident, *_ in doubtful:
+                self._in_doubt(peer, ident)
+            if not peer.end[0]:
                 self._log.warning(
                     "connection.lost",
                     peer=peer.ref.name,
@@ -572,7 +603,14 @@ class RayTransport:
                 peer.inflight_wake.set()
                 peer.inflight_wake = None
             peer.ending.set()
-        return bool(peer.orderly)
+        else:
+            await peer.ending.wait()
+        return self._never_taken(peer, sent_at)
+
+    @staticmethod
+    def _never_taken(peer: _Peer, sent_at: float) -> bool:
+        in_order, ended_at = peer.end
+        return in_order or (ended_at is not None and sent_at > ended_at)
 
     def _in_doubt(self, peer: _Peer, ident: int, **keys: object) -> None:
         peer.in_doubt += 1
@@ -586,6 +624,16 @@ class RayTransport:
         )
         if self._on_in_doubt is not None:
             self._on_in_doubt(self.in_doubt_total)
+
+    def _exists(self, ref: ActorRef) -> bool:
+        """Whether ``ref``'s actor has a Ray actor now (one quick call to Ray's registry)."""
+        import ray
+
+        try:
+            ray.get_actor(ray_actor_name(ref.actor_id), namespace=self.namespace)
+        except ValueError:
+            return False
+        return True
 
     async def _connect_quietly(self, ref: ActorRef) -> None:
         with contextlib.suppress(ActorDeadError):
