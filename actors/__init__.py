@@ -32,6 +32,7 @@ from ._errors import MissingDependencyError as MissingDependencyError
 from ._errors import RemoteActorError as RemoteActorError
 from ._errors import RuntimeAlreadyRunningError as RuntimeAlreadyRunningError
 from ._errors import RuntimeClosedError as RuntimeClosedError
+from ._errors import SharedArrayNotLocalError as SharedArrayNotLocalError
 from ._errors import SharedMemoryFullError as SharedMemoryFullError
 from ._errors import SharedNameTakenError as SharedNameTakenError
 from ._errors import StaleHandleError as StaleHandleError
@@ -94,6 +95,7 @@ __all__ = [
     "RuntimeClosedError",
     "RuntimeServices",
     "SharedArray",
+    "SharedArrayNotLocalError",
     "SharedMemoryFullError",
     "SharedNameTakenError",
     "SharedMemoryService",

@@ -64,6 +64,8 @@ class SpawnCall:
     hang_timeout: float | None
     #: keyword arguments for ``__init__`` given as ``init_kwargs=``, whatever their names
     init_kwargs: dict[str, Any] | None = None
+    #: a shared array or semaphore whose machine the actor must run on
+    colocate_with: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +111,7 @@ class RuntimeServices(ABC):
         message_deadline: float | None = None,
         hang_timeout: float | None = None,
         init_kwargs: dict[str, Any] | None = None,
+        colocate_with: SharedArray | SharedSemaphore | None = None,
         **kwargs: Any,
     ) -> ActorRef:
         """Start ``actor_class(*args, **kwargs)`` in a new process; return its ref once running.
@@ -136,6 +139,9 @@ class RuntimeServices(ABC):
             hang_timeout: the runtime's ``hang_timeout``, for this actor.
             init_kwargs: more keyword arguments for the actor's ``__init__``, for those
                 whose names are spawn's own (above).
+            colocate_with: a shared array or semaphore this actor uses: on a cluster (the
+                Ray backend), it runs on the machine that holds it. Without it, Ray spreads
+                actors over the machines. On the local backend every actor runs there.
 
         These keyword names are spawn's own; the actor's ``__init__`` gets the other
         keyword arguments. An ``__init__`` that takes a parameter with one of these names,
@@ -163,6 +169,7 @@ class RuntimeServices(ABC):
             message_deadline,
             hang_timeout,
             init_kwargs,
+            colocate_with,
         )
         return await self._spawn(call)
 

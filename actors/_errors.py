@@ -309,6 +309,27 @@ class StaleHandleError(ActorsError):
         return (type(self), (self.handle, self.detail))
 
 
+class SharedArrayNotLocalError(ActorsError):
+    """A shared array or semaphore was used on another machine than the one holding it.
+
+    On the Ray backend, shared arrays and semaphores live in the memory and files of one
+    node; actors elsewhere cannot map them.
+    """
+
+    def __init__(self, handle: str, node: str, here: str) -> None:
+        self.handle = handle
+        self.node = node
+        self.here = here
+        super().__init__(
+            f"{handle} lives on node {node[:12]}, and this actor runs on node {here[:12]}: "
+            "spawn the actors that use it with colocate_with=<the handle>, or send the "
+            "data itself in messages"
+        )
+
+    def __reduce__(self) -> tuple[type[SharedArrayNotLocalError], tuple[str, str, str]]:
+        return (type(self), (self.handle, self.node, self.here))
+
+
 class LockTimeoutError(ActorsError, TimeoutError):
     """A shared array's lock, or a shared semaphore, was not acquired within the timeout."""
 

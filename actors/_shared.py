@@ -104,7 +104,7 @@ class SharedArray:
     valid for as long as it is referenced, even after the array is freed or the run ends.
     """
 
-    __slots__ = ("_base", "dtype", "key", "label", "lock_name", "path", "run_id", "shape")
+    __slots__ = ("_base", "dtype", "key", "label", "lock_name", "node", "path", "run_id", "shape")
 
     def __init__(
         self,
@@ -115,6 +115,7 @@ class SharedArray:
         lock_name: str,
         label: str,
         path: str | None = None,
+        node: str = "",
     ) -> None:
         self.run_id = run_id
         #: the segment's name in /dev/shm (or the file's key for file-backed arrays)
@@ -125,6 +126,8 @@ class SharedArray:
         self.label = label
         #: the .npy file this array maps, or None for an array in shared memory
         self.path = path
+        #: the machine whose memory holds it, on a cluster ("": the local backend's one)
+        self.node = node
         self._base: npt.NDArray[Any] | None = None
 
     @property
@@ -197,6 +200,7 @@ class SharedArray:
                 self.lock_name,
                 self.label,
                 self.path,
+                self.node,
             ),
         )
 
@@ -267,10 +271,12 @@ class SharedSemaphore:
     is logged as ``semaphore.holder_died``.
     """
 
-    __slots__ = ("_held", "key", "label", "run_id", "value")
+    __slots__ = ("_held", "key", "label", "node", "run_id", "value")
 
-    def __init__(self, run_id: str, key: str, value: int, label: str) -> None:
+    def __init__(self, run_id: str, key: str, value: int, label: str, node: str = "") -> None:
         self.run_id = run_id
+        #: the machine whose lock files hold its slots, on a cluster ("": the only one)
+        self.node = node
         self.key = key
         #: the number of slots
         self.value = value
@@ -309,7 +315,7 @@ class SharedSemaphore:
         self.release(permit)
 
     def __reduce__(self) -> tuple[object, tuple[Any, ...]]:
-        return (SharedSemaphore, (self.run_id, self.key, self.value, self.label))
+        return (SharedSemaphore, (self.run_id, self.key, self.value, self.label, self.node))
 
     def __eq__(self, other: object) -> bool:
         return (

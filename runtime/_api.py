@@ -134,11 +134,18 @@ def check_child_options(options: SpawnCall) -> ChildOptions:
         )
     if options.on_error not in ("crash", "resume"):
         raise InvalidSpawnError(f"on_error must be 'crash' or 'resume', not {options.on_error!r}")
+    near = options.colocate_with
+    if near is not None and not isinstance(near, (SharedArray, SharedSemaphore)):
+        raise InvalidSpawnError(
+            "colocate_with must be a shared array or semaphore handle (from "
+            f"rt.shared_array, rt.share or rt.semaphore), not {near!r}"
+        )
     return ChildOptions(
         options.restart,
         options.on_error,
         optional_seconds("message_deadline", options.message_deadline, error=InvalidSpawnError),
         optional_seconds("hang_timeout", options.hang_timeout, error=InvalidSpawnError),
+        near.node if near is not None else "",
     )
 
 

@@ -104,6 +104,8 @@ class Plumbing(Generic[E]):
     #: the incarnation has an OS process of its own: it takes SIGTERM as a stop, and a
     #: lifeline thread ends it if the driver dies (on Ray, Ray does both)
     own_process: bool = True
+    #: the machine it runs on, on a cluster ("": the local backend's only one)
+    node: str = ""
 
 
 class Incarnation(Generic[E]):
@@ -119,7 +121,9 @@ class Incarnation(Generic[E]):
         self._plumbing = plumbing
         #: made in ``run``, inside the task group its connections belong to
         self.transport: Outbox
-        self.sharing = SharingService(spec.log.run_id, Path(spec.run_dir) / "locks", log)
+        self.sharing = SharingService(
+            spec.log.run_id, Path(spec.run_dir) / "locks", log, plumbing.node
+        )
         self.mailbox = plumbing.mailbox(self)
         self.mailbox.spin = spec.config.busy_poll
         self.actor: Actor | None = None

@@ -242,7 +242,10 @@ class IncarnationHost:
 
         try:
             incarnation = Incarnation(
-                spec, self._control, log, Plumbing(mailbox, transport, own_process=False)
+                spec,
+                self._control,
+                log,
+                Plumbing(mailbox, transport, own_process=False, node=node),
             )
             try:
                 code = await incarnation.run()

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import pickle
 import signal
+import sys
 from typing import Any
 
 import anyio
@@ -73,6 +75,7 @@ class RayCluster:
             logging_level=logging.WARNING,
             include_dashboard=False,
             configure_logging=False,
+            runtime_env={"env_vars": {"PYTHONPATH": _import_path()}},
         )
         self.joined_here = True
         self.started_here = self.address is None
@@ -84,6 +87,19 @@ class RayCluster:
 
             ray.shutdown()
             self.joined_here = False
+
+
+def _import_path() -> str:
+    """The script's directory and ``$PYTHONPATH``, for the workers of this job.
+
+    The script's own classes travel by value, but the modules next to it (its package, a
+    tests directory) must be importable in the workers too. On other machines these
+    paths must hold the same code (a shared file system, or Ray's ``runtime_env``, which
+    a script can set up itself by calling ``ray.init`` before the Runtime starts).
+    """
+    entries = [sys.path[0] or os.getcwd()] if sys.path else [os.getcwd()]
+    entries += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return os.pathsep.join(dict.fromkeys(os.path.abspath(p) for p in entries))
 
 
 class _Link:
@@ -248,12 +264,22 @@ class RayHost:
         import ray
 
         self.namespace = namespace
-        self._node = ray.get_runtime_context().get_node_id()
+        #: the driver's node: the run's shared memory lives there
+        self.node: str = ray.get_runtime_context().get_node_id()
         # concurrency groups can only be declared with the class, not per actor
         declare: Any = ray.remote(concurrency_groups={"control": 2})  # type: ignore[call-overload]
         self._class: Any = declare(ray_incarnation_host())
 
     async def start(self, name: str, spec: ActorSpec) -> RayIncarnation:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        # by default actors spread over the machines; one that uses a shared array or
+        # semaphore runs where it lives (a machine that has gone fails the start)
+        placement: Any = (
+            NodeAffinitySchedulingStrategy(spec.options.node, soft=False)
+            if spec.options.node
+            else "SPREAD"
+        )
         handle = self._class.options(
             name=ray_actor_name(spec.actor_id),
             namespace=self.namespace,
@@ -263,8 +289,9 @@ class RayHost:
             max_concurrency=_MAX_CONCURRENCY,
             # an idle actor holds no CPU: a 2-core machine runs hundreds
             num_cpus=0,
+            scheduling_strategy=placement,
         ).remote()
         stream = handle.run.remote(pickle.dumps(spec, protocol=pickle.HIGHEST_PROTOCOL))
         pid, node = await handle.where.remote()
-        local = node == self._node
+        local = node == self.node
         return RayIncarnation(handle, _Link(handle, stream), spec, pid if local else None, node)

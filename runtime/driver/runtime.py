@@ -259,10 +259,11 @@ class Runtime(Services):
                 runs=swept,
                 segments=len(swept_segments),
             )
+        node = host.node if isinstance(host, RayHost) else ""
         self._shared = SharedRegistry(
-            self._rundir.run_id, self._rundir.lock_dir, self._log, config.shm_budget
+            self._rundir.run_id, self._rundir.lock_dir, self._log, config.shm_budget, node
         )
-        self._sharing = SharingService(self._rundir.run_id, self._rundir.lock_dir, self._log)
+        self._sharing = SharingService(self._rundir.run_id, self._rundir.lock_dir, self._log, node)
         self._events = PublishingLog(self._log)
         # The runtime's own tasks live in a task of their own, not in a task group entered
         # here: the script's code runs inside this call's scopes, and cancelling it (Ctrl-C,

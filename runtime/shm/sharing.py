@@ -27,6 +27,7 @@ from actors import (
     LockTimeoutError,
     Permit,
     SharedArray,
+    SharedArrayNotLocalError,
     SharedMemoryFullError,
     SharedNameTakenError,
     SharedSemaphore,
@@ -57,10 +58,12 @@ _LABEL = re.compile(r"[\w.\-]{1,64}\Z")
 class SharingService:
     """``actors.SharedMemoryService`` for one process of a run."""
 
-    def __init__(self, run_id: str, lock_dir: Path, log: Log) -> None:
+    def __init__(self, run_id: str, lock_dir: Path, log: Log, node: str = "") -> None:
         self.run_id = run_id
         self.lock_dir = lock_dir
         self.log = log
+        #: the machine this process runs on, on a cluster ("": the local backend's one)
+        self.node = node
         self._views: dict[tuple[str, str | None], weakref.ref[npt.NDArray[Any]]] = {}
         self._locks: dict[str, LockFile] = {}
         self._reported: set[tuple[str, int]] = set()
@@ -70,6 +73,8 @@ class SharingService:
             raise StaleHandleError(
                 repr(handle), f"it belongs to run {handle.run_id}, not to this run {self.run_id}"
             )
+        if handle.node != self.node:
+            raise SharedArrayNotLocalError(repr(handle), handle.node, self.node)
 
     # -- arrays --------------------------------------------------------------------------
 
@@ -275,11 +280,15 @@ def array_nbytes(dims: tuple[int, ...], dt: np.dtype[Any]) -> int:
 class SharedRegistry:
     """Creates and frees the run's shared arrays and semaphores (runtime process only)."""
 
-    def __init__(self, run_id: str, lock_dir: Path, log: Log, budget: int | None) -> None:
+    def __init__(
+        self, run_id: str, lock_dir: Path, log: Log, budget: int | None, node: str = ""
+    ) -> None:
         self.run_id = run_id
         self.lock_dir = lock_dir
         self.log = log
         self.budget = budget
+        #: the machine holding the run's shared memory, on a cluster (the driver's)
+        self.node = node
         self.used = 0
         self._ids = itertools.count(1)
         self._live: dict[str, SharedArray | SharedSemaphore] = {}
@@ -327,7 +336,7 @@ class SharedRegistry:
         mapping.close()  # nothing exported yet; users map it again through the handle
         lock_name = f"a{n}"
         LockFile(self.lock_dir / f"{lock_name}.lock", label, create=True).close()
-        handle = SharedArray(self.run_id, key, dims, dt.str, lock_name, label)
+        handle = SharedArray(self.run_id, key, dims, dt.str, lock_name, label, node=self.node)
         self.used += nbytes
         self._live[key] = handle
         if name is not None:
@@ -409,7 +418,7 @@ class SharedRegistry:
             created = True
         key = f"f{n}"
         LockFile(self.lock_dir / f"{key}.lock", label, create=True).close()
-        handle = SharedArray(self.run_id, key, dims, dt.str, key, label, str(file))
+        handle = SharedArray(self.run_id, key, dims, dt.str, key, label, str(file), self.node)
         self._live[key] = handle
         if named:
             self._names["array", label] = key
@@ -446,7 +455,7 @@ class SharedRegistry:
         label = self._label(name, f"semaphore-{n}")
         for i in range(value):
             LockFile(self.lock_dir / f"{key}-{i}.lock", label, create=True).close()
-        handle = SharedSemaphore(self.run_id, key, value, label)
+        handle = SharedSemaphore(self.run_id, key, value, label, self.node)
         self._live[key] = handle
         if name is not None:
             self._names["semaphore", label] = key

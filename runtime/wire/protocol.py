@@ -61,6 +61,8 @@ class ChildOptions:
     on_error: OnError = "crash"
     message_deadline: float | None = None
     hang_timeout: float | None = None
+    #: the machine it must run on (``spawn(colocate_with=...)``); "": wherever
+    node: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
