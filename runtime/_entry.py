@@ -15,6 +15,7 @@ __all__ = [
     "actor_main",
     "bootstrap",
     "ray_incarnation_host",
+    "ray_log_collector",
 ]
 
 #: the module the forkserver imports before it forks any actor process
@@ -46,3 +47,10 @@ def ray_incarnation_host() -> type:
     from .actor.ray_worker import IncarnationHost
 
     return IncarnationHost
+
+
+def ray_log_collector() -> Any:
+    """The function that takes a run's log files from a machine (the Ray backend)."""
+    from .actor.ray_worker import collect_logs
+
+    return collect_logs

@@ -56,6 +56,15 @@ def test_the_unchanged_counter_demo_runs_with_its_workers_on_both_nodes(
     assert counter["worker_nodes"] == 2
 
 
+def test_the_logs_of_actors_on_the_other_node_are_gathered_and_a_lost_nodes_are_reported(
+    report: dict[str, Any],
+) -> None:
+    # the demo's workers on the second node logged there; the driver gathered the files
+    assert report["counter"]["worker_nodes"] == 2
+    # the scenarios' second node was removed: its actors' logs went with it, and it says so
+    assert report["logs_lost_warned"]
+
+
 def test_four_senders_on_two_nodes_keep_their_order_in_twenty_runs_of_twenty(
     report: dict[str, Any],
 ) -> None:

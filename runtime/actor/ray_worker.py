@@ -18,10 +18,13 @@ import faulthandler
 import io
 import os
 import pickle
+import shutil
 import sys
+import tempfile
 import threading
 import traceback
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import IO, Any, NoReturn
 
 import anyio
@@ -45,7 +48,7 @@ from .incarnation import Incarnation, Plumbing, load_spec
 from .ray_inbox import RayEnvelope, RayMailbox
 from .stacks import task_stacks
 
-__all__ = ["END", "IncarnationHost"]
+__all__ = ["END", "IncarnationHost", "collect_logs", "node_log_dir"]
 
 #: the last item of ``run``: ``(END, exit code)``
 END = "end"
@@ -66,6 +69,26 @@ def _noting_exit(
         real_exit(code)
 
     return _exit
+
+
+def node_log_dir(run_id: str) -> Path:
+    """Where the actors of run ``run_id`` on a machine other than the driver's log."""
+    return Path(tempfile.gettempdir()) / f"actors-ray-logs-{os.getuid()}" / run_id
+
+
+def collect_logs(run_id: str) -> list[tuple[str, bytes]]:
+    """A Ray task, run on each machine that hosted actors of the run but the driver's:
+    take the run's log files from there (they are removed) for the driver to keep."""
+    where = node_log_dir(run_id)
+    if not where.is_dir():
+        return []
+    files = [
+        (path.name, path.read_bytes())
+        for path in sorted(where.iterdir())
+        if path.is_file() and not path.is_symlink()
+    ]
+    shutil.rmtree(where, ignore_errors=True)
+    return files
 
 
 class _Control:
@@ -191,8 +214,13 @@ class IncarnationHost:
         spec = load_spec(spec_data)
         node = ray.get_runtime_context().get_node_id()
         stem = log_stem(spec.name, spec.actor_id, os.getpid())
+        log_config = spec.log
+        if log_config.node and node != log_config.node:
+            # the run's log directory is on the driver's machine: log here, and the
+            # driver gathers the files when the run ends (collect_logs)
+            log_config = spec.log.elsewhere(node_log_dir(spec.log.run_id))
         log, log_file = open_log(
-            spec.log,
+            log_config,
             stem,
             {
                 "source": spec.name,
@@ -203,7 +231,7 @@ class IncarnationHost:
             },
             configure_global=True,
         )
-        fault_path = spec.log.log_dir / f"{stem}.stderr"
+        fault_path = log_config.log_dir / f"{stem}.stderr"
         fault_file = open(fault_path, "w", opener=private_file)  # noqa: SIM115, ASYNC230 - once
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()

@@ -14,15 +14,16 @@ import os
 import pickle
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 import anyio
 
 from actors import MissingDependencyError
 
-from .._entry import ray_incarnation_host
+from .._entry import ray_incarnation_host, ray_log_collector
 from ..observe.account import Counts, account_path, read_account
-from ..observe.logging import log_stem
+from ..observe.logging import Log, log_stem, private_file
 from ..wire.control import ControlClosedError
 from ..wire.protocol import ActorSpec, ControlMessage
 from ..wire.ray_transport import EXIT_NOTE, ray_actor_name
@@ -35,6 +36,8 @@ __all__ = ["RayCluster", "RayHost"]
 _MAX_CONCURRENCY = 10_000
 #: seconds to wait for a killed incarnation's actor to be gone (its name is then free)
 _GONE_WAIT = 10.0
+#: seconds a machine may take to hand over the log files of the run's actors
+_GATHER_WAIT = 30.0
 #: seconds a stack dump may take
 _DUMP_WAIT = 2.0
 _EXIT_PREFIX = EXIT_NOTE.split("{", 1)[0]
@@ -266,9 +269,33 @@ class RayHost:
         self.namespace = namespace
         #: the driver's node: the run's shared memory lives there
         self.node: str = ray.get_runtime_context().get_node_id()
+        #: the machines that hosted an incarnation: their logs are gathered at the end
+        self.nodes_used: set[str] = set()
         # concurrency groups can only be declared with the class, not per actor
         declare: Any = ray.remote(concurrency_groups={"control": 2})  # type: ignore[call-overload]
         self._class: Any = declare(ray_incarnation_host())
+
+    async def gather_logs(self, run_id: str, log_dir: Path, log: Log) -> None:
+        """Copy into ``log_dir`` the log files that actors wrote on other machines."""
+        import ray
+        from ray.exceptions import RayError
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        collect: Any = ray.remote(num_cpus=0, max_retries=0)(ray_log_collector())
+        for node in sorted(self.nodes_used - {self.node}):
+            placement = NodeAffinitySchedulingStrategy(node, soft=False)
+            try:
+                with anyio.fail_after(_GATHER_WAIT):
+                    files = await collect.options(scheduling_strategy=placement).remote(run_id)
+            except (TimeoutError, RayError) as exc:
+                # a machine that has gone took its actors' logs with it
+                log.warning("logs.lost", node=node[:12], error_type=type(exc).__name__)
+                continue
+            for name, data in files:
+                target = log_dir / Path(name).name
+                with open(target, "ab", opener=private_file) as f:  # noqa: ASYNC230 - at exit
+                    f.write(data)
+            log.info("logs.gathered", node=node[:12], files=len(files))
 
     async def start(self, name: str, spec: ActorSpec) -> RayIncarnation:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -294,4 +321,5 @@ class RayHost:
         stream = handle.run.remote(pickle.dumps(spec, protocol=pickle.HIGHEST_PROTOCOL))
         pid, node = await handle.where.remote()
         local = node == self.node
+        self.nodes_used.add(node)
         return RayIncarnation(handle, _Link(handle, stream), spec, pid if local else None, node)

@@ -231,10 +231,16 @@ class Runtime(Services):
             host = RayHost(run_namespace(self._rundir.run_id))
         else:
             host = ProcessHost(uvloop=config.uvloop)
+        self._host = host
         try:
             swept_segments = sweep_stale_segments(RunDirectory.existing_run_ids())
             log_dir = config.log_dir or new_run_log_dir(self._rundir.run_id)
-            self._log_config = LogConfig(log_dir, self._rundir.run_id, trace=config.trace)
+            self._log_config = LogConfig(
+                log_dir,
+                self._rundir.run_id,
+                trace=config.trace,
+                node=host.node if isinstance(host, RayHost) else "",
+            )
             self._log, self._log_file = open_log(
                 self._log_config,
                 f"main.{os.getpid()}",
@@ -354,6 +360,10 @@ class Runtime(Services):
             with anyio.CancelScope(shield=True):
                 await self._tree.shutdown(reason)
                 await self._router.aclose()
+                if isinstance(self._host, RayHost):
+                    await self._host.gather_logs(
+                        self._rundir.run_id, self._log_config.log_dir, self._log
+                    )
         finally:
             install_router(None)
             install_shared_memory(None)

@@ -69,19 +69,26 @@ class EventLog(Protocol):
 class LogConfig:
     """Where and what a process logs; pickled into every actor's spawn arguments."""
 
-    __slots__ = ("log_dir", "run_id", "trace")
+    __slots__ = ("log_dir", "node", "run_id", "trace")
 
-    def __init__(self, log_dir: Path, run_id: str, *, trace: bool) -> None:
+    def __init__(self, log_dir: Path, run_id: str, *, trace: bool, node: str = "") -> None:
         self.log_dir = log_dir
         self.run_id = run_id
         #: per-message events (debug level) on or off
         self.trace = trace
+        #: the machine ``log_dir`` is on, on a cluster ("": the local backend's only one);
+        #: a process elsewhere logs to a directory of its own machine, gathered at the end
+        self.node = node
 
-    def __getstate__(self) -> tuple[Path, str, bool]:
-        return (self.log_dir, self.run_id, self.trace)
+    def __getstate__(self) -> tuple[Path, str, bool, str]:
+        return (self.log_dir, self.run_id, self.trace, self.node)
 
-    def __setstate__(self, state: tuple[Path, str, bool]) -> None:
-        self.log_dir, self.run_id, self.trace = state
+    def __setstate__(self, state: tuple[Path, str, bool, str]) -> None:
+        self.log_dir, self.run_id, self.trace, self.node = state
+
+    def elsewhere(self, log_dir: Path) -> LogConfig:
+        """The same, for a process on another machine that logs to its own ``log_dir``."""
+        return LogConfig(log_dir, self.run_id, trace=self.trace, node=self.node)
 
 
 def log_stem(name: str, actor_id: str, pid: int) -> str:

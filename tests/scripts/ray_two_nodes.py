@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -258,13 +260,19 @@ def counter_demo(address: str, log_dir: Path) -> dict[str, Any]:
         timeout=300,
         check=False,
     )
+    nodes = started_nodes(log_dir, "worker*.jsonl")
+    return {"exit": done.returncode, "stdout": done.stdout[-2000:], "worker_nodes": len(nodes)}
+
+
+def started_nodes(log_dir: Path, pattern: str = "*.jsonl") -> set[str]:
+    """The nodes of the actors whose log files are in ``log_dir`` (gathered there)."""
     nodes = set()
-    for path in log_dir.glob("worker*.jsonl"):
+    for path in log_dir.glob(pattern):
         for line in path.read_text().splitlines():
             event = json.loads(line)
             if event.get("event") == "actor.started":
                 nodes.add(event.get("node"))
-    return {"exit": done.returncode, "stdout": done.stdout[-2000:], "worker_nodes": len(nodes)}
+    return nodes
 
 
 def main() -> None:
@@ -295,6 +303,15 @@ def main() -> None:
             report["counter"] = counter_demo(cluster.address, out.parent / "counter-logs")
         report["remove_node"] = lambda: cluster.remove_node(second)
         anyio.run(scenarios, head, other, order_runs, report)
+        report["logs_lost_warned"] = any(
+            json.loads(line).get("event") == "logs.lost"
+            for path in Path(report["log_dir"]).glob("main.*.jsonl")
+            for line in path.read_text().splitlines()
+        )
+        # the removed node's files: on a real cluster they went with the machine
+        left = Path(tempfile.gettempdir()) / f"actors-ray-logs-{os.getuid()}"
+        report["left_by_removed_node"] = sum(1 for p in left.rglob("*") if p.is_file())
+        shutil.rmtree(left, ignore_errors=True)
     finally:
         report.pop("remove_node", None)
         out.write_text(json.dumps(report, default=str))
