@@ -194,8 +194,17 @@ def private_runs(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 # other Ray cluster of the user's.
 
 RAY_TEMP_PREFIX = "/tmp/ray-t-"  # short: Ray's socket paths live under it
+# Ray 2.60 turns on token authentication for a cluster that ray.init() starts once a token
+# file exists in ~/.ray, and then a driver joining a cluster started without one is refused:
+# every cluster and driver of the suite (demos started by tests too) agree on no tokens.
+# They listen on this machine only, for the suite's own processes.
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 #: how long a killed incarnation's Ray actor and worker may take to be reported gone
 RAY_LEAK_GRACE = 10.0
+
+
+#: the processes of the session's Ray head, whose descendants host the tests' actors
+_SESSION_CLUSTER: list[psutil.Process] = []
 
 
 def _free_port() -> int:
@@ -228,6 +237,7 @@ def ray_address() -> Iterator[str]:
     try:
         subprocess.run(command, check=True, capture_output=True, timeout=180)
         started = [p for p in psutil.process_iter(["cmdline"]) if _of_cluster(p, temp)]
+        _SESSION_CLUSTER[:] = started
         address = f"127.0.0.1:{port}"
         ray.init(address=address, log_to_driver=False, configure_logging=False)
         yield address
@@ -283,7 +293,8 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 def _ray_leftovers() -> tuple[list[str], list[int]]:
-    """Named actors of runs (namespace ``actors-*``) still alive, and their host workers."""
+    """Named actors of runs (namespace ``actors-*``) still alive, and the session cluster's
+    worker processes still hosting one (other clusters on the machine are not ours)."""
     import ray
 
     if not ray.is_initialized():
@@ -294,10 +305,12 @@ def _ray_leftovers() -> tuple[list[str], list[int]]:
         if a["namespace"].startswith("actors-")
     ]
     workers = []
-    for p in psutil.process_iter(["cmdline"]):
+    for root in _SESSION_CLUSTER:
         with contextlib.suppress(psutil.Error):
-            if any(part.startswith("ray::IncarnationHost") for part in p.cmdline()):
-                workers.append(p.pid)
+            for p in root.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    if any(part.startswith("ray::IncarnationHost") for part in p.cmdline()):
+                        workers.append(p.pid)
     return actors, workers
 
 

@@ -19,7 +19,7 @@ import anyio.abc
 
 from ..observe.logging import Log, emitter
 from ..observe.tracing import pair_json, received_line
-from ..wire.ray_transport import BOUNCED, TellItem
+from ..wire.ray_transport import BOUNCED, Payload, TellItem, park, unpark
 
 __all__ = ["RayEnvelope", "RayMailbox", "RaySenderState"]
 
@@ -77,6 +77,7 @@ class RayEnvelope:
         "is_ask",
         "msg_id",
         "parent_id",
+        "parked",
         "trace_id",
     )
 
@@ -84,14 +85,15 @@ class RayEnvelope:
         self,
         conn: RaySenderState,
         ident: int,
-        body: bytes,
+        body: Payload,
         trace_id: str,
         parent_id: str,
         answer: asyncio.Future[tuple[Any, Any]] | None,
     ) -> None:
         self.conn = conn
         self.ident = ident
-        self.body = body
+        #: the pickle, or a key to the message parked with its large buffers
+        self.body, self.parked = park(body)
         self.is_ask = answer is not None
         self.answer = answer
         self.trace_id = trace_id
@@ -166,7 +168,7 @@ class RayMailbox:
         return taken
 
     async def ask(
-        self, box: str, seq: int, ident: int, body: bytes, trace_id: str, parent_id: str
+        self, box: str, seq: int, ident: int, body: Payload, trace_id: str, parent_id: str
     ) -> tuple[Any, Any]:
         """Queue an ask in its turn; return ``(ok, pickled answer)`` or ``(BOUNCED, None)``."""
         state = self._senders[box]
@@ -252,6 +254,8 @@ class RayMailbox:
 
     def done(self, env: RayEnvelope) -> None:
         """``env`` was handled, failed or dead-lettered."""
+        if env.parked:
+            unpark(env.parked)  # not decoded (dead-lettered): its buffers are let go
         if env.batch is not None:
             env.batch.finish_one()
         if self._room is not None:

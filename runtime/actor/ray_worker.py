@@ -38,6 +38,7 @@ from ..wire.protocol import ControlMessage
 from ..wire.ray_transport import (
     CLOSING,
     EXIT_NOTE,
+    Payload,
     RaySender,
     RayTransport,
     TellItem,
@@ -202,7 +203,7 @@ class IncarnationHost:
         return await self._mailbox.deliver(box, seq, items)
 
     async def ask(
-        self, box: str, seq: int, ident: int, body: bytes, trace_id: str, parent_id: str
+        self, box: str, seq: int, ident: int, body: Payload, trace_id: str, parent_id: str
     ) -> tuple[Any, Any]:
         """An ask, in its sender's order: ``(ok, pickled answer)`` or ``(BOUNCED, None)``."""
         assert self._mailbox is not None

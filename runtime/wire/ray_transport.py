@@ -29,6 +29,8 @@ from typing import Any
 import anyio
 import anyio.abc
 import anyio.lowlevel
+import numpy as np
+import numpy.typing as npt
 
 from actors import (
     ActorDeadError,
@@ -51,12 +53,18 @@ __all__ = [
     "BOUNCED",
     "CLOSING",
     "EXIT_NOTE",
+    "LARGE",
     "MAX_BATCH",
+    "OutOfBand",
+    "Payload",
     "RayTransport",
     "TellItem",
     "dumps_for_ray",
+    "encode_for_ray",
+    "park",
     "ray_actor_name",
     "run_namespace",
+    "unpark",
 ]
 
 #: tells per ``deliver`` call at most: larger batches wait longer for their credit back
@@ -72,8 +80,10 @@ _MARK = b"_unpickle_"  # in the pickle of an ActorRef (``_unpickle_ref``)
 _MAIN = b"__main__"
 #: the line a Ray worker writes to its .stderr file when its actor calls ``os._exit``
 EXIT_NOTE = "actors: os._exit({})"
+#: buffers of this many bytes or more in a message travel out of band (``OutOfBand``)
+LARGE = 1 << 20
 #: one tell in a ``deliver`` batch: (ident, pickled message, trace id, parent id)
-TellItem = tuple[int, bytes, str, str]
+TellItem = tuple[int, "Payload", str, str]
 
 
 def _first(exc: BaseException) -> str:
@@ -112,6 +122,79 @@ def dumps_for_ray(what: str, obj: object, limit: int) -> bytes:
     if len(body) > limit:
         raise MessageTooLargeError(len(body), limit, stopped=False)
     return body
+
+
+class OutOfBand:
+    """A message whose large buffers travel beside its pickle, as numpy arrays in a Ray
+    call's arguments: Ray's object store carries them, zero-copy on the receiver's node."""
+
+    __slots__ = ("arrays", "body")
+
+    def __init__(self, body: bytes, arrays: list[npt.NDArray[np.uint8]]) -> None:
+        self.body = body
+        self.arrays = arrays
+
+    def __len__(self) -> int:
+        return len(self.body) + sum(a.nbytes for a in self.arrays)
+
+    def __reduce__(self) -> tuple[type[OutOfBand], tuple[bytes, list[npt.NDArray[np.uint8]]]]:
+        return (OutOfBand, (self.body, self.arrays))
+
+
+#: a message as it travels: its pickle, or its pickle and its large buffers
+Payload = bytes | OutOfBand
+
+
+def encode_for_ray(what: str, obj: object, limit: int) -> Payload:
+    """``dumps_for_ray``, with buffers of ``LARGE`` bytes or more (numpy arrays) out of
+    band: they go through Ray's object store instead of being copied into the pickle.
+
+    Raises:
+        MessageNotSerializableError: ``obj`` cannot be pickled.
+        MessageTooLargeError: the pickle, large buffers aside, is above ``limit`` bytes.
+    """
+    large: list[pickle.PickleBuffer] = []
+
+    def keep_out(buffer: pickle.PickleBuffer) -> bool:
+        if buffer.raw().nbytes >= LARGE:
+            large.append(buffer)
+            return False
+        return True
+
+    try:
+        body = pickle.dumps(obj, protocol=5, buffer_callback=keep_out)
+        if body.find(_MAIN) >= 0:
+            return dumps_for_ray(what, obj, limit)  # by value, and in band
+    except Exception as exc:
+        raise MessageNotSerializableError(what, _type_name(obj), _first_line(exc)) from exc
+    if len(body) > limit:
+        raise MessageTooLargeError(len(body), limit, stopped=False)
+    if not large:
+        return body
+    return OutOfBand(body, [np.frombuffer(b.raw(), dtype=np.uint8) for b in large])
+
+
+#: messages with large buffers waiting in this process's mailbox, by the key that stands
+#: for them in their envelope's body (``park``)
+_parked: dict[int, OutOfBand] = {}
+_park_keys = itertools.count(1)
+#: an envelope body that stands for a parked message (it holds ``_MARK``, so an
+#: incarnation decodes it through the transport)
+_PARKED = b"_unpickle_parked:"
+
+
+def park(payload: Payload) -> tuple[bytes, int]:
+    """The envelope body for ``payload``, and its parking key (0: nothing parked)."""
+    if isinstance(payload, bytes):
+        return payload, 0
+    key = next(_park_keys)
+    _parked[key] = payload
+    return _PARKED + str(key).encode(), key
+
+
+def unpark(key: int) -> None:
+    """Forget a parked message that will not be decoded (dead-lettered)."""
+    _parked.pop(key, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +347,7 @@ class RayTransport:
             await anyio.lowlevel.checkpoint()
             # from now: the step just run sent this step's batches, which takes a while
             self._yielded_at = time.monotonic()
-        body = dumps_for_ray("message", message, self.max_message_size)
+        body = encode_for_ray("message", message, self.max_message_size)
         while True:
             peer = self._peers.get(ref.actor_id)
             if peer is None or peer.dead_reason is not None:
@@ -289,7 +372,7 @@ class RayTransport:
             # refs from spawn, lookup and messages are connected ahead; this one is not yet
             self._tg.start_soon(self._connect_quietly, ref)
             raise MailboxFullError(ref.name, 0)
-        body = dumps_for_ray("message", message, self.max_message_size)
+        body = encode_for_ray("message", message, self.max_message_size)
         if peer.credit <= 0 or peer.waiters:
             now = time.monotonic()
             if now - peer.full_logged_at > 1.0:  # once a second per receiver at most
@@ -301,7 +384,7 @@ class RayTransport:
 
     async def ask(self, ref: ActorRef, message: object, timeout: float) -> Any:
         timeout = seconds("ask timeout", timeout)
-        body = dumps_for_ray("message", message, self.max_message_size)
+        body = encode_for_ray("message", message, self.max_message_size)
         try:
             with anyio.fail_after(timeout):
                 while True:
@@ -323,7 +406,7 @@ class RayTransport:
                 "importable in the asking process?",
             ) from exc
 
-    async def _ask_once(self, ref: ActorRef, body: bytes, message: object) -> tuple[Any, Any]:
+    async def _ask_once(self, ref: ActorRef, body: Payload, message: object) -> tuple[Any, Any]:
         from ray.exceptions import ActorDiedError, ActorUnavailableError, RayError
 
         while True:
@@ -392,9 +475,17 @@ class RayTransport:
         return value
 
     def decode(self, body: bytes) -> tuple[Any, list[ActorRef]]:
-        """Unpickle a message or reply; return it and the refs it carried."""
+        """Unpickle a message or reply; return it and the refs it carried.
+
+        Large arrays that came out of band are read-only views of Ray's object store.
+        """
         if body.find(_MARK) < 0:
             return pickle.loads(body), _NO_REFS
+        if body.startswith(_PARKED):
+            payload = _parked.pop(int(body[len(_PARKED) :]))
+            return unpickling_refs(
+                lambda data: pickle.loads(data, buffers=payload.arrays), payload.body
+            )
         return unpickling_refs(pickle.loads, body)
 
     async def connect_ahead(self, refs: list[ActorRef]) -> None:
@@ -455,7 +546,7 @@ class RayTransport:
 
     # -- internals -----------------------------------------------------------------------
 
-    def _queue(self, peer: _Peer, ident: int, body: bytes, message: object) -> None:
+    def _queue(self, peer: _Peer, ident: int, body: Payload, message: object) -> None:
         trace_id, parent_id = (
             self._trace_ids(peer, ident, body, message, False) if self.trace else ("", "")
         )
@@ -470,7 +561,7 @@ class RayTransport:
             asyncio.get_running_loop().call_soon(self._flush, peer)
 
     def _trace_ids(
-        self, peer: _Peer, ident: int, body: bytes, message: object, ask: bool
+        self, peer: _Peer, ident: int, body: Payload, message: object, ask: bool
     ) -> tuple[str, str]:
         if not self.trace:
             return "", ""
