@@ -100,6 +100,16 @@ def test_a_shared_array_used_on_another_node_fails_clearly_and_colocation_puts_a
     assert report["colocated_add"] == report["total_after"] == 1
 
 
+def test_a_semaphore_works_across_nodes_and_a_dead_holders_slot_goes_to_the_next(
+    report: dict[str, Any],
+) -> None:
+    assert report["far_take_holder_died"] is False  # taken from the other node
+    assert report["near_take_while_held"] == "timeout"  # one slot: the head node waits
+    assert report["near_take_after_kill"] is True  # freed by the holder's death, and told
+    assert report["near_give"] == "given"
+    assert report["far_take_after_give"] is False  # given back in order: no death to tell
+
+
 def test_an_ask_waiting_on_a_removed_node_fails_and_the_actor_comes_back_on_the_node_left(
     report: dict[str, Any],
 ) -> None:

@@ -33,8 +33,10 @@ from actors import (
     ActorRef,
     DeadLetterReason,
     MessageNotSerializableError,
+    Permit,
     RemoteActorError,
     Reply,
+    SharedSemaphore,
     StopReason,
     Timer,
 )
@@ -80,6 +82,26 @@ def _ids(env: Letter) -> dict[str, str | None]:
     return {**keys, "trace_id": env.trace_id, "parent_id": env.parent_id or None}
 
 
+class _DriverSemaphores:
+    """Slots of semaphores on the driver's machine, taken by the driver for this actor.
+
+    The driver gives them back if this incarnation ends holding them, so the next holder
+    is told, as it is when a local holder dies.
+    """
+
+    def __init__(self, incarnation: Incarnation[Any]) -> None:
+        self._inc = incarnation
+
+    async def acquire(self, semaphore: SharedSemaphore, timeout: float) -> Permit:
+        permit: Permit = await self._inc.request(
+            protocol.AcquireSlot(semaphore, timeout, os.getpid())
+        )
+        return permit
+
+    def release(self, semaphore: SharedSemaphore, permit: Permit) -> None:
+        self._inc._tg.start_soon(self._inc.request, protocol.ReleaseSlot(semaphore, permit))
+
+
 class _Timer:
     """``actors.Timer``: a task that tells this actor a message later (or repeatedly)."""
 
@@ -122,7 +144,12 @@ class Incarnation(Generic[E]):
         #: made in ``run``, inside the task group its connections belong to
         self.transport: Outbox
         self.sharing = SharingService(
-            spec.log.run_id, Path(spec.run_dir) / "locks", log, plumbing.node
+            spec.log.run_id,
+            Path(spec.run_dir) / "locks",
+            log,
+            plumbing.node,
+            # on a cluster, the run's semaphores live on the driver's machine
+            _DriverSemaphores(self) if plumbing.node else None,
         )
         self.mailbox = plumbing.mailbox(self)
         self.mailbox.spin = spec.config.busy_poll

@@ -159,6 +159,8 @@ class Incarnations:
                 self._kill_hung,
             )
             code = await hosted.wait()
+            for hook in self.registry.end_hooks:
+                hook(f"{rec.ref.actor_id}.{life.number}")
             if hosted.pid is not None:
                 _cut_connections(hosted.pid)
             # the incarnation's last control messages (Stopped) may still be on their way

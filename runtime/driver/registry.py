@@ -7,6 +7,7 @@ without touching processes: the tree starts and stops incarnations and keeps it 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import anyio
@@ -125,6 +126,8 @@ class Registry:
         self.orderly: set[str] = set()
         #: when the driver saw each incarnation's control link end (``time.time()``)
         self.ended_at: dict[str, float] = {}
+        #: called with an incarnation's box once it has ended, however it ended
+        self.end_hooks: list[Callable[[str], None]] = []
 
     def new_id(self) -> str:
         return f"a{next(self._ids)}"

@@ -6,15 +6,24 @@ come here directly, with no requester. Either way the same handler runs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 
 import anyio.abc
 
-from actors import ActorNotFoundError, InvalidArgumentError, RuntimeClosedError
+from actors import (
+    ActorNotFoundError,
+    ActorsError,
+    InvalidArgumentError,
+    Permit,
+    RuntimeClosedError,
+    SharedSemaphore,
+)
 
 from ..shm.sharing import SharedRegistry, SharingService
 from ..wire.protocol import (
+    AcquireSlot,
     AwaitActor,
     CreateSemaphore,
     CreateSharedArray,
@@ -23,6 +32,7 @@ from ..wire.protocol import (
     HowItEnded,
     IsPeer,
     Lookup,
+    ReleaseSlot,
     RequestBody,
     SpawnActor,
     StopActor,
@@ -53,6 +63,15 @@ class Requests:
         self._sharing = sharing
         self._tg = tg
         self._is_running = is_running
+        #: slots of semaphores the driver holds for actors on other machines, by incarnation
+        self._far_held: dict[str, list[tuple[SharedSemaphore, Permit]]] = {}
+
+    def incarnation_ended(self, box: str) -> None:
+        """Incarnation ``box`` has ended: the slots it held are free, and the next holder
+        of each is told its holder died (it could not give them back itself)."""
+        for semaphore, permit in self._far_held.pop(box, []):
+            with contextlib.suppress(ActorsError):  # freed meanwhile
+                self._sharing.release(semaphore, permit, died=True)
 
     async def handle(self, body: RequestBody, requester: ActorRecord | None) -> object:
         """Carry out ``body`` for ``requester`` (None: the script); return the answer."""
@@ -114,4 +133,18 @@ class Requests:
                 return None
             case IsPeer(pid=pid):
                 return pid == os.getpid() or pid in registry.live_pids()
+            case AcquireSlot(semaphore=semaphore, timeout=timeout, pid=pid):
+                if requester is None or requester.life is None:
+                    raise InvalidArgumentError("only an actor takes a slot through the driver")
+                box = f"{requester.ref.actor_id}.{requester.life.number}"
+                permit = await self._sharing.acquire(semaphore, timeout, holder=pid)
+                self._far_held.setdefault(box, []).append((semaphore, permit))
+                return permit
+            case ReleaseSlot(semaphore=semaphore, permit=permit):
+                for held in self._far_held.values():
+                    if (semaphore, permit) in held:
+                        held.remove((semaphore, permit))
+                        break
+                self._sharing.release(semaphore, permit)
+                return None
         raise InvalidArgumentError(f"unknown request {type(body).__name__}")

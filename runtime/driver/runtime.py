@@ -328,6 +328,7 @@ class Runtime(Services):
             self._tg,
             is_running=lambda: self._state == "running",
         )
+        registry.end_hooks.append(self._requests.incarnation_ended)
         install_router(self._router)
         install_shared_memory(self._sharing)
         # the script's body runs inside this scope: an escalation or SIGTERM cancels it

@@ -14,7 +14,7 @@ import os
 import re
 import weakref
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import anyio
 import numpy as np
@@ -58,12 +58,21 @@ _LABEL = re.compile(r"[\w.\-]{1,64}\Z")
 class SharingService:
     """``actors.SharedMemoryService`` for one process of a run."""
 
-    def __init__(self, run_id: str, lock_dir: Path, log: Log, node: str = "") -> None:
+    def __init__(
+        self,
+        run_id: str,
+        lock_dir: Path,
+        log: Log,
+        node: str = "",
+        far: FarSemaphores | None = None,
+    ) -> None:
         self.run_id = run_id
         self.lock_dir = lock_dir
         self.log = log
         #: the machine this process runs on, on a cluster ("": the local backend's one)
         self.node = node
+        #: takes slots of semaphores that live on another machine (through the driver)
+        self.far = far
         self._views: dict[tuple[str, str | None], weakref.ref[npt.NDArray[Any]]] = {}
         self._locks: dict[str, LockFile] = {}
         self._reported: set[tuple[str, int]] = set()
@@ -192,7 +201,13 @@ class SharingService:
             raise StaleHandleError(repr(sem), f"it has an impossible value {sem.value!r}")
         return [self._lock_file(f"{sem.key}-{i}", repr(sem)) for i in range(sem.value)]
 
-    async def acquire(self, semaphore: SharedSemaphore, timeout: float) -> Permit:
+    async def acquire(
+        self, semaphore: SharedSemaphore, timeout: float, *, holder: int = 0
+    ) -> Permit:
+        """Take a slot; ``holder``: the pid to record as holding it (default: this process,
+        which holds it; the driver holds slots for actors on other machines)."""
+        if self.far is not None and semaphore.node != self.node:
+            return await self.far.acquire(semaphore, timeout)
         slots = self._slots(semaphore)
         free = next((s for s in slots if not s.held and s.try_lock()), None)
         lock = free or await poll_until(slots, semaphore, timeout)
@@ -206,16 +221,20 @@ class SharingService:
             self.log.warning(
                 "semaphore.holder_died", semaphore=semaphore.label, slot=slot, previous_pid=pid
             )
-        lock.write(os.getpid(), epoch + 1, 0)
+        lock.write(holder or os.getpid(), epoch + 1, 0)
         return Permit(slot, died, pid if died else 0)
 
-    def release(self, semaphore: SharedSemaphore, permit: Permit) -> None:
+    def release(self, semaphore: SharedSemaphore, permit: Permit, *, died: bool = False) -> None:
+        """Give back a slot; ``died``: its holder died holding it (the next holder is told)."""
+        if self.far is not None and semaphore.node != self.node:
+            self.far.release(semaphore, permit)
+            return
         slots = self._slots(semaphore)
         if not 0 <= permit.slot < len(slots) or not slots[permit.slot].held:
             raise RuntimeError(f"{permit} of {semaphore!r} is not held by this process")
         lock = slots[permit.slot]
-        _pid, epoch, _flags = lock.read()
-        lock.write(0, epoch, 0)
+        pid, epoch, _flags = lock.read()
+        lock.write(pid if died else 0, epoch, 0)
         lock.unlock()
 
     def close(self) -> None:
@@ -275,6 +294,14 @@ def array_spec(shape: object, dtype: object) -> tuple[tuple[int, ...], np.dtype[
 def array_nbytes(dims: tuple[int, ...], dt: np.dtype[Any]) -> int:
     """The bytes an array of ``dims`` and ``dt`` needs, exactly."""
     return math.prod(dims) * dt.itemsize
+
+
+class FarSemaphores(Protocol):
+    """Takes slots of semaphores held on another machine (the driver's, on Ray)."""
+
+    async def acquire(self, semaphore: SharedSemaphore, timeout: float) -> Permit: ...
+
+    def release(self, semaphore: SharedSemaphore, permit: Permit) -> None: ...
 
 
 class SharedRegistry:

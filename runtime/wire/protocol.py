@@ -15,6 +15,7 @@ from actors import (
     ActorRef,
     Failure,
     OnError,
+    Permit,
     RestartType,
     SharedArray,
     SharedSemaphore,
@@ -27,6 +28,7 @@ from .._config import RuntimeConfig
 from ..observe.logging import LogConfig
 
 __all__ = [
+    "AcquireSlot",
     "ActorSpec",
     "Answer",
     "AwaitActor",
@@ -41,6 +43,7 @@ __all__ = [
     "IsPeer",
     "Lookup",
     "Ready",
+    "ReleaseSlot",
     "Request",
     "RequestBody",
     "SpawnActor",
@@ -210,6 +213,23 @@ class HowItEnded:
     box: str
 
 
+@dataclass(frozen=True, slots=True)
+class AcquireSlot:
+    """Take a slot of ``semaphore`` for an actor on another machine (the driver holds it)."""
+
+    semaphore: SharedSemaphore
+    timeout: float
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseSlot:
+    """Give back a slot that ``AcquireSlot`` took."""
+
+    semaphore: SharedSemaphore
+    permit: Permit
+
+
 RequestBody: TypeAlias = (
     SpawnActor
     | CreateSupervisor
@@ -223,6 +243,8 @@ RequestBody: TypeAlias = (
     | IsPeer
     | AwaitActor
     | HowItEnded
+    | AcquireSlot
+    | ReleaseSlot
 )
 
 

@@ -28,9 +28,12 @@ from actors import (
     Actor,
     ActorDeadError,
     ActorRef,
+    LockTimeoutError,
     MailboxFullError,
+    Permit,
     SharedArray,
     SharedArrayNotLocalError,
+    SharedSemaphore,
 )
 from runtime import Runtime
 from tests.helpers import Gate, Latch, block
@@ -45,10 +48,26 @@ def node_id() -> str:
 class Where(Actor):
     """Answers "node" and "pid"; ("send-to", ref, n, tag) tells ref (tag, i) n times;
     ("ask", ref, question) asks ref; ("add", handle) adds 1 to a shared array under its
-    lock; "hang" waits on a latch."""
+    lock; "hang" waits on a latch; ("take", semaphore, timeout) takes a slot and says whether
+    its previous holder died, ("give",) gives the last one back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.permits: list[tuple[SharedSemaphore, Permit]] = []
 
     async def receive(self, message: Any) -> Any:
         match message:
+            case ("take", SharedSemaphore() as semaphore, float(timeout)):
+                try:
+                    permit = await semaphore.acquire(timeout=timeout)
+                except LockTimeoutError:
+                    return "timeout"
+                self.permits.append((semaphore, permit))
+                return permit.previous_holder_died
+            case ("give",):
+                semaphore, permit = self.permits.pop()
+                semaphore.release(permit)
+                return "given"
             case "node":
                 return node_id()
             case "pid":
@@ -207,6 +226,16 @@ async def scenarios(head: str, other: str, order_runs: int, report: dict[str, An
         report["colocated_node_is_head"] = await near.ask("node", timeout=10) == head
         report["colocated_add"] = await near.ask(("add", total), timeout=30)
         report["total_after"] = int(np.asarray(total)[0])
+
+        # -- a semaphore on the driver's machine, held from the other node ------------
+        one = await rt.semaphore(1, name="one")
+        far_user = users[other][0]
+        report["far_take_holder_died"] = await far_user.ask(("take", one, 10.0), timeout=30)
+        report["near_take_while_held"] = await near.ask(("take", one, 0.3), timeout=30)
+        os.kill(await far_user.ask("pid", timeout=10), signal.SIGKILL)
+        report["near_take_after_kill"] = await near.ask(("take", one, 20.0), timeout=60)
+        report["near_give"] = await near.ask(("give",), timeout=30)
+        report["far_take_after_give"] = await far_user.ask(("take", one, 20.0), timeout=60)
 
         # -- the other node goes while an ask waits there -----------------------------
         doomed = (await spread(rt, 4, "doomed")).get(other, [])
