@@ -7,11 +7,16 @@ Run ``python -m demos.counter`` (``--help`` for options). Each worker counts to
 script asks the aggregator for the total, which it answers once every worker reported.
 ``--mode shared``: the workers add each chunk they count into one int64 in shared
 memory, under a semaphore shared by every process; the script reads the total there.
+
+``--backend ray`` runs the same actors as Ray actors, on a Ray cluster started for the
+run (or the one ``--address`` names). Shared mode then needs every worker on the
+script's machine: the shared int64 lives in its /dev/shm.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Any
@@ -19,7 +24,15 @@ from typing import Any
 import anyio
 import numpy as np
 
-from actors import Actor, ActorRef, Reply, SharedArray, SharedSemaphore
+from actors import (
+    Actor,
+    ActorRef,
+    InvalidConfigError,
+    MissingDependencyError,
+    Reply,
+    SharedArray,
+    SharedSemaphore,
+)
 from runtime import Runtime
 
 PROGRESS_STEPS = 100
@@ -98,17 +111,16 @@ class Worker(Actor):
         return None
 
 
-class Progress(Actor):
-    """Shows one progress bar per worker: live with rich on a terminal, else plain lines."""
+class ProgressView:
+    """One progress bar per worker: live with rich on a terminal, else a line per quarter."""
 
     def __init__(self, workers: int, count: int, live: bool) -> None:
-        super().__init__()
         self.workers, self.count, self.live = workers, count, live
         self.marks = [0] * workers
         self.bars: Any = None
         self.tasks: list[Any] = []
 
-    async def on_start(self) -> None:
+    def start(self) -> None:
         if self.live:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -120,29 +132,101 @@ class Progress(Actor):
             ]
             self.bars.start()
 
-    async def receive(self, message: Any) -> None:
-        match message:
-            case ("progress", int(index), int(done)):
-                if self.bars is not None:
-                    self.bars.update(self.tasks[index], completed=done)
-                    return
-                quarter = 4 * done // self.count
-                if quarter > self.marks[index]:
-                    self.marks[index] = quarter
-                    print(f"worker-{index}: {25 * quarter}% ({done}/{self.count})", flush=True)
+    def update(self, index: int, done: int) -> None:
+        if self.bars is not None:
+            self.bars.update(self.tasks[index], completed=done)
+            return
+        quarter = 4 * done // self.count
+        if quarter > self.marks[index]:
+            self.marks[index] = quarter
+            print(f"worker-{index}: {25 * quarter}% ({done}/{self.count})", flush=True)
 
-    async def on_stop(self) -> None:
+    def stop(self) -> None:
         if self.bars is not None:
             self.bars.stop()
+            self.bars = None
+
+
+class Progress(Actor):
+    """Collects the workers' progress, and shows it itself or hands it to the script.
+
+    ``show_here``: it draws the bars in its own process, which shares the script's
+    terminal (local backend). Otherwise (Ray: a Ray worker's output goes to Ray's log
+    files, not to the script's terminal) the script asks ``("news", seen)`` and draws;
+    the answer waits until there is news past ``seen``.
+    """
+
+    def __init__(self, workers: int, count: int, live: bool, show_here: bool = True) -> None:
+        super().__init__()
+        self.view = ProgressView(workers, count, live) if show_here else None
+        self.done = [0] * workers
+        self.version = 0
+        self.waiting: list[Reply] = []
+
+    async def on_start(self) -> None:
+        if self.view is not None:
+            self.view.start()
+
+    async def receive(self, message: Any) -> Any:
+        match message:
+            case ("progress", int(index), int(done)):
+                self.done[index] = done
+                self.version += 1
+                if self.view is not None:
+                    self.view.update(index, done)
+                for reply in self.waiting:
+                    reply.set_result((self.version, list(self.done)))
+                self.waiting.clear()
+            case ("news", int(seen)):
+                if self.version > seen:
+                    return (self.version, list(self.done))
+                self.waiting.append(self.defer_reply())  # answer at the next progress
+        return None
+
+    async def on_stop(self) -> None:
+        if self.view is not None:
+            self.view.stop()
+        for reply in self.waiting:  # nobody is left waiting on a stopped actor
+            reply.set_result((self.version, list(self.done)))
+        self.waiting.clear()
+
+
+async def show_progress(progress: ActorRef, view: ProgressView, timeout: float) -> None:
+    """Draw, in the script, what ``progress`` collects, until every worker is done."""
+    view.start()
+    try:
+        seen, done = 0, [0] * view.workers
+        while min(done) < view.count:
+            seen, news = await progress.ask(("news", seen), timeout=timeout)
+            for index, (before, now) in enumerate(zip(done, news, strict=True)):
+                if now != before:
+                    view.update(index, now)
+            done = news
+    finally:
+        view.stop()
 
 
 async def run(
-    workers: int, count: int, log_dir: str | None, progress: bool, mode: str, trace: bool
+    workers: int,
+    count: int,
+    log_dir: str | None,
+    progress: bool,
+    mode: str,
+    trace: bool,
+    backend: str = "local",
+    address: str | None = None,
 ) -> int:
     """Run the counter; return the total counted."""
     # a pure Python loop runs at roughly 10-50 M iterations/s; leave ample room
     deadline = 60 + count * 1e-6 * 5
-    async with Runtime(log_dir=log_dir, trace=trace or None) as rt:
+    # only options both backends take: Ray refuses the local-only ones (busy_poll, uvloop,
+    # shm_threshold, shm_budget) when they are set
+    async with Runtime(
+        log_dir=log_dir, trace=trace or None, backend=backend, address=address
+    ) as rt:
+        # local actor processes share the script's terminal; Ray workers do not
+        show_here = rt.config.backend == "local"
+        live = sys.stdout.isatty()
         aggregator = shared = None
         if mode == "queue":
             aggregator = await rt.spawn(Aggregator, workers, name="aggregator")
@@ -151,7 +235,7 @@ async def run(
             shared = (total_array, await rt.semaphore(1, name="total-guard"))
         bars = None
         if progress:
-            bars = await rt.spawn(Progress, workers, count, sys.stdout.isatty(), name="progress")
+            bars = await rt.spawn(Progress, workers, count, live, show_here, name="progress")
         refs = []
         async with anyio.create_task_group() as tg:
             for i in range(workers):
@@ -161,20 +245,23 @@ async def run(
                     refs.append(worker)
 
                 tg.start_soon(start)
-        if aggregator is not None:
-            for ref in refs:
-                await ref.tell(("count", count))
-            total: int = await aggregator.ask("total", timeout=deadline)
-        else:
-            assert shared is not None
-
-            async def count_into_shared(worker: ActorRef) -> None:
-                await worker.ask(("count", count), timeout=deadline)  # answers when done
-
-            async with anyio.create_task_group() as tg:
+        async with anyio.create_task_group() as shown:  # ends once all progress is shown
+            if bars is not None and not show_here:
+                shown.start_soon(show_progress, bars, ProgressView(workers, count, live), deadline)
+            if aggregator is not None:
                 for ref in refs:
-                    tg.start_soon(count_into_shared, ref)
-            total = int(np.asarray(shared[0])[0])
+                    await ref.tell(("count", count))
+                total: int = await aggregator.ask("total", timeout=deadline)
+            else:
+                assert shared is not None
+
+                async def count_into_shared(worker: ActorRef) -> None:
+                    await worker.ask(("count", count), timeout=deadline)  # answers when done
+
+                async with anyio.create_task_group() as tg:
+                    for ref in refs:
+                        tg.start_soon(count_into_shared, ref)
+                total = int(np.asarray(shared[0])[0])
         if bars is not None:
             await rt.stop(bars)  # ends the live display before we print below
         print(f"logs: {rt.log_dir}", file=sys.stderr)
@@ -199,14 +286,41 @@ def main(argv: list[str] | None = None) -> int:
         help="queue: results as messages to an aggregator (default); "
         "shared: add into one shared int64 under a semaphore",
     )
+    parser.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default=os.environ.get("ACTORS_BACKEND", "").strip().lower() or "local",
+        help="local: each actor in a process of its own on this machine; ray: each actor "
+        "as a Ray actor on a Ray cluster (default: $ACTORS_BACKEND, else local)",
+    )
+    parser.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="with --backend ray, the Ray cluster to use: host:port, or auto for the one "
+        "running on this machine (default: $ACTORS_RAY_ADDRESS, else a local cluster "
+        "started for the run and stopped at its end)",
+    )
     args = parser.parse_args(argv)
     if args.workers < 1 or args.count < 1:
         parser.error("--workers and --count must be positive")
+    if args.address is not None and args.backend != "ray":
+        parser.error("--address names a Ray cluster: it needs --backend ray")
     started = time.perf_counter()
     try:
         total = anyio.run(
-            run, args.workers, args.count, args.log_dir, not args.no_progress, args.mode, args.trace
+            run,
+            args.workers,
+            args.count,
+            args.log_dir,
+            not args.no_progress,
+            args.mode,
+            args.trace,
+            args.backend,
+            args.address,
         )
+    except (InvalidConfigError, MissingDependencyError) as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted: every actor was stopped", file=sys.stderr)
         return 130

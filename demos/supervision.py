@@ -7,6 +7,11 @@ makes a worker hang until the runtime's heartbeat check kills it. Every lifecycl
 is printed as it happens, then a summary of what was answered, what failed and what the
 supervisor did. ``--escalate`` ends with a crash loop that exceeds the restart intensity:
 the supervisor gives up and the error reaches the script.
+
+``--backend ray`` runs the same workers as Ray actors. Ray does not tell how a worker
+process ended, so a SIGKILLed worker's exit reads "died" there instead of
+"signal:SIGKILL". A worker on another machine of the cluster is made to SIGKILL itself
+(its pid means nothing here).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import argparse
 import os
 import random
 import signal
+import socket
 import sys
 import time
 from typing import Any
@@ -22,7 +28,16 @@ from typing import Any
 import anyio
 from rich.console import Console
 
-from actors import Actor, ActorDeadError, EscalationError, Failure, RemoteActorError
+from actors import (
+    Actor,
+    ActorDeadError,
+    AskTimeoutError,
+    EscalationError,
+    Failure,
+    InvalidConfigError,
+    MissingDependencyError,
+    RemoteActorError,
+)
 from runtime import Runtime
 
 POISON = 37  # any multiple of it makes a worker raise
@@ -49,8 +64,10 @@ class Worker(Actor):
                     raise ValueError(f"poison job {n}")
                 self.done += 1
                 return n * n
-            case "pid":
-                return os.getpid()
+            case "where":
+                return socket.gethostname(), os.getpid()
+            case "die":  # for a worker on another machine, where the script cannot kill it
+                os.kill(os.getpid(), signal.SIGKILL)
         return None
 
 
@@ -72,13 +89,25 @@ class Flaky(Actor):
         raise RuntimeError("lost the database connection")
 
 
-def describe(event: str, fields: dict[str, Any]) -> str | None:
-    """One readable line per lifecycle event worth showing."""
+def describe(
+    event: str, fields: dict[str, Any], killed: set[int] | None = None, backend: str = "local"
+) -> str | None:
+    """One readable line per lifecycle event worth showing.
+
+    ``killed``: the pids the script SIGKILLed; ``backend``: where the actors run.
+    """
     actor = fields.get("actor", "")
     match event:
         case "actor.exited" if fields.get("reason") not in ("shutdown", "restart", "start_failed"):
+            reason = fields["reason"]
+            if reason == "died" and backend == "ray":
+                # Ray reports that a worker died, not how: say what the script knows
+                if fields.get("pid") in (killed or set()):
+                    reason = "died after our SIGKILL; Ray does not report the signal"
+                else:
+                    reason = "died; Ray does not report how"
             detail = fields.get("error_type", "")
-            return f"[red]✗ {actor} ended[/] ({fields['reason']}{' ' + detail if detail else ''})"
+            return f"[red]✗ {actor} ended[/] ({reason}{' ' + detail if detail else ''})"
         case "actor.hung":
             return f"[magenta]⌛ {actor} hung[/]: {fields['why']}; stack dumped to its .stderr"
         case "actor.restarted":
@@ -102,17 +131,27 @@ def describe(event: str, fields: dict[str, Any]) -> str | None:
 
 async def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     rng = random.Random(args.seed)
-    stats: dict[str, Any] = {"answered": 0, "failed": 0, "lost": 0, "kills": 0}
+    stats: dict[str, Any] = {"answered": 0, "failed": 0, "lost": 0, "late": 0, "kills": 0}
+    stats["lost_as"] = set()
+    killed: set[int] = set()
+    # only options both backends take: Ray refuses the local-only ones (busy_poll, uvloop,
+    # shm_threshold, shm_budget) when they are set
     async with (
         Runtime(
-            log_dir=args.log_dir, trace=args.trace, hang_timeout=2.0, heartbeat_interval=0.25
+            log_dir=args.log_dir,
+            trace=args.trace,
+            hang_timeout=2.0,
+            heartbeat_interval=0.25,
+            backend=args.backend,
+            address=args.address,
         ) as rt,
         rt.probe() as probe,
     ):
+        backend = rt.config.backend
 
         async def show() -> None:
             async for event, fields in probe:
-                if (line := describe(event, fields)) is not None:
+                if (line := describe(event, fields, killed, backend)) is not None:
                     console.print(line, highlight=False)
 
         async with anyio.create_task_group() as shows:
@@ -136,26 +175,35 @@ async def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                         stats["answered"] += 1
                     except ValueError:
                         stats["failed"] += 1  # the poison job's own error, as raised
-                    except (ActorDeadError, RemoteActorError):
+                    except (ActorDeadError, RemoteActorError) as exc:
                         stats["lost"] += 1  # its worker died while handling it
+                        stats["lost_as"].add(type(exc).__name__)
+                    except AskTimeoutError:
+                        # its worker was not back in time: restarts are done one at a
+                        # time, and on Ray each one starts a worker process (seconds)
+                        stats["late"] += 1
                     await anyio.sleep(0.03)  # pacing the jobs
 
-            killed: set[int] = set()
+            here = socket.gethostname()
 
             async def chaos() -> None:
                 while time.monotonic() < deadline - 1:
                     await anyio.sleep(rng.uniform(0.8, 1.6))  # when to strike, not a wait
                     victim = rng.choice(workers)
                     try:
-                        pid = await victim.ask("pid", timeout=10)
-                    except ActorDeadError:
-                        continue  # it died by itself meanwhile
+                        host, pid = await victim.ask("where", timeout=10)
+                    except (ActorDeadError, AskTimeoutError):
+                        continue  # it died by itself meanwhile, or is not back yet
                     if pid in killed:
                         continue
-                    console.print(f"[yellow]☠ SIGKILL {victim.name}[/] (pid {pid})")
-                    os.kill(pid, signal.SIGKILL)
                     killed.add(pid)
                     stats["kills"] += 1
+                    if host == here:
+                        console.print(f"[yellow]☠ SIGKILL {victim.name}[/] (pid {pid})")
+                        os.kill(pid, signal.SIGKILL)
+                    else:  # a Ray worker on another machine: it kills itself
+                        console.print(f"[yellow]☠ SIGKILL {victim.name}[/] (pid {pid} on {host})")
+                        await victim.tell("die")
 
             async with anyio.create_task_group() as tg:
                 for i in range(3):
@@ -178,10 +226,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7, help="seed of the chaos (7)")
     parser.add_argument("--log-dir", help="keep the run's JSON-lines logs in this directory")
     parser.add_argument("--trace", action="store_true", help="also log every message")
+    parser.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default=os.environ.get("ACTORS_BACKEND", "").strip().lower() or "local",
+        help="local: each actor in a process of its own on this machine; ray: each actor "
+        "as a Ray actor on a Ray cluster (default: $ACTORS_BACKEND, else local)",
+    )
+    parser.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="with --backend ray, the Ray cluster to use: host:port, or auto for the one "
+        "running on this machine (default: $ACTORS_RAY_ADDRESS, else a local cluster "
+        "started for the run and stopped at its end)",
+    )
     args = parser.parse_args(argv)
+    if args.address is not None and args.backend != "ray":
+        parser.error("--address names a Ray cluster: it needs --backend ray")
     console = Console(highlight=False, soft_wrap=True)
     try:
         stats = anyio.run(run, args, console)
+    except (InvalidConfigError, MissingDependencyError) as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
     except EscalationError as exc:
         console.print(f"\n[bold red]EscalationError[/]: {exc}")
         return 1
@@ -189,10 +256,12 @@ def main(argv: list[str] | None = None) -> int:
         console.print("interrupted: every actor was stopped")
         return 130
     report = stats["report"]
+    raised = " or ".join(sorted(stats["lost_as"]))
     console.print(
         f"\n[bold]Summary[/]: {stats['answered']} jobs answered, {stats['failed']} poison "
-        f"jobs failed back to the script, {stats['lost']} lost with a killed worker "
-        f"(each raised ActorDeadError); {stats['kills']} SIGKILLs"
+        f"jobs failed back to the script, {stats['lost']} lost with a killed worker"
+        f"{f' (each raised {raised})' if raised else ''}, "
+        f"{stats['late']} not answered within 10 s; {stats['kills']} SIGKILLs"
     )
     for name, restarts in report.restarts.items():
         dead = report.dead_lettered.get(name, 0)
