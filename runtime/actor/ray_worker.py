@@ -29,6 +29,8 @@ from typing import IO, Any, NoReturn
 
 import anyio
 import anyio.abc
+import numpy as np
+import numpy.typing as npt
 import ray
 
 from ..observe.logging import emitter, log_stem, open_log, private_file
@@ -41,8 +43,8 @@ from ..wire.ray_transport import (
     Payload,
     RaySender,
     RayTransport,
-    TellItem,
     run_namespace,
+    unpack_batch,
 )
 from ..wire.seams import Inbox, Outbox
 from .incarnation import Incarnation, Plumbing, load_spec
@@ -197,10 +199,13 @@ class IncarnationHost:
         mailbox.hello(box, name, actor_id, pid)
         return mailbox.box, mailbox.capacity, os.getpid()
 
-    async def deliver(self, box: str, seq: int, items: list[TellItem]) -> int:
-        """A batch of tells, in its sender's order: how many were taken, once finished."""
+    async def deliver(
+        self, box: str, seq: int, blob: bytes, arrays: list[npt.NDArray[np.uint8]]
+    ) -> int:
+        """A batch of tells (``pack_batch``), in its sender's order: how many were taken,
+        once finished."""
         assert self._mailbox is not None  # a sender said hello first
-        return await self._mailbox.deliver(box, seq, items)
+        return await self._mailbox.deliver(box, seq, unpack_batch(blob, arrays))
 
     async def ask(
         self, box: str, seq: int, ident: int, body: Payload, trace_id: str, parent_id: str

@@ -9,11 +9,14 @@ actors are never detached, so they end with the driver.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
+import math
 import os
 import pickle
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,8 @@ __all__ = ["RayCluster", "RayHost"]
 _MAX_CONCURRENCY = 10_000
 #: seconds to wait for a killed incarnation's actor to be gone (its name is then free)
 _GONE_WAIT = 10.0
+#: seconds for which the list of the cluster's machines is reused
+_NODES_TTL = 2.0
 #: seconds a machine may take to hand over the log files of the run's actors
 _GATHER_WAIT = 30.0
 #: seconds a stack dump may take
@@ -73,7 +78,9 @@ class RayCluster:
         if ray.is_initialized():
             return
         ray.init(
-            address=self.address,
+            # None would join a cluster named by $RAY_ADDRESS or the last one started on
+            # this machine: "local" always starts one for the run, as documented
+            address=self.address or "local",
             log_to_driver=False,
             logging_level=logging.WARNING,
             include_dashboard=False,
@@ -271,9 +278,27 @@ class RayHost:
         self.node: str = ray.get_runtime_context().get_node_id()
         #: the machines that hosted an incarnation: their logs are gathered at the end
         self.nodes_used: set[str] = set()
+        self._nodes: list[str] = []
+        self._nodes_at = -math.inf
+        self._turns = itertools.count()
         # concurrency groups can only be declared with the class, not per actor
         declare: Any = ray.remote(concurrency_groups={"control": 2})  # type: ignore[call-overload]
         self._class: Any = declare(ray_incarnation_host())
+
+    def _next_node(self) -> str:
+        """The next machine in turn, from the cluster's live nodes (looked up at most once
+        every ``_NODES_TTL`` seconds), the driver's first."""
+        import ray
+
+        now = time.monotonic()
+        if now - self._nodes_at > _NODES_TTL:
+            nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+            alive = sorted(n["NodeID"] for n in nodes if n.get("Alive"))
+            self._nodes = sorted(alive, key=lambda n: n != self.node)
+            self._nodes_at = now
+        if not self._nodes:
+            return self.node
+        return self._nodes[next(self._turns) % len(self._nodes)]
 
     async def gather_logs(self, run_id: str, log_dir: Path, log: Log) -> None:
         """Copy into ``log_dir`` the log files that actors wrote on other machines."""
@@ -300,12 +325,14 @@ class RayHost:
     async def start(self, name: str, spec: ActorSpec) -> RayIncarnation:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        # by default actors spread over the machines; one that uses a shared array or
-        # semaphore runs where it lives (a machine that has gone fails the start)
+        # one that uses a shared array or semaphore runs where it lives (a machine that
+        # has gone fails the start); the others take the machines in turn, which Ray's
+        # own SPREAD does not promise for actors that hold no CPU (a machine that has gone
+        # or is full passes its turn)
         placement: Any = (
             NodeAffinitySchedulingStrategy(spec.options.node, soft=False)
             if spec.options.node
-            else "SPREAD"
+            else NodeAffinitySchedulingStrategy(self._next_node(), soft=True)
         )
         handle = self._class.options(
             name=ray_actor_name(spec.actor_id),

@@ -61,9 +61,11 @@ __all__ = [
     "TellItem",
     "dumps_for_ray",
     "encode_for_ray",
+    "pack_batch",
     "park",
     "ray_actor_name",
     "run_namespace",
+    "unpack_batch",
     "unpark",
 ]
 
@@ -172,6 +174,38 @@ def encode_for_ray(what: str, obj: object, limit: int) -> Payload:
     if not large:
         return body
     return OutOfBand(body, [np.frombuffer(b.raw(), dtype=np.uint8) for b in large])
+
+
+def pack_batch(batch: list[TellItem]) -> tuple[bytes, list[npt.NDArray[np.uint8]]]:
+    """A batch of tells as one pickle, and the large buffers of its messages beside it.
+
+    One pickle for the batch, not a list for Ray to serialize item by item: Ray's
+    serializer costs more per item than the batch's whole pickle.
+    """
+    arrays: list[npt.NDArray[np.uint8]] = []
+    items = []
+    for ident, body, trace_id, parent_id in batch:
+        if isinstance(body, OutOfBand):
+            items.append((ident, body.body, trace_id, parent_id, len(body.arrays)))
+            arrays.extend(body.arrays)
+        else:
+            items.append((ident, body, trace_id, parent_id, 0))
+    return pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL), arrays
+
+
+def unpack_batch(blob: bytes, arrays: list[npt.NDArray[np.uint8]]) -> list[TellItem]:
+    """The tells that ``pack_batch`` packed."""
+    batch: list[TellItem] = []
+    taken = 0
+    for ident, body, trace_id, parent_id, count in pickle.loads(blob):
+        if count:
+            batch.append(
+                (ident, OutOfBand(body, arrays[taken : taken + count]), trace_id, parent_id)
+            )
+            taken += count
+        else:
+            batch.append((ident, body, trace_id, parent_id))
+    return batch
 
 
 #: messages with large buffers waiting in this process's mailbox, by the key that stands
@@ -588,7 +622,8 @@ class RayTransport:
         if not peer.batch or peer.dead_reason is not None:
             return
         batch, peer.batch = peer.batch, []
-        call = peer.handle.deliver.remote(self.sender.box, next(peer.seq), batch)
+        blob, arrays = pack_batch(batch)
+        call = peer.handle.deliver.remote(self.sender.box, next(peer.seq), blob, arrays)
         peer.inflight.append((call, batch, time.time()))
         if peer.sent_wake is not None:
             peer.sent_wake.set()

@@ -117,8 +117,15 @@ async def spread(rt: Runtime, count: int, prefix: str) -> dict[str, list[ActorRe
 
 
 async def scenarios(head: str, other: str, order_runs: int, report: dict[str, Any]) -> None:
-    # restarts after a node is lost queue behind one another: give them time
-    async with Runtime(backend="ray", log_dir=report["log_dir"], restart_wait=60.0) as rt:
+    # a machine lost takes all its actors at once, and their restarts queue behind one
+    # another: an intensity and a wait for that
+    async with Runtime(
+        backend="ray",
+        log_dir=report["log_dir"],
+        restart_wait=60.0,
+        max_restarts=50,
+        period=60.0,
+    ) as rt:
         # -- 4 senders on 2 nodes, 10,000 tells each into one receiver ----------------
         senders = await spread(rt, 4, "sender")
         report["sender_nodes"] = len(senders)
