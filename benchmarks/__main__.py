@@ -1,6 +1,7 @@
 """The benchmark suite: every speed figure next to a raw baseline from the same run.
 
     python -m benchmarks [--quick] [--json PATH]      (or: make bench)
+    python -m benchmarks --backend ray [--quick] [--json PATH]   (benchmarks/bench_ray.py)
 
 Each figure is measured through the public API and reported with a baseline measured in
 the same run on the same machine, and their ratio: absolute times on shared 2-core
@@ -23,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ import numpy as np
 from benchmarks import bench_core, bench_shared
 from benchmarks._actors import Driver
 from benchmarks._baselines import pipe_sender
+from benchmarks._figure import Figure
+from benchmarks._figure import pairs as _pairs
 from benchmarks.bench_core import BusySink, Echo, Sink
 from runtime import Runtime
 
@@ -66,31 +69,6 @@ QUICK = {
     "count": 2_000_000,
     "trace_tells": 3_000,
 }
-
-
-@dataclass
-class Figure:
-    name: str
-    ours: float
-    unit: str
-    baseline_name: str
-    baseline: float | None
-    better: str  # "lower" or "higher"
-    target: str = ""
-    #: the ratio of each run of ours to the baseline's run beside it (median figures only):
-    #: how far one run can stray on a machine shared with others
-    runs: list[float] | None = None
-
-    @property
-    def ratio(self) -> float | None:
-        if self.baseline in (None, 0):
-            return None
-        return self.ours / self.baseline  # type: ignore[operator]
-
-
-def _pairs(ours: list[float], baseline: list[float]) -> list[float]:
-    """Each run's ratio to the baseline run measured beside it."""
-    return [a / b for a, b in zip(ours, baseline, strict=True) if b]
 
 
 def _p(samples: list[float], q: float) -> float:
@@ -616,51 +594,82 @@ def main() -> None:
     parser.add_argument(
         "--uvloop", action="store_true", help="actor processes on uvloop (ACTORS_UVLOOP=1)"
     )
+    parser.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default="local",
+        help="local: the suite above; ray: our Ray backend beside plain Ray calls and beside "
+        "the local backend (benchmarks/bench_ray.py)",
+    )
+    parser.add_argument(
+        "--ray-address",
+        metavar="HOST:PORT",
+        help="with --backend ray: join this cluster instead of starting a head for the run",
+    )
     args = parser.parse_args()
     if args.uvloop:
+        if args.backend == "ray":
+            parser.error("--uvloop applies to the local backend only")
         os.environ["ACTORS_UVLOOP"] = "1"  # every Runtime of the run, and the demo's process
+    if args.ray_address and args.backend != "ray":
+        parser.error("--ray-address needs --backend ray")
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
-    sizes = QUICK if args.quick else FULL
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
     def progress(text: str) -> None:
         console.print(f"[dim]… {text}[/]")
 
     began = time.perf_counter()
-    figures = measure(sizes, progress)
+    if args.backend == "ray":
+        from benchmarks import bench_ray
+
+        sizes = bench_ray.QUICK if args.quick else bench_ray.FULL
+        reps = sizes["reps"]
+        figures = bench_ray.measure(sizes, progress, args.ray_address)
+        section = "Ray backend"
+    else:
+        sizes = QUICK if args.quick else FULL
+        reps = REPS
+        figures = measure(sizes, progress)
+        section = "benchmarks"
     info = machine()
     table = Table(
-        title=f"benchmarks ({'quick' if args.quick else 'full'}), {info['date']}, "
+        title=f"{section} ({'quick' if args.quick else 'full'}), {info['date']}, "
         f"{info['cpus']} CPUs, CPython {info['python']}, commit {info['commit']}"
         + (", actors on uvloop" if info["uvloop"] else "")
     )
-    for column in ("figure", "ours", "baseline", "baseline value", "ratio", "runs", "target"):
+    columns = ("figure", "ours", "baseline", "baseline value", "ratio", "runs", "target", "met")
+    for column in columns:
         table.add_column(column, justify="left" if column in ("figure", "baseline") else "right")
     for f in figures:
-        ratio = "-" if f.ratio is None else f"{f.ratio:.2f}x"
+        ratio = "-" if f.ratio is None else f"{f.ratio:{'.2f' if f.ratio >= 0.1 else '.2g'}}x"
         spread = f"{min(f.runs):.2f}-{max(f.runs):.2f}x" if f.runs else ""
+        met = {None: "", True: "yes", False: "NO"}[f.met]
         table.add_row(
-            f.name,
+            escape(f.name),
             _fmt(f.ours, f.unit),
-            f.baseline_name,
+            escape(f.note or f.baseline_name),
             _fmt(f.baseline, f.unit),
             ratio,
             spread,
             f.target,
+            met,
         )
     console.print(table)
     console.print(
         f"ratio: ours / baseline (lower is better for times, higher for rates); runs: the "
-        f"lowest and highest ratio of one of the {REPS} runs to the baseline's run beside it; "
+        f"lowest and highest ratio of one of the {reps} runs to the baseline's run beside it; "
         f"took {time.perf_counter() - began:.0f} s"
     )
     if args.json:
         report = {
             "machine": info,
+            "backend": args.backend,
             "sizes": sizes,
-            "figures": [asdict(f) | {"ratio": f.ratio} for f in figures],
+            "figures": [asdict(f) | {"ratio": f.ratio, "met": f.met} for f in figures],
         }
         args.json.write_text(json.dumps(report, indent=2))
         console.print(f"wrote {args.json}")

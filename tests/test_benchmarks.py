@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -71,3 +72,39 @@ def test_the_fan_in_benchmark_runs_and_prints_each_pair_and_the_medians() -> Non
         assert ratio > 0
         cap = float(line.split("caps: T1/R4 ", 1)[1].split("x", 1)[0])
         assert cap > 0
+
+
+@pytest.mark.timeout(300)
+def test_the_quick_ray_benchmark_runs_and_keeps_the_order_of_tells(tmp_path: Path) -> None:
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("Ray is not installed")
+    out = tmp_path / "bench-ray.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--backend", "ray", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["backend"] == "ray"
+    by_baseline = {(f["name"], f["baseline_name"]): f for f in report["figures"]}
+    for expected in (
+        ("Ray: ask p50, script→actor", "plain Ray async actor call, ray.get"),
+        ("Ray: ask p50, script→actor", "plain Ray sync actor call, ray.get"),
+        ("Ray: ask p50, script→actor", "ours, local backend"),
+        ("Ray: tells, script→actor, in order", "plain Ray, 1 call per tell"),
+        ("Ray: tells, actor→actor, in order", "plain Ray, 1 call per tell"),
+        ("Ray: tells, actor→actor, in order", "ours, local backend"),
+        ("Ray: spawn to first answer p50", "plain Ray actor created + first call"),
+        ("Ray: SIGKILL to answering again p50", "plain Ray actor, max_restarts"),
+        ("Ray: SIGKILL to answering again p50", "ours, local backend"),
+    ):
+        figure = by_baseline[expected]
+        assert figure["ours"] > 0
+        assert figure["baseline"] > 0
+    # not a timing: every tell of ours arrived, in the order it was sent
+    wrong = next(f for f in report["figures"] if f["name"].startswith("Ray: tells out of order"))
+    assert wrong["ours"] == 0

@@ -1,0 +1,61 @@
+"""One line of the benchmark report, and how a target reads against it."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+#: units a target may give an absolute value in, as multiples of the figure's unit
+_TARGET_UNITS = {"s": 1.0, "ms": 1e-3, "µs": 1e-6, "": 1.0}
+_TARGET = re.compile(r"^\s*(≤|≥|<|>|=)\s*([0-9.]+)\s*(x|s|ms|µs|)\s*$")
+
+
+@dataclass
+class Figure:
+    name: str
+    #: None: not measured (``note`` says why)
+    ours: float | None
+    unit: str
+    baseline_name: str
+    baseline: float | None
+    better: str  # "lower" or "higher"
+    target: str = ""
+    #: the ratio of each run of ours to the baseline's run beside it (median figures only):
+    #: how far one run can stray on a machine shared with others
+    runs: list[float] | None = None
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        if self.ours is None or self.baseline in (None, 0):
+            return None
+        return self.ours / self.baseline  # type: ignore[operator]
+
+    @property
+    def met(self) -> bool | None:
+        """Whether the figure meets its target: ``≤ 2x`` and ``≥ 30x`` read the ratio,
+        ``< 2 s``, ``≤ 30 ms`` and ``= 0`` the figure itself. None: no target, or not
+        measured."""
+        found = _TARGET.match(self.target)
+        if found is None or self.ours is None:
+            return None
+        op, number, unit = found.groups()
+        if unit == "x":
+            value = self.ratio
+            if value is None:
+                return None
+            limit = float(number)
+        else:
+            value, limit = self.ours, float(number) * _TARGET_UNITS[unit]
+        return {
+            "≤": value <= limit,
+            "≥": value >= limit,
+            "<": value < limit,
+            ">": value > limit,
+            "=": value == limit,
+        }[op]
+
+
+def pairs(ours: list[float], baseline: list[float]) -> list[float]:
+    """Each run's ratio to the baseline run measured beside it."""
+    return [a / b for a, b in zip(ours, baseline, strict=True) if b]
