@@ -105,6 +105,7 @@ __all__ = [
     "UnsafeDirectoryError",
     "UnsupportedBackendError",
     "StopReason",
+    "RestartType",
     "Strategy",
     "Supervisor",
     "Terminated",

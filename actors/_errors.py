@@ -45,8 +45,9 @@ class ActorDeadError(ActorsError):
     """The target actor is not running: it stopped, or its process died.
 
     ``reason`` is ``"stopped"`` (stopped on request or by shutdown), ``"died"`` (the
-    process ended without stopping, e.g. killed) or ``"unreachable"`` (nothing listens at
-    its address).
+    process ended without stopping, e.g. killed), ``"restarting"`` (it was being
+    restarted and was not back within ``restart_wait``) or ``"unreachable"`` (nothing
+    listens at its address).
     """
 
     def __init__(self, actor: str, reason: str, detail: str = "") -> None:

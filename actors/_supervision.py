@@ -144,8 +144,10 @@ class Failure:
 
     ``reason`` is ``exception`` (``receive`` raised), ``signal:SIGKILL`` (and other
     signals), ``exit:<code>``, ``hung`` (killed after a heartbeat or deadline miss),
-    ``start_failed``, ``requested`` (it stopped itself), or ``restart`` (restarted because
-    a sibling failed, under ``one_for_all`` or ``rest_for_one``).
+    ``start_failed``, ``requested`` (it stopped itself), ``restart`` (restarted because
+    a sibling failed, under ``one_for_all`` or ``rest_for_one``), ``escalated`` (its
+    supervisor gave up and was restarted by its own), or ``died`` (on Ray, a worker that
+    ended without a word: Ray does not say how).
     """
 
     reason: str

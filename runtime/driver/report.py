@@ -12,7 +12,8 @@ class ShutdownReport:
     """What the run did, per actor, available as ``Runtime.report`` after the run.
 
     ``stopped``: actors that stopped in order at the end, in the order they stopped
-    (newest first, an actor's own children before it); ``killed``: actors whose process
+    (newest first; an actor's own children end with it, as ``parent_ended``, and are
+    not listed here, though their counts are); ``killed``: actors whose process
     had to be killed at the end (they ignored the stop and SIGTERM), in that order too;
     ``handled``, ``failed``, ``dead_lettered``, ``restarts``: counts per actor name over
     all its incarnations, killed ones included; ``in_doubt``: messages (tells and asks)

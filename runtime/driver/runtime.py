@@ -81,12 +81,13 @@ class RuntimeOptions(TypedDict, total=False):
 class Runtime(Services):
     """Runs and supervises actors, each in its own process, for an ``async with`` block.
 
-    Example::
-
+    Example:
+        ```python
         async with Runtime() as rt:
             agg = await rt.spawn(Aggregator, 2, name="aggregator")
             await agg.tell(("count", 5))
             print(await agg.ask("total", timeout=5.0))
+        ```
 
     Every actor is supervised: spawned with no options it is ``permanent`` under the root
     supervisor (``one_for_one``, at most ``max_restarts`` restarts within ``period``
@@ -102,38 +103,50 @@ class Runtime(Services):
     One runtime runs in a process at a time. It runs on asyncio (``asyncio.run``, or
     ``anyio.run`` with its default backend).
 
-    Options (keyword arguments, all optional; see ``RuntimeConfig`` for the defaults):
-        log_dir: where every process writes its JSON-lines log. Default: a directory per
-            run under ``$ACTORS_LOG_DIR``, or under the temp dir (the last 20 runs kept).
-        trace: also log one event per message (``message.sent``, ``message.received``,
-            ``message.handled``...). Default: the ``ACTORS_TRACE`` environment variable.
-        mailbox_size: default capacity of mailboxes, in messages (1000).
-        stop_timeout: seconds an actor gets to stop in order before it is killed (5).
-        start_timeout: seconds an actor gets to become ready in ``spawn`` (30).
-        max_message_size: largest pickled message, in bytes, not counting large arrays
+    The options are keyword arguments, all optional; ``RuntimeConfig`` holds their
+    defaults.
+
+    Keyword Args:
+        log_dir (str | os.PathLike | None): where every process writes its JSON-lines
+            log. Default: a directory per run under ``$ACTORS_LOG_DIR``, or under the temp
+            dir (the last 20 runs kept).
+        trace (bool | None): also log one event per message (``message.sent``,
+            ``message.received``, ``message.handled``...). Default: the ``ACTORS_TRACE``
+            environment variable.
+        mailbox_size (int): default capacity of mailboxes, in messages (1000).
+        stop_timeout (float): seconds an actor gets to stop in order before it is killed (5).
+        start_timeout (float): seconds an actor gets to become ready in ``spawn`` (30).
+        max_message_size (int): largest pickled message, in bytes, not counting large arrays
             that travel through shared memory (64 MiB).
-        shm_threshold: numpy arrays of at least this many bytes inside messages and
+        shm_threshold (int | None): numpy arrays of at least this many bytes inside messages and
             replies travel through shared memory instead of the socket (1 MiB; ``None``:
             never).
-        shm_budget: most bytes the run's shared arrays may hold at once (default: what
+        shm_budget (int | None): most bytes the run's shared arrays may hold at once (default: what
             ``/dev/shm`` has room for).
-        restart_wait: seconds a message to an actor that is being restarted waits for
+        restart_wait (float): seconds a message to an actor that is being restarted waits for
             the new incarnation before the send fails with ``ActorDeadError`` (5).
-        hang_timeout: seconds an actor's event loop may go without a heartbeat before it
-            is declared hung, its stack dumped and its process killed (60; ``None``:
-            never; per actor with ``spawn(..., hang_timeout=...)``).
-        heartbeat_interval: seconds between heartbeats of every actor (0.5).
-        busy_poll: seconds an asker waiting for its answer, or an actor whose mailbox just
-            ran empty, reads its sockets in a loop before it sleeps in the event loop.
+        hang_timeout (float | None): seconds an actor's event loop may go without a
+            heartbeat before it is declared hung, its stack dumped and its process killed
+            (60; ``None``: never; per actor with ``spawn(..., hang_timeout=...)``).
+        heartbeat_interval (float): seconds between heartbeats of every actor (0.5).
+        busy_poll (float | None): seconds an asker waiting for its answer, or an actor
+            whose mailbox just ran empty, reads its sockets in a loop before it sleeps.
             Waking a sleeping process costs more than a quick round trip on small VMs;
             this makes asks much faster, for a little CPU. It backs off by itself when
             answers do not come in time; 0 turns it off (machines shared with other work,
             laptops on battery). Default: ``$ACTORS_BUSY_POLL`` seconds, else 0.0002.
-        uvloop: run actor processes on uvloop (``pip install uvloop``, the ``speed``
+        uvloop (bool | None): run actor processes on uvloop (``pip install uvloop``, the ``speed``
             extra) for faster asks. Default: ``$ACTORS_UVLOOP`` (``1``), else off.
-        handle_sigterm: turn SIGTERM into an orderly stop (main thread only; True).
-        max_restarts, period: the root supervisor's restart intensity (3 within 5 s);
-            actors' own supervisors get the same.
+        handle_sigterm (bool): turn SIGTERM into an orderly stop (main thread only; True).
+        max_restarts (int): with ``period``, the root supervisor's restart intensity (3 within
+            5 s); actors' own supervisors get the same.
+        period (float): see ``max_restarts``.
+        backend (str | None): where actors run: ``"local"`` (one process each on this machine, the
+            default) or ``"ray"`` (Ray actors on a Ray cluster; the ``ray`` extra).
+            Default: ``$ACTORS_BACKEND``, else local.
+        address (str | None): the Ray cluster for ``backend="ray"``: None starts a local one for the
+            run, ``"auto"`` joins the one this machine belongs to, or ``"host:port"``.
+            Default: ``$ACTORS_RAY_ADDRESS``.
 
     Args:
         host: how incarnations are started (default: one local process per actor).
@@ -439,7 +452,7 @@ class Runtime(Services):
         """Listen to the runtime's lifecycle events: ``async with rt.probe() as probe:``.
 
         ``await probe.expect("actor.restarted", actor="worker")`` waits for a matching
-        event (see the README for the event names and their fields).
+        event (the event names and their fields are in docs/tracing-and-logs.md).
         """
         self._require("running")
         return EventProbe(self._events)
