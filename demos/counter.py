@@ -16,7 +16,6 @@ script's machine: the shared int64 lives in its /dev/shm.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from typing import Any
@@ -33,6 +32,7 @@ from actors import (
     SharedArray,
     SharedSemaphore,
 )
+from demos._backend import add_backend_options, check_backend_options
 from runtime import Runtime
 
 PROGRESS_STEPS = 100
@@ -286,25 +286,11 @@ def main(argv: list[str] | None = None) -> int:
         help="queue: results as messages to an aggregator (default); "
         "shared: add into one shared int64 under a semaphore",
     )
-    parser.add_argument(
-        "--backend",
-        choices=("local", "ray"),
-        default=os.environ.get("ACTORS_BACKEND", "").strip().lower() or "local",
-        help="local: each actor in a process of its own on this machine; ray: each actor "
-        "as a Ray actor on a Ray cluster (default: $ACTORS_BACKEND, else local)",
-    )
-    parser.add_argument(
-        "--address",
-        metavar="ADDR",
-        help="with --backend ray, the Ray cluster to use: host:port, or auto for the one "
-        "running on this machine (default: $ACTORS_RAY_ADDRESS, else a local cluster "
-        "started for the run and stopped at its end)",
-    )
+    add_backend_options(parser)
     args = parser.parse_args(argv)
     if args.workers < 1 or args.count < 1:
         parser.error("--workers and --count must be positive")
-    if args.address is not None and args.backend != "ray":
-        parser.error("--address names a Ray cluster: it needs --backend ray")
+    check_backend_options(parser, args)
     started = time.perf_counter()
     try:
         total = anyio.run(

@@ -38,6 +38,7 @@ from actors import (
     MissingDependencyError,
     RemoteActorError,
 )
+from demos._backend import add_backend_options, check_backend_options
 from runtime import Runtime
 
 POISON = 37  # any multiple of it makes a worker raise
@@ -226,23 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7, help="seed of the chaos (7)")
     parser.add_argument("--log-dir", help="keep the run's JSON-lines logs in this directory")
     parser.add_argument("--trace", action="store_true", help="also log every message")
-    parser.add_argument(
-        "--backend",
-        choices=("local", "ray"),
-        default=os.environ.get("ACTORS_BACKEND", "").strip().lower() or "local",
-        help="local: each actor in a process of its own on this machine; ray: each actor "
-        "as a Ray actor on a Ray cluster (default: $ACTORS_BACKEND, else local)",
-    )
-    parser.add_argument(
-        "--address",
-        metavar="ADDR",
-        help="with --backend ray, the Ray cluster to use: host:port, or auto for the one "
-        "running on this machine (default: $ACTORS_RAY_ADDRESS, else a local cluster "
-        "started for the run and stopped at its end)",
-    )
+    add_backend_options(parser)
     args = parser.parse_args(argv)
-    if args.address is not None and args.backend != "ray":
-        parser.error("--address names a Ray cluster: it needs --backend ray")
+    check_backend_options(parser, args)
     console = Console(highlight=False, soft_wrap=True)
     try:
         stats = anyio.run(run, args, console)
