@@ -325,15 +325,17 @@ class RayHost:
     async def start(self, name: str, spec: ActorSpec) -> RayIncarnation:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        # one that uses a shared array or semaphore runs where it lives (a machine that
-        # has gone fails the start); the others take the machines in turn, which Ray's
-        # own SPREAD does not promise for actors that hold no CPU (a machine that has gone
-        # or is full passes its turn)
-        placement: Any = (
-            NodeAffinitySchedulingStrategy(spec.options.node, soft=False)
-            if spec.options.node
-            else NodeAffinitySchedulingStrategy(self._next_node(), soft=True)
-        )
+        # one that uses a shared array or semaphore runs where it lives; a new actor takes
+        # the live machines in turn, which neither Ray's SPREAD nor a soft affinity
+        # promises for actors that hold no CPU; a restart goes wherever Ray finds room,
+        # since its machine may be what failed, before Ray's list of machines says so
+        placement: Any
+        if spec.options.node:
+            placement = NodeAffinitySchedulingStrategy(spec.options.node, soft=False)
+        elif spec.incarnation == 1:
+            placement = NodeAffinitySchedulingStrategy(self._next_node(), soft=False)
+        else:
+            placement = "DEFAULT"
         handle = self._class.options(
             name=ray_actor_name(spec.actor_id),
             namespace=self.namespace,
