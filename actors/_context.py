@@ -140,8 +140,8 @@ class RuntimeServices(ABC):
             init_kwargs: more keyword arguments for the actor's ``__init__``, for those
                 whose names are spawn's own (above).
             colocate_with: a shared array or semaphore this actor uses: on a cluster (the
-                Ray backend), it runs on the machine that holds it. Without it, Ray spreads
-                actors over the machines. On the local backend every actor runs there.
+                Ray backend), it runs on the machine that holds it. Without it, new actors
+                take the machines in turn. On the local backend every actor runs there.
 
         These keyword names are spawn's own; the actor's ``__init__`` gets the other
         keyword arguments. An ``__init__`` that takes a parameter with one of these names,

@@ -330,3 +330,7 @@ def no_ray_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
         time.sleep(0.1)  # Ray reports a killed actor dead a moment later: nothing to wait on
     assert not actors, f"test left Ray actors alive: {actors}"
     assert not workers, f"test left Ray worker processes hosting actors: {workers}"
+    # what actors on other machines logged there, before the driver gathered it
+    left = Path(tempfile.gettempdir()) / f"actors-ray-logs-{os.getuid()}"
+    runs = sorted(p.name for p in left.iterdir()) if left.is_dir() else []
+    assert not runs, f"test left Ray actors' log files on a machine, for runs {runs}"
