@@ -542,10 +542,6 @@ class RayTransport:
             for peer in self._peers.values()
         )
 
-    def peer_pids(self) -> dict[str, int]:
-        """The worker pid of each receiver this process has said hello to."""
-        return {actor_id: peer.pid for actor_id, peer in self._peers.items()}
-
     async def leave(self, timeout: float = 1.0) -> None:
         """Send what is queued and wait (``timeout`` at most) until receivers finish it."""
         for peer in self._peers.values():
