@@ -7,6 +7,13 @@ DEMO_STAMP := $(VENV)/.installed-demo
 STAMP := $(VENV)/.installed-test
 # the documentation site needs the docs extra (also part of the test extra)
 DOCS_STAMP := $(VENV)/.installed-docs
+# editable as a plain path entry: the default mode's import hook runs at every interpreter
+# start, the script's, the forkserver's and each Ray worker's; -qq hides setuptools' notice
+# that this mode is transitional (errors still show)
+EDITABLE := -qq --config-settings editable_mode=compat
+# an editable install leaves our modules uncompiled, and with PYTHONDONTWRITEBYTECODE set
+# (as on CI) every interpreter, the forkserver's too, would compile them again at import
+COMPILE := $(BIN)/python -m compileall -q -j 0 actors runtime demos benchmarks
 
 .PHONY: demo test lint typecheck pytest docs bench clean
 
@@ -14,16 +21,18 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(DEMO_STAMP): pyproject.toml | $(VENV)/bin/python
-	$(BIN)/python -m pip install --quiet -e .
+$(DEMO_STAMP): pyproject.toml Makefile | $(VENV)/bin/python
+	$(BIN)/python -m pip install $(EDITABLE) -e .
+	$(COMPILE) >/dev/null
 	touch $(DEMO_STAMP)
 
-$(STAMP): pyproject.toml | $(VENV)/bin/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+$(STAMP): pyproject.toml Makefile | $(VENV)/bin/python
+	$(BIN)/python -m pip install $(EDITABLE) -e '.[test]'
+	$(COMPILE) >/dev/null
 	touch $(STAMP) $(DEMO_STAMP) $(DOCS_STAMP)
 
-$(DOCS_STAMP): pyproject.toml | $(VENV)/bin/python
-	$(BIN)/python -m pip install --quiet -e '.[docs]'
+$(DOCS_STAMP): pyproject.toml Makefile | $(VENV)/bin/python
+	$(BIN)/python -m pip install $(EDITABLE) -e '.[docs]'
 	touch $(DOCS_STAMP) $(DEMO_STAMP)
 
 demo: $(DEMO_STAMP)
@@ -47,6 +56,7 @@ docs: $(DOCS_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 bench: $(STAMP)
+	$(COMPILE) >/dev/null
 	$(BIN)/python -m benchmarks --json bench.json
 
 clean:

@@ -12,9 +12,6 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
-import numpy.typing as npt
-
 from ._supervision import (
     DEFAULT_MAX_RESTARTS,
     DEFAULT_PERIOD,
@@ -26,6 +23,8 @@ from ._supervision import (
 )
 
 if TYPE_CHECKING:
+    import numpy.typing as npt
+
     from ._actor import Actor
     from ._ref import ActorRef
     from ._shared import SharedArray, SharedSemaphore
@@ -135,7 +134,8 @@ class RuntimeServices(ABC):
             supervisor: the supervisor it goes under.
             message_deadline: seconds one message may take before the actor is declared
                 hung, its stack dumped and its process killed (and restarted); checked
-                at heartbeats, so up to two ``heartbeat_interval`` late.
+                at heartbeats (every quarter of it, by default), so up to two
+                heartbeats late.
             hang_timeout: the runtime's ``hang_timeout``, for this actor.
             init_kwargs: more keyword arguments for the actor's ``__init__``, for those
                 whose names are spawn's own (above).
@@ -267,6 +267,8 @@ class RuntimeServices(ABC):
             SharedNameTakenError: a live shared array already has ``name`` (``share``
                 always makes a new array; use ``shared_array`` to find a named one).
         """
+        import numpy as np  # here: a script that shares no array never loads numpy
+
         data = np.asarray(array)
         call = SharedArrayCall(data.shape, data.dtype.str, name, None, exclusive=True)
         handle = await self._shared_array(call)
@@ -311,6 +313,8 @@ def _dtype_arg(dtype: npt.DTypeLike | None) -> object:
     # dtype objects and type objects travel as their string form: plain data on the wire
     if dtype is None:
         return None
+    import numpy as np
+
     try:
         return np.dtype(dtype).str
     except TypeError:

@@ -8,16 +8,18 @@ process it runs (the script's and each actor's), and handles look it up when use
 
 from __future__ import annotations
 
+import math
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
-import numpy as np
-import numpy.typing as npt
 
 from ._errors import InvalidSharedArrayError, RuntimeClosedError
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 __all__ = [
     "DEFAULT_LOCK_TIMEOUT",
@@ -121,6 +123,9 @@ class SharedArray:
         #: the segment's name in /dev/shm (or the file's key for file-backed arrays)
         self.key = key
         self.shape = shape
+        # numpy loads with the first handle: a script that shares no array never needs it
+        import numpy as np
+
         self.dtype = np.dtype(dtype)
         self.lock_name = lock_name
         self.label = label
@@ -133,7 +138,7 @@ class SharedArray:
     @property
     def nbytes(self) -> int:
         """Size of the array's data in bytes."""
-        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+        return math.prod(self.shape) * self.dtype.itemsize
 
     def view(self, *, writable: bool = False) -> npt.NDArray[Any]:
         """Return a view of the shared memory (no copy).
@@ -157,6 +162,8 @@ class SharedArray:
         return ro
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> npt.NDArray[Any]:
+        import numpy as np
+
         view = self.view()
         if dtype is not None and np.dtype(dtype) != self.dtype:
             if copy is False:

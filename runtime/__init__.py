@@ -8,16 +8,20 @@ A script needs one name from here: ``Runtime``::
 
 from __future__ import annotations
 
-from ._config import RuntimeConfig as RuntimeConfig
-from .driver.hosting import ControlLink as ControlLink
-from .driver.hosting import Host as Host
-from .driver.hosting import HostedIncarnation as HostedIncarnation
-from .driver.hosting import StackDump as StackDump
-from .driver.process_host import ProcessHost as ProcessHost
-from .driver.report import ShutdownReport as ShutdownReport
-from .driver.runtime import Runtime as Runtime
-from .observe.logging import default_log_root as default_log_root
-from .observe.probe import EventProbe as EventProbe
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._config import RuntimeConfig as RuntimeConfig
+    from .driver.hosting import ControlLink as ControlLink
+    from .driver.hosting import Host as Host
+    from .driver.hosting import HostedIncarnation as HostedIncarnation
+    from .driver.hosting import StackDump as StackDump
+    from .driver.process_host import ProcessHost as ProcessHost
+    from .driver.report import ShutdownReport as ShutdownReport
+    from .driver.runtime import Runtime as Runtime
+    from .observe.logging import default_log_root as default_log_root
+    from .observe.probe import EventProbe as EventProbe
 
 __all__ = [
     "ControlLink",
@@ -31,3 +35,31 @@ __all__ = [
     "ShutdownReport",
     "default_log_root",
 ]
+
+# Each name loads its module on first use: an actor process imports runtime.actor.*,
+# which must not drag in the driver's side, and a script pays only for what it uses.
+_WHERE = {
+    "ControlLink": ".driver.hosting",
+    "EventProbe": ".observe.probe",
+    "Host": ".driver.hosting",
+    "HostedIncarnation": ".driver.hosting",
+    "ProcessHost": ".driver.process_host",
+    "Runtime": ".driver.runtime",
+    "RuntimeConfig": "._config",
+    "StackDump": ".driver.hosting",
+    "ShutdownReport": ".driver.report",
+    "default_log_root": ".observe.logging",
+}
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module 'runtime' has no attribute {name!r}")
+    value = getattr(importlib.import_module(where, __name__), name)
+    globals()[name] = value  # once: later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

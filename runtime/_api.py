@@ -41,7 +41,6 @@ from .wire.protocol import (
     SpawnActor,
     StopActor,
 )
-from .wire.ray_transport import dumps_for_ray
 from .wire.seams import Outbox
 
 __all__ = ["Services", "check_child_options", "check_supervisor", "prepare_spawn"]
@@ -251,7 +250,10 @@ def prepare_spawn(
         raise InvalidSpawnError(
             f"{cls_name}{signature} cannot take these spawn arguments: {exc}; {hint}"
         ) from None
-    pickled = dumps_for_ray if by_value else dumps
+    if by_value:  # the Ray backend's: loaded only there
+        from .wire.ray_transport import dumps_for_ray as pickled
+    else:
+        pickled = dumps
     try:
         return pickled("spawn request", (actor_class, args, kwargs), limit)
     except MessageNotSerializableError:

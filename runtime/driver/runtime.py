@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, TypedDict, Unpack
+from typing import IO, TYPE_CHECKING, Any, TypedDict, TypeGuard, Unpack
 
 import anyio
 import anyio.abc
@@ -34,17 +35,19 @@ from ..shm.segments import sweep_stale_segments
 from ..shm.sharing import SharedRegistry, SharingService
 from ..wire.codec import Shipper
 from ..wire.protocol import RequestBody
-from ..wire.ray_transport import RaySender, RayTransport, run_namespace
 from ..wire.rundir import RunDirectory
 from ..wire.transport import SenderInfo, Transport
 from .hosting import Host
 from .policy import Clock, MonotonicClock
 from .process_host import ProcessHost, raise_descriptor_limit
-from .ray_host import RayCluster, RayHost
 from .registry import ActorRecord, Registry
 from .report import ShutdownReport
 from .requests import Requests
 from .tree import ActorTree
+
+if TYPE_CHECKING:  # loaded on the Ray backend only: a local run never needs them
+    from ..wire.ray_transport import RayTransport
+    from .ray_host import RayCluster, RayHost
 
 __all__ = ["Runtime", "RuntimeOptions"]
 
@@ -68,7 +71,7 @@ class RuntimeOptions(TypedDict, total=False):
     shm_budget: int | None
     restart_wait: float
     hang_timeout: float | None
-    heartbeat_interval: float
+    heartbeat_interval: float | None
     busy_poll: float | None
     uvloop: bool | None
     handle_sigterm: bool
@@ -128,7 +131,9 @@ class Runtime(Services):
         hang_timeout (float | None): seconds an actor's event loop may go without a
             heartbeat before it is declared hung, its stack dumped and its process killed
             (60; ``None``: never; per actor with ``spawn(..., hang_timeout=...)``).
-        heartbeat_interval (float): seconds between heartbeats of every actor (0.5).
+        heartbeat_interval (float | None): seconds between heartbeats of every actor
+            (``None``: a tenth of its hang timeout, a quarter of its message deadline,
+            at most 5).
         busy_poll (float | None): seconds an asker waiting for its answer, or an actor
             whose mailbox just ran empty, reads its sockets in a loop before it sleeps.
             Waking a sleeping process costs more than a quick round trip on small VMs;
@@ -234,6 +239,8 @@ class Runtime(Services):
         fd_limit = raise_descriptor_limit()
         self._cluster: RayCluster | None = None
         if config.backend == "ray" and self._host_arg is None:
+            from .ray_host import RayCluster
+
             self._cluster = RayCluster(config.address)
             self._cluster.connect()
         self._rundir, swept = RunDirectory.create()
@@ -241,6 +248,9 @@ class Runtime(Services):
         if self._host_arg is not None:
             host = self._host_arg
         elif self._cluster is not None:
+            from ..wire.ray_transport import run_namespace
+            from .ray_host import RayHost
+
             host = RayHost(run_namespace(self._rundir.run_id))
         else:
             host = ProcessHost(uvloop=config.uvloop)
@@ -252,7 +262,7 @@ class Runtime(Services):
                 log_dir,
                 self._rundir.run_id,
                 trace=config.trace,
-                node=host.node if isinstance(host, RayHost) else "",
+                node=_node_of(host),
             )
             self._log, self._log_file = open_log(
                 self._log_config,
@@ -278,7 +288,7 @@ class Runtime(Services):
                 runs=swept,
                 segments=len(swept_segments),
             )
-        node = host.node if isinstance(host, RayHost) else ""
+        node = _node_of(host)
         self._shared = SharedRegistry(
             self._rundir.run_id, self._rundir.lock_dir, self._log, config.shm_budget, node
         )
@@ -297,6 +307,8 @@ class Runtime(Services):
         self._registry = registry
         self._router: Transport | RayTransport
         if self._cluster is not None:
+            from ..wire.ray_transport import RaySender, RayTransport, run_namespace
+
             self._router = RayTransport(
                 self._tg,
                 RaySender("main", _MAIN_ID, os.getpid(), _MAIN_BOX),
@@ -374,7 +386,7 @@ class Runtime(Services):
             with anyio.CancelScope(shield=True):
                 await self._tree.shutdown(reason)
                 await self._router.aclose()
-                if isinstance(self._host, RayHost):
+                if _is_ray_host(self._host):
                     await self._host.gather_logs(
                         self._rundir.run_id, self._log_config.log_dir, self._log
                     )
@@ -474,6 +486,17 @@ class Runtime(Services):
                 "closed": "this Runtime has exited",
             }.get(self._state, self._state)
             raise RuntimeClosedError(detail)
+
+
+def _is_ray_host(host: Host) -> TypeGuard[RayHost]:
+    # the module is loaded only when a Ray host was made: without it, host cannot be one
+    ray_host = sys.modules.get(f"{__package__}.ray_host")
+    return ray_host is not None and isinstance(host, ray_host.RayHost)
+
+
+def _node_of(host: Host) -> str:
+    """The machine the host's actors run on ("" on the local backend, which has one)."""
+    return host.node if _is_ray_host(host) else ""
 
 
 def _is_cancellation(exc: BaseException) -> bool:

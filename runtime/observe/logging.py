@@ -20,12 +20,16 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 import orjson
-import structlog
-from structlog.processors import ExceptionRenderer
-from structlog.tracebacks import ExceptionDictTransformer
-from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
 from .._config import ENV_LOG_DIR
+from .lean import without_rich
+
+with without_rich():
+    import structlog
+    from structlog.processors import ExceptionRenderer
+    from structlog.tracebacks import ExceptionDictTransformer
+    from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
+
 from ..wire.batching import end_of_step, flush_now
 from ..wire.rundir import ensure_private_dir, private_alternative
 

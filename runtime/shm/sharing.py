@@ -14,11 +14,9 @@ import os
 import re
 import weakref
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import anyio
-import numpy as np
-import numpy.typing as npt
 
 from actors import (
     InvalidArgumentError,
@@ -33,6 +31,10 @@ from actors import (
     SharedSemaphore,
     StaleHandleError,
 )
+
+if TYPE_CHECKING:  # numpy loads with the first shared array: a run without one never needs it
+    import numpy as np
+    import numpy.typing as npt
 
 from ..observe.logging import Log
 from .locks import DIRTY, FREED, LockFile, LockState, poll_until
@@ -105,6 +107,8 @@ class SharingService:
         return view
 
     def _map(self, array: SharedArray) -> npt.NDArray[Any]:
+        import numpy as np
+
         count = int(np.prod(array.shape, dtype=np.int64))
         if array.path is None:
             mapping = attach_segment(array.key, array.nbytes, repr(array))
@@ -244,6 +248,8 @@ class SharingService:
 
 
 def _shape(shape: object) -> tuple[int, ...]:
+    import numpy as np
+
     if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
         shape = (int(shape),)
     if not isinstance(shape, (tuple, list)) or not all(
@@ -256,6 +262,8 @@ def _shape(shape: object) -> tuple[int, ...]:
 
 
 def _dtype(dtype: object) -> np.dtype[Any]:
+    import numpy as np
+
     try:
         dt: np.dtype[Any] = np.dtype(dtype)  # type: ignore[call-overload]
     except TypeError as exc:
@@ -410,6 +418,8 @@ class SharedRegistry:
     def _map_file(
         self, n: int, label: str, shape: object, dtype: object, path: str, *, named: bool
     ) -> SharedArray:
+        import numpy as np
+
         file = Path(path).expanduser().resolve()
         if file.suffix != ".npy":
             raise InvalidSharedArrayError(f"{path} must be a .npy file (np.save writes one)")
