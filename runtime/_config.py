@@ -31,6 +31,7 @@ __all__ = [
     "ENV_UVLOOP",
     "Backend",
     "RuntimeConfig",
+    "beat_interval",
 ]
 
 #: where actors run: one local process each, or Ray actors on a Ray cluster
@@ -70,7 +71,7 @@ class RuntimeConfig:
     shm_budget: int | None = None
     restart_wait: float = 5.0
     hang_timeout: float | None = 60.0
-    heartbeat_interval: float = 0.5
+    heartbeat_interval: float | None = None
     busy_poll: float = 0.0002
     uvloop: bool = False
     handle_sigterm: bool = True
@@ -99,13 +100,17 @@ class RuntimeConfig:
                 "backend='ray' needs Ray: pip install 'actors-runtime[ray]' (or pip install ray)"
             )
         _count("mailbox_size", self.mailbox_size, minimum=1)
-        for what in ("stop_timeout", "start_timeout", "restart_wait", "heartbeat_interval"):
+        for what in ("stop_timeout", "start_timeout", "restart_wait"):
             _seconds(what, getattr(self, what))
+        if self.heartbeat_interval is not None:
+            _seconds("heartbeat_interval", self.heartbeat_interval)
         _seconds("period", self.period)
         _count("max_restarts", self.max_restarts, minimum=0)
         if self.hang_timeout is not None:
             _seconds("hang_timeout", self.hang_timeout)
-            if not self.hang_timeout > self.heartbeat_interval:
+            if self.heartbeat_interval is not None and not (
+                self.hang_timeout > self.heartbeat_interval
+            ):
                 raise InvalidConfigError(
                     f"hang_timeout ({self.hang_timeout!r} s) must be longer than "
                     f"heartbeat_interval ({self.heartbeat_interval!r} s), or None"
@@ -204,6 +209,30 @@ class RuntimeConfig:
 
 def _flag(text: str) -> bool:
     return text.strip().lower() in {"1", "true", "yes", "on"}
+
+
+#: the longest automatic interval between heartbeats, in seconds
+MAX_AUTO_BEAT = 5.0
+
+
+def beat_interval(
+    config: RuntimeConfig, hang_timeout: float | None, deadline: float | None
+) -> float:
+    """Seconds between an actor's heartbeats: the configured interval, or else a tenth of
+    its hang timeout and a quarter of its message deadline, and at most ``MAX_AUTO_BEAT``.
+
+    Beats cost every idle actor, and the driver, a wake-up each: they come as seldom as
+    the checks they serve allow.
+    """
+    if config.heartbeat_interval is not None:
+        return config.heartbeat_interval
+    hang = hang_timeout or config.hang_timeout
+    candidates = [MAX_AUTO_BEAT]
+    if hang is not None:
+        candidates.append(hang / 10)
+    if deadline is not None:
+        candidates.append(deadline / 4)
+    return min(candidates)
 
 
 def _seconds(what: str, value: object) -> None:

@@ -73,7 +73,10 @@ def test_the_config_is_frozen_and_pickles_whole_for_actor_processes(tmp_path: Pa
         ({"stop_timeout": -1}, "stop_timeout must be a positive number of seconds, not -1"),
         ({"period": float("inf")}, "period must be a positive number of seconds, not inf"),
         ({"max_restarts": True}, "max_restarts must be an int >= 0, not True"),
-        ({"hang_timeout": 0.1}, "hang_timeout (0.1 s) must be longer than heartbeat_interval"),
+        (
+            {"hang_timeout": 0.1, "heartbeat_interval": 0.5},
+            "hang_timeout (0.1 s) must be longer than heartbeat_interval",
+        ),
         ({"busy_poll": 1}, "busy_poll must be between 0 and 0.01 seconds, not 1"),
         ({"trace": "yes"}, "trace must be True or False, not 'yes'"),
         ({"colour": "blue"}, "unknown runtime option(s) colour"),

@@ -183,3 +183,20 @@ async def test_senders_whose_credit_is_in_use_are_not_asked_for_it_even_when_non
     assert c.credit == [1]
     assert slots(box, a, b, c) == 2
     box.close()
+
+
+async def test_a_sender_that_connects_while_the_only_holder_gives_room_back_waits_for_it() -> None:
+    # the script held all the room and sat idle, so the mailbox had asked it back; a
+    # sender connecting then used to start with no room, and its tell_nowait failed
+    box = mailbox()
+    main, late = Sender(box, "main"), Sender(box, "late")
+    main.give(CAPACITY)
+    main.conn.active_at = time.monotonic() - 1.0
+    box._reclaim()
+    assert main.revoked == 1
+    box._greet(late.conn)
+    assert late.credit == []  # not made ready with none: room is on its way
+    box._take(main.conn, [(int(Kind.RETURN), CAPACITY // 2, b"")], None)
+    assert late.credit == [CAPACITY // 2]
+    assert slots(box, main, late) == CAPACITY
+    box.close()

@@ -44,6 +44,7 @@ from actors._checks import seconds
 from actors._router import install_router
 from actors._shared import install_shared_memory
 
+from .._config import beat_interval
 from ..observe.account import DEAD_LETTERED, FAILED, HANDLED, IN_DOUBT, Account, account_path
 from ..observe.logging import Log, emitter
 from ..observe.tracing import CURRENT, handled_line, type_json
@@ -528,7 +529,8 @@ class Incarnation(Generic[E]):
         "Since" is when a beat first saw the message in ``receive`` (``_env``): at most one
         interval late, and nothing to record per message on the hot path.
         """
-        interval = self.spec.config.heartbeat_interval
+        options = self.spec.options
+        interval = beat_interval(self.spec.config, options.hang_timeout, options.message_deadline)
         seen: E | None = None
         since = 0.0
         while True:

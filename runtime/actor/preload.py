@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import importlib
 import os
 import signal
@@ -73,3 +74,8 @@ def _preload_script_modules() -> None:
 _preload_script_modules()
 
 signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+# Everything loaded so far is shared with every actor process, page for page, until one of
+# them writes to it: the collector's passes over these objects would write to every page
+# (their headers), giving each actor its own copy. Frozen, they are never traversed.
+gc.freeze()

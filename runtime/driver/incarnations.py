@@ -18,7 +18,7 @@ import anyio.abc
 from actors import ActorStartError, StopReason
 from actors._router import current_router, router_installed
 
-from .._config import RuntimeConfig
+from .._config import RuntimeConfig, beat_interval
 from ..observe.logging import EventLog, LogConfig
 from ..wire.codec import dumps_error
 from ..wire.control import ControlClosedError
@@ -154,7 +154,7 @@ class Incarnations:
                 watch_for_hangs,
                 rec,
                 life,
-                self.config.heartbeat_interval,
+                beat_interval(self.config, rec.options.hang_timeout, rec.options.message_deadline),
                 rec.options.hang_timeout or self.config.hang_timeout,
                 self._kill_hung,
             )
@@ -191,6 +191,7 @@ class Incarnations:
             **fields,
         )
         await self._on_exit(rec, life, unexpected)
+        life.finished.set()
         life.exited.set()
 
     @staticmethod
@@ -229,6 +230,7 @@ class Incarnations:
                     case Stopped() as report:
                         life.stop_report = report
                         self.registry.orderly.add(f"{rec.ref.actor_id}.{life.number}")
+                        life.finished.set()
                     case Request() as request:
                         self.tg.start_soon(self._serve, rec, life, request)
                     case other:
@@ -238,6 +240,7 @@ class Incarnations:
         finally:
             self.registry.ended_at[f"{rec.ref.actor_id}.{life.number}"] = time.time()
             life.control_done.set()
+            life.finished.set()
 
     async def _serve(self, rec: ActorRecord, life: Life, request: Request) -> None:
         try:

@@ -10,6 +10,7 @@ import contextlib
 import errno
 import json
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import pickle
 import resource
@@ -76,13 +77,20 @@ _NOT_PRELOADED = frozenset(
 )
 
 
+#: our own packages: a script's ``from runtime import Runtime`` runs again in each actor
+#: process, and finds them loaded (they start no threads when imported)
+_OWN = frozenset({"actors", "runtime"})
+#: our modules for tools and tests, which bring pytest or rich with them
+_OWN_NOT_PRELOADED = ("runtime.pytest_plugin", "runtime.testing", "runtime.trace")
+
+
 def script_modules() -> list[str]:
     """Modules the script has imported that actor processes would import again.
 
-    The standard library's, and the script's own: those whose file is under the current
-    directory or the script's, outside any site-packages. Third-party packages are left
-    out (some start threads when imported, and the forkserver must stay single-threaded),
-    except numpy (see ``ProcessHost``).
+    The standard library's, the runtime's own, and the script's own: those whose file is
+    under the current directory or the script's, outside any site-packages. Third-party
+    packages are left out (some start threads when imported, and the forkserver must stay
+    single-threaded), except numpy (see ``ProcessHost``).
     """
     main_file = getattr(sys.modules.get("__main__"), "__file__", None)
     roots = {os.path.realpath(os.getcwd())}
@@ -94,6 +102,10 @@ def script_modules() -> list[str]:
         if module is None or "__main__" in name or name.startswith("_"):
             continue
         top = name.partition(".")[0]
+        if top in _OWN:
+            if not name.startswith(_OWN_NOT_PRELOADED):
+                chosen.append(name)
+            continue
         if top in sys.stdlib_module_names:
             if top not in _NOT_PRELOADED:
                 chosen.append(name)
@@ -258,6 +270,9 @@ class ProcessHost:
             # and the script's own modules (where its actor classes live) and the standard
             # library modules it uses: each actor process would import them again
             os.environ[PRELOAD_ENV] = ",".join(script_modules())
+            # it boots (an interpreter, then the preloads) while the runtime sets up the
+            # rest, instead of at the first spawn; starting it does not wait for that
+            multiprocessing.forkserver.ensure_running()
         aiomultiprocess.set_start_method(start_method)
         # multiprocessing's bookkeeping is not meant for concurrent starts and reaps
         self._lock = threading.Lock()
@@ -307,6 +322,9 @@ class ProcessHost:
                 proc.start()
             finally:
                 theirs.close()
+            # multiprocessing polls every child it tracks at each start: with many actors,
+            # each start would cost more than the last. We reap ours ourselves (``wait``).
+            multiprocessing.process._children.discard(proc.aio_process)  # type: ignore[attr-defined]
         _close_parent_alive_pipe(proc)
         return proc
 

@@ -43,6 +43,8 @@ class Life:
     running: anyio.Event = field(default_factory=anyio.Event)
     exited: anyio.Event = field(default_factory=anyio.Event)
     control_done: anyio.Event = field(default_factory=anyio.Event)
+    #: it will send nothing more: it reported Stopped, or its control link has closed
+    finished: anyio.Event = field(default_factory=anyio.Event)
     start_error: tuple[str, str, str] | None = None
     #: the incarnation's own account, sent as it ended in order
     stop_report: Stopped | None = None

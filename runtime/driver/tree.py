@@ -357,28 +357,48 @@ class ActorTree:
         async with self._supervising:
             await self._stop_child(rec, reason, final=True)
 
-    async def _stop_child(self, child: Child, reason: StopReason, *, final: bool) -> None:
+    async def _stop_child(
+        self,
+        child: Child,
+        reason: StopReason,
+        *,
+        final: bool,
+        exits: anyio.abc.TaskGroup | None = None,
+    ) -> None:
+        """Stop ``child``; return once it has exited, or with ``exits``, once it has
+        finished (it sends nothing more), leaving the wait for its exit to ``exits``."""
         if isinstance(child, SupervisorNode):
-            await self._end_node(child, reason, final=final)
+            await self._end_node(child, reason, final=final, exits=exits)
             return
         rec = child
         if rec.own_node is not None:
+            # its children are gone, exits and all, before it stops: it may watch them
             await self._end_node(rec.own_node, "parent_ended")
             rec.own_node = None
-        if rec.life is not None and not rec.life.exited.is_set():
+        life = rec.life
+        if life is not None and not life.exited.is_set():
             rec.set_state("stopping")
-            await self.incarnations.stop(rec, rec.life, reason)
+            if exits is None:
+                await self.incarnations.stop(rec, life, reason)
+            else:
+                exits.start_soon(self.incarnations.stop, rec, life, reason)
+                await life.finished.wait()
         if final:
             self._forget(rec, reason)
         elif rec.state != "ended":
             rec.set_state("down")
 
     async def _end_node(
-        self, node: SupervisorNode, reason: StopReason, *, final: bool = True
+        self,
+        node: SupervisorNode,
+        reason: StopReason,
+        *,
+        final: bool = True,
+        exits: anyio.abc.TaskGroup | None = None,
     ) -> None:
         """Stop a node's children newest first; a final end also removes them."""
         for child in reversed(list(node.children)):
-            await self._stop_child(child, reason, final=final)
+            await self._stop_child(child, reason, final=final, exits=exits)
         if final:
             node.ended = True
             self.nodes.pop(node.node_id, None)
@@ -389,9 +409,11 @@ class ActorTree:
         """Stop every actor, newest first, depth first; fill in the report."""
         self.open = False
         with anyio.CancelScope(shield=True):
-            async with self._supervising:
+            async with self._supervising, anyio.create_task_group() as exits:
+                # each stops once the newer ones have finished (they send nothing more);
+                # their processes' ends, and what is cleaned up after, overlap
                 for child in reversed(list(self.root.children)):
-                    await self._stop_child(child, reason, final=True)
+                    await self._stop_child(child, reason, final=True, exits=exits)
         report = self.report
         # in the order they ended: ``stopped`` and ``killed`` list the stop order
         for rec in self.registry.ended.values():

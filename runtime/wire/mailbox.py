@@ -26,6 +26,8 @@ import errno
 import json
 import os
 import select
+import socket
+import stat
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -48,6 +50,8 @@ from .rundir import peer_credentials
 __all__ = ["Envelope", "ListenerLostError", "Mailbox"]
 
 _HELLO_TIMEOUT = 5.0
+#: the listener's queue of connections not yet accepted (the kernel caps it at somaxconn)
+_BACKLOG = 65536
 #: far above any real HELLO (actor names are at most 200 characters)
 _HELLO_MAX = 8192
 #: errors of ``accept`` that say nothing about the listener: out of descriptors or memory
@@ -237,7 +241,20 @@ class Mailbox:
     async def listen(self, path: str) -> None:
         """Bind the listening socket (inside the run's private 0700 directory)."""
         self._path = Path(path)
-        self._listener = await anyio.create_unix_listener(path, mode=0o600)
+        # bound here, not by anyio.create_unix_listener: that binds in a worker thread,
+        # which would start a thread in every actor process for a bind that never blocks
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISSOCK(os.stat(path).st_mode):  # an earlier incarnation's, left over
+                os.unlink(path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(path)
+            os.chmod(path, 0o600)
+            sock.listen(_BACKLOG)
+            self._listener = await anyio.abc.SocketListener.from_socket(sock)
+        except BaseException:
+            sock.close()
+            raise
 
     async def serve(self, task_group: anyio.abc.TaskGroup) -> None:
         """Accept connections until ``close``.
@@ -478,10 +495,12 @@ class Mailbox:
             return
         asked = False
         for other in holders:
-            if other.granted > 0 and not other.revoking:
-                other.revoking = True
-                other.push_frame(Kind.REVOKE)
+            if other.granted > 0:
+                # one asked already (it sat idle) gives its room back all the same
                 asked = True
+                if not other.revoking:
+                    other.revoking = True
+                    other.push_frame(Kind.REVOKE)
         if not asked:
             self._grant(conn, 0)  # the room is queued: the mailbox is full
             return
