@@ -23,6 +23,7 @@ from actors import (
 )
 from runtime import Runtime
 from runtime.driver import watchdog
+from runtime.observe.account import Liveness
 from runtime.wire import codec
 from tests.helpers import Echo, read_events
 
@@ -147,6 +148,7 @@ async def test_the_watchdog_does_not_judge_in_the_round_right_after_its_process_
         running=anyio.Event(),
         exited=anyio.Event(),
         stop_requested=None,
+        beats=True,
         last_beat=clock.monotonic(),
         handling_since=0.0,
     )
@@ -179,3 +181,49 @@ async def test_the_watchdog_does_not_judge_in_the_round_right_after_its_process_
             await life.exited.wait()
     assert len(killed) == 1
     assert "no heartbeat" in killed[0]
+
+
+async def _watch_signs(
+    signs: list[Liveness], *, hang_timeout: float | None, deadline: float | None
+) -> list[str]:
+    """Run the account watch over an actor whose account reads ``signs`` in turn (the
+    last one from then on); return why it was killed, if it was."""
+    rec = SimpleNamespace(options=SimpleNamespace(message_deadline=deadline))
+    life = SimpleNamespace(
+        exited=anyio.Event(),
+        stop_requested=None,
+        hosted=SimpleNamespace(liveness=lambda: signs.pop(0) if len(signs) > 1 else signs[0]),
+    )
+    killed: list[str] = []
+
+    async def kill_hung(_rec: object, _life: object, why: str) -> None:
+        killed.append(why)
+        life.exited.set()
+
+    async with anyio.create_task_group() as tg:
+        accounts = watchdog.AccountWatch(tg)
+        with anyio.move_on_after(0.5):  # rounds of 0.01 s: fifty of them
+            await accounts.watch(rec, life, 0.01, hang_timeout, kill_hung)  # type: ignore[arg-type]
+        tg.cancel_scope.cancel()
+    return killed
+
+
+async def test_an_actor_whose_loop_waits_for_work_is_never_judged_hung_however_long() -> None:
+    idle = Liveness(waiting=True, turns=7, handling=0)
+    assert await _watch_signs([idle], hang_timeout=0.05, deadline=None) == []
+
+
+async def test_a_loop_that_makes_no_turn_past_the_hang_timeout_is_judged_hung() -> None:
+    moving = [Liveness(False, turns, 0) for turns in range(5)]
+    stuck = Liveness(waiting=False, turns=5, handling=0)
+    killed = await _watch_signs([*moving, stuck], hang_timeout=0.1, deadline=None)
+    assert len(killed) == 1
+    assert "no heartbeat" in killed[0]
+
+
+async def test_one_message_handled_past_its_deadline_is_judged_hung_while_the_loop_turns() -> None:
+    # the handler awaits (the loop turns) but never finishes message 3
+    turning = [Liveness(False, turns, 3) for turns in range(1000)]
+    killed = await _watch_signs(turning, hang_timeout=None, deadline=0.1)
+    assert len(killed) == 1
+    assert "one message handled for" in killed[0]

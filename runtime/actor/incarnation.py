@@ -7,6 +7,7 @@ refuse new senders, handle what was already sent, run ``on_stop``, dead-letter t
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import math
@@ -45,9 +46,18 @@ from actors._router import install_router
 from actors._shared import install_shared_memory
 
 from .._config import beat_interval
-from ..observe.account import DEAD_LETTERED, FAILED, HANDLED, IN_DOUBT, Account, account_path
+from ..observe.account import (
+    DEAD_LETTERED,
+    FAILED,
+    HANDLED,
+    HANDLING,
+    IN_DOUBT,
+    Account,
+    account_path,
+)
 from ..observe.logging import Log, emitter
 from ..observe.tracing import CURRENT, handled_line, type_json
+from ..shm.pool import IDLE_UNLINK, SegmentPool
 from ..shm.segments import message_prefix, segments_of, unlink_segments
 from ..shm.sharing import SharingService
 from ..wire import protocol
@@ -58,6 +68,7 @@ from ..wire.protocol import ActorSpec, RequestBody
 from ..wire.seams import ControlEnd, E, Inbox, Letter, Outbox
 from ..wire.transport import LEAVE_TIMEOUT, UNPICKLE_MARK, SenderInfo, Transport
 from .context import Context
+from .liveness import install_loop_probe
 
 __all__ = ["LOCAL", "Incarnation", "Plumbing"]
 
@@ -173,6 +184,7 @@ class Incarnation(Generic[E]):
         self.handled = 0
         self.failed = 0
         self.dead = 0
+        self._started = 0  # messages handed to receive, for the account's HANDLING
         # the counts also go where the driver reads them after this process, however it ends
         path = account_path(spec.run_dir, spec.box)
         # on Ray, a node other than the driver's has no run directory: counts stay here
@@ -197,8 +209,13 @@ class Incarnation(Generic[E]):
                 tg.cancel_scope.cancel()
                 return 1
             tg.start_soon(self.mailbox.serve, tg)
-            self.control.send(protocol.Ready(os.getpid()))
-            tg.start_soon(self._beat)
+            # a local actor's signs of life are in its account, which the driver reads:
+            # nothing wakes an idle actor then (on Ray, and on uvloop, it beats)
+            probed = self._plumbing.own_process and install_loop_probe(
+                asyncio.get_running_loop(), self._cells
+            )
+            self.control.send(protocol.Ready(os.getpid(), beats=not probed))
+            tg.start_soon(self._keep_pool if probed else self._beat)
             self.log.info(
                 "actor.started",
                 actor_class=type(self.actor).__qualname__,
@@ -360,6 +377,8 @@ class Incarnation(Generic[E]):
                     self._undecodable(env, _exit_in_unpickling(exc))
                     continue
                 self._env = env
+                self._started += 1
+                cells[HANDLING] = self._started
                 try:
                     result = await actor.receive(message)
                 except Exception as exc:
@@ -371,6 +390,7 @@ class Incarnation(Generic[E]):
                         self._dead_letter(env, self._stop_reason or "cancelled", handled_part=True)
                     raise
                 finally:
+                    cells[HANDLING] = 0
                     reply = self._reply
                     self._env = self._reply = None
                 self.handled += 1
@@ -543,6 +563,22 @@ class Incarnation(Generic[E]):
             self.control.send(protocol.Heartbeat(since))
             self.transport.shipper.pool.trim()
             await anyio.sleep(interval)
+
+    async def _keep_pool(self) -> None:
+        """Give back the pool's segments left unused, while it holds any (``_beat`` does
+        it for an actor that beats)."""
+        pool = self.transport.shipper.pool
+        if not isinstance(pool, SegmentPool):  # only local actors lend segments
+            return
+        grew = anyio.Event()
+        pool.on_grow = grew.set
+        while True:
+            if not pool.holding:
+                await grew.wait()
+                grew = anyio.Event()
+                pool.on_grow = grew.set
+            await anyio.sleep(IDLE_UNLINK)
+            pool.trim()
 
     def start_timer(self, delay: float, message: object, *, repeat: bool) -> Timer:
         if repeat:

@@ -17,7 +17,7 @@ import anyio
 import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ..observe.account import Counts
+from ..observe.account import Counts, Liveness
 from ..wire.control import ControlClosedError
 from ..wire.protocol import ActorSpec, ControlMessage, Ready, StartFailed, Stop, Stopped
 from .hosting import StackDump
@@ -105,6 +105,9 @@ class FakeIncarnation:
 
     @property
     def account(self) -> Counts | None:
+        return None
+
+    def liveness(self) -> Liveness | None:
         return None
 
     def _say(self, message: ControlMessage) -> None:

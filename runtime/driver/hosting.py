@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..observe.account import Counts
+from ..observe.account import Counts, Liveness
 from ..wire.protocol import ActorSpec, ControlMessage
 
 __all__ = ["UNKNOWN_EXIT", "ControlLink", "Host", "HostedIncarnation", "StackDump"]
@@ -80,6 +80,11 @@ class HostedIncarnation(Protocol):
         Exact however it ended, where the host can tell (a local process keeps its counts
         in a mapped file); otherwise the driver uses the account the incarnation sent.
         """
+        ...
+
+    def liveness(self) -> Liveness | None:
+        """Its signs of life, read from its account now, where the host can map it (a
+        local process's); None otherwise: it then sends heartbeats."""
         ...
 
     def terminate(self) -> None:

@@ -37,7 +37,7 @@ from ..wire.rundir import RunDirectory
 from ..wire.transport import Transport
 from .hosting import UNKNOWN_EXIT, Host
 from .registry import ActorRecord, Life, Registry
-from .watchdog import watch_for_hangs
+from .watchdog import AccountWatch, watch_for_hangs
 
 __all__ = ["Incarnations", "OnExit", "ServeRequest"]
 
@@ -77,6 +77,7 @@ class Incarnations:
         self.tg = tg
         self._serve_request = serve_request
         self._on_exit = on_exit
+        self._accounts = AccountWatch(tg)
 
     async def start(self, rec: ActorRecord) -> None:
         """Start one incarnation of ``rec`` and wait until it is ready.
@@ -150,14 +151,7 @@ class Incarnations:
         async with anyio.create_task_group() as tg:
             tg.start_soon(hosted.control.run)
             tg.start_soon(self._read_control, rec, life)
-            tg.start_soon(
-                watch_for_hangs,
-                rec,
-                life,
-                beat_interval(self.config, rec.options.hang_timeout, rec.options.message_deadline),
-                rec.options.hang_timeout or self.config.hang_timeout,
-                self._kill_hung,
-            )
+            tg.start_soon(self._watch_for_hangs, rec, life)
             code = await hosted.wait()
             for hook in self.registry.end_hooks:
                 hook(f"{rec.ref.actor_id}.{life.number}")
@@ -194,6 +188,17 @@ class Incarnations:
         life.finished.set()
         life.exited.set()
 
+    async def _watch_for_hangs(self, rec: ActorRecord, life: Life) -> None:
+        await life.running.wait()  # Ready says whether it beats
+        watch = watch_for_hangs if life.beats else self._accounts.watch
+        await watch(
+            rec,
+            life,
+            beat_interval(self.config, rec.options.hang_timeout, rec.options.message_deadline),
+            rec.options.hang_timeout or self.config.hang_timeout,
+            self._kill_hung,
+        )
+
     @staticmethod
     def _exit_reason(life: Life, code: int) -> str:
         if life.start_error is not None:
@@ -221,7 +226,8 @@ class Incarnations:
                     case Heartbeat(handling_since=since):
                         life.last_beat = time.monotonic()
                         life.handling_since = since
-                    case Ready():
+                    case Ready(beats=beats):
+                        life.beats = beats
                         life.running_at = time.monotonic()
                         life.last_beat = life.running_at
                         life.running.set()

@@ -31,7 +31,14 @@ from anyio.abc import UNIXSocketStream
 from actors import DescriptorLimitError
 
 from .._entry import LOOP_OPTION, PRELOAD, PRELOAD_ENV, actor_main, bootstrap
-from ..observe.account import Counts, account_path, counts_from_log, read_account
+from ..observe.account import (
+    Counts,
+    Liveness,
+    LivenessReader,
+    account_path,
+    counts_from_log,
+    read_account,
+)
 from ..observe.logging import log_stem, private_file
 from ..shm.pool import orphan_pool
 from ..shm.segments import message_prefix, segments_of, unlink_segments
@@ -157,6 +164,7 @@ class _ProcessIncarnation:
         self._pid: int = pid
         self._code: int | None = None
         self._account: Counts | None = None
+        self._liveness: LivenessReader | None = None
         self._stderr = spec.log.log_dir / f"{log_stem(spec.name, spec.actor_id, pid)}.stderr"
         # where runtime.actor.stacks writes the tasks' coroutine stacks
         self._tasks = self._stderr.with_suffix(".tasks.json")
@@ -194,9 +202,22 @@ class _ProcessIncarnation:
             self._clean_up()
         return self._code
 
+    def liveness(self) -> Liveness | None:
+        if self._code is not None:
+            return None
+        if self._liveness is None:
+            try:
+                self._liveness = LivenessReader(account_path(self._spec.run_dir, self._spec.box))
+            except OSError:  # it made no account (it never got that far)
+                return None
+        return self._liveness.read()
+
     def _clean_up(self) -> None:
         """Take its account; remove what it may have left: its socket file and segments."""
         spec = self._spec
+        if self._liveness is not None:
+            self._liveness.close()
+            self._liveness = None
         self._account = read_account(account_path(spec.run_dir, spec.box))
         if spec.log.trace and self._code != 0:
             # killed or exited mid-way: its log, where users look, is the record

@@ -25,7 +25,7 @@ import anyio
 from actors import MissingDependencyError
 
 from .._entry import ray_incarnation_host, ray_log_collector
-from ..observe.account import Counts, account_path, read_account
+from ..observe.account import Counts, Liveness, account_path, read_account
 from ..observe.logging import Log, log_stem, private_file
 from ..wire.control import ControlClosedError
 from ..wire.protocol import ActorSpec, ControlMessage
@@ -196,6 +196,9 @@ class RayIncarnation:
     @property
     def account(self) -> Counts | None:
         return self._account
+
+    def liveness(self) -> Liveness | None:
+        return None  # its account, if any, is on another machine: it beats
 
     async def wait(self) -> int:
         while not self._link.ended.is_set():

@@ -55,6 +55,8 @@ class Life:
     #: why the driver stopped it (None: it ended by itself, which is a failure to handle)
     stop_requested: StopReason | None = None
     running_at: float = 0.0
+    #: whether it sends heartbeats (else the host reads its signs of life: ``liveness``)
+    beats: bool = True
     last_beat: float = 0.0
     handling_since: float = 0.0
 

@@ -1,8 +1,12 @@
-"""Account: an incarnation's message counts, kept where they outlive its process.
+"""Account: an incarnation's message counts and signs of life, in a file both sides map.
 
 The actor process maps a small file in the run directory and stores each count there as
 it changes; the driver reads the file once the process has ended, however it ended. So
 the report's counts include incarnations that were killed, with no message to the driver.
+
+The same file tells the driver, while the actor runs, whether its event loop is waiting
+for something to do, how many turns it has made, and which message it is handling: the
+hang watchdog reads these instead of heartbeats, so an idle actor is never woken.
 """
 
 from __future__ import annotations
@@ -18,17 +22,23 @@ __all__ = [
     "DEAD_LETTERED",
     "FAILED",
     "HANDLED",
+    "HANDLING",
     "IN_DOUBT",
+    "LOOP_TURNS",
+    "LOOP_WAITING",
     "Account",
     "Counts",
+    "Liveness",
+    "LivenessReader",
     "account_path",
     "counts_from_log",
     "read_account",
 ]
 
-#: the cells of an account, in order
-HANDLED, FAILED, DEAD_LETTERED, IN_DOUBT = range(4)
-_CELLS = 4
+#: the cells of an account, in order: the counts, then the signs of life (``Liveness``)
+HANDLED, FAILED, DEAD_LETTERED, IN_DOUBT, LOOP_WAITING, LOOP_TURNS, HANDLING = range(7)
+_COUNTS = 4
+_CELLS = 7
 _SIZE = 8 * _CELLS
 
 
@@ -65,7 +75,42 @@ class Account:
         self.cells = memoryview(self._map).cast("q")
 
     def counts(self) -> Counts:
-        return Counts(*self.cells)
+        return Counts(*self.cells[:_COUNTS])
+
+
+@dataclass(frozen=True, slots=True)
+class Liveness:
+    """What an actor's account says of its event loop and its handler, right now."""
+
+    #: its event loop waits for something to do (in epoll): it cannot be hung
+    waiting: bool
+    #: turns its event loop has made: a loop stuck in one callback makes none
+    turns: int
+    #: the number of the message its handler is on (from 1), or 0 between messages
+    handling: int
+
+
+class LivenessReader:
+    """The driver's read-only view of a running actor's account."""
+
+    def __init__(self, path: Path) -> None:
+        """Raises OSError if the account is not there (the actor made none)."""
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            self._map: mmap.mmap | None = mmap.mmap(fd, _SIZE, prot=mmap.PROT_READ)
+        finally:
+            os.close(fd)
+        self._cells = memoryview(self._map).cast("q")
+
+    def read(self) -> Liveness:
+        cells = self._cells
+        return Liveness(bool(cells[LOOP_WAITING]), cells[LOOP_TURNS], cells[HANDLING])
+
+    def close(self) -> None:
+        if self._map is not None:
+            self._cells.release()
+            self._map.close()
+            self._map = None
 
 
 def read_account(path: Path, *, remove: bool = True) -> Counts | None:
@@ -78,7 +123,7 @@ def read_account(path: Path, *, remove: bool = True) -> Counts | None:
         path.unlink(missing_ok=True)
     if len(data) != _SIZE:
         return None
-    return Counts(*memoryview(data).cast("q"))
+    return Counts(*memoryview(data).cast("q")[:_COUNTS])
 
 
 def counts_from_log(path: Path) -> Counts | None:

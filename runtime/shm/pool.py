@@ -96,6 +96,13 @@ class SegmentPool:
         self.owner = owner  # the sender's box: pool segments are named after it
         self._segments: list[_Segment] = []
         self._ids = 0
+        #: called when the pool makes a segment (its owner then trims it now and then)
+        self.on_grow: Callable[[], None] | None = None
+
+    @property
+    def holding(self) -> bool:
+        """Whether it holds any segment."""
+        return bool(self._segments)
 
     def lend(self, data: memoryview, receiver_pid: int) -> str | None:
         """Copy ``data`` into a free segment lent to ``receiver_pid``; return its name.
@@ -180,6 +187,8 @@ class SegmentPool:
         name, mapping = create_segment(stem, DATA_OFFSET + capacity)
         segment = _Segment(name, capacity, mapping, time.monotonic())
         self._segments.append(segment)
+        if self.on_grow is not None:
+            self.on_grow()
         return segment
 
     def _largest_free(self) -> _Segment | None:

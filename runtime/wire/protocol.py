@@ -99,6 +99,8 @@ class Ready:
     """The actor's ``on_start`` returned: it takes messages now."""
 
     pid: int
+    #: whether it sends heartbeats; if not, its account holds its signs of life
+    beats: bool = True
 
 
 @dataclass(frozen=True, slots=True)
