@@ -556,7 +556,9 @@ def _fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
     if unit == "%":
-        return f"{value:.0%}"
+        return f"{value:.1%}" if value < 0.1 else f"{value:.0%}"
+    if unit == "MiB":
+        return f"{value:.2f} MiB"
     if unit == "x":
         return f"{value:.2f}x"
     if unit == "CPUs":
@@ -634,6 +636,14 @@ def main() -> None:
         sizes = QUICK if args.quick else FULL
         reps = REPS
         figures = measure(sizes, progress)
+        from benchmarks import bench_jobs, bench_scale
+
+        progress("whole jobs against multiprocessing.Pool")
+        figures += bench_jobs.measure(bench_jobs.QUICK if args.quick else bench_jobs.FULL, progress)
+        progress("many idle actors")
+        figures += bench_scale.measure(
+            bench_scale.QUICK if args.quick else bench_scale.FULL, progress
+        )
         section = "benchmarks"
     info = machine()
     table = Table(

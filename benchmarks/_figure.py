@@ -6,8 +6,9 @@ import re
 from dataclasses import dataclass
 
 #: units a target may give an absolute value in, as multiples of the figure's unit
-_TARGET_UNITS = {"s": 1.0, "ms": 1e-3, "µs": 1e-6, "": 1.0}
-_TARGET = re.compile(r"^\s*(≤|≥|<|>|=)\s*([0-9.]+)\s*(x|s|ms|µs|)\s*$")
+#: (a figure in % holds a fraction; one in MiB holds MiB)
+_TARGET_UNITS = {"s": 1.0, "ms": 1e-3, "µs": 1e-6, "%": 0.01, "MiB": 1.0, "": 1.0}
+_TARGET = re.compile(r"^\s*(≤|≥|<|>|=)\s*([0-9.]+)\s*(x|s|ms|µs|%|MiB|)(?: of one CPU)?\s*$")
 
 
 @dataclass
