@@ -22,6 +22,26 @@ __all__ = ["AccountWatch", "watch_for_hangs"]
 KillHung = Callable[[ActorRecord, Life, str], Awaitable[None]]
 
 
+def verdict(
+    silent: float,
+    since: float,
+    now: float,
+    hang_timeout: float | None,
+    deadline: float | None,
+    interval: float,
+) -> str:
+    """Why an actor is hung ("" if it is not): its loop silent for ``silent`` seconds, the
+    message it handles seen first at ``since`` (0: none), checked every ``interval``."""
+    if hang_timeout is not None and silent > hang_timeout:
+        return f"no heartbeat for {silent:.1f} s (hang_timeout={hang_timeout:g} s)"
+    if deadline is not None:
+        if since and now - since > deadline:
+            return f"one message handled for {now - since:.1f} s (deadline {deadline:g} s)"
+        if silent > deadline + 2 * interval:
+            return f"event loop blocked for {silent:.1f} s (deadline {deadline:g} s)"
+    return ""
+
+
 async def watch_for_hangs(
     rec: ActorRecord,
     life: Life,
@@ -49,16 +69,9 @@ async def watch_for_hangs(
             judged = False
             continue
         judged = True
-        silent = now - life.last_beat
-        why = ""
-        if hang_timeout is not None and silent > hang_timeout:
-            why = f"no heartbeat for {silent:.1f} s (hang_timeout={hang_timeout:g} s)"
-        elif deadline is not None:
-            since = life.handling_since
-            if since and now - since > deadline:
-                why = f"one message handled for {now - since:.1f} s (deadline {deadline:g} s)"
-            elif silent > deadline + 2 * interval:
-                why = f"event loop blocked for {silent:.1f} s (deadline {deadline:g} s)"
+        why = verdict(
+            now - life.last_beat, life.handling_since, now, hang_timeout, deadline, interval
+        )
         if why and not life.exited.is_set() and life.stop_requested is None:
             await kill_hung(rec, life, why)
             return
@@ -90,19 +103,10 @@ class _Watched:
             self.progress_at, self.turns = now, seen.turns
         if seen.handling != self.handling:
             self.handling_at, self.handling = now, seen.handling
-        silent = now - self.progress_at
-        if self.hang_timeout is not None and silent > self.hang_timeout:
-            return f"no heartbeat for {silent:.1f} s (hang_timeout={self.hang_timeout:g} s)"
-        deadline = self.deadline
-        if deadline is not None:
-            if self.handling > 0 and now - self.handling_at > deadline:
-                return (
-                    f"one message handled for {now - self.handling_at:.1f} s "
-                    f"(deadline {deadline:g} s)"
-                )
-            if silent > deadline + 2 * self.interval:
-                return f"event loop blocked for {silent:.1f} s (deadline {deadline:g} s)"
-        return ""
+        since = self.handling_at if self.handling > 0 else 0.0
+        return verdict(
+            now - self.progress_at, since, now, self.hang_timeout, self.deadline, self.interval
+        )
 
 
 class AccountWatch:
