@@ -244,23 +244,29 @@ def ray_address() -> Iterator[str]:
     finally:
         with contextlib.suppress(Exception):
             ray.shutdown()
-        _stop_cluster(started, temp)
+        _stop_cluster(started, temp, port)
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def _of_cluster(proc: psutil.Process, temp: str) -> bool:
+def _of_cluster(proc: psutil.Process, temp: str, port: int | None = None) -> bool:
+    """Whether ``proc`` belongs to the cluster in ``temp``: by its temp dir, or (the Ray
+    client server, started detached and without it) by the head's address."""
     with contextlib.suppress(psutil.Error):
-        return any(temp in part for part in proc.cmdline())
+        return any(
+            temp in part
+            or (port is not None and part.startswith("--address=") and part.endswith(f":{port}"))
+            for part in proc.cmdline()
+        )
     return False
 
 
-def _stop_cluster(started: list[psutil.Process], temp: str) -> None:
+def _stop_cluster(started: list[psutil.Process], temp: str, port: int) -> None:
     """Stop the processes the session's `ray start` made, and whatever they started."""
     procs = {p.pid: p for p in started}
     for p in started:
         with contextlib.suppress(psutil.Error):
             procs.update({c.pid: c for c in p.children(recursive=True)})
-    procs.update({p.pid: p for p in psutil.process_iter(["cmdline"]) if _of_cluster(p, temp)})
+    procs.update({p.pid: p for p in psutil.process_iter(["cmdline"]) if _of_cluster(p, temp, port)})
     for p in procs.values():
         with contextlib.suppress(psutil.Error):
             p.terminate()
