@@ -235,7 +235,12 @@ class Incarnations:
                         life.start_error = (error_type, error, tb)
                     case Stopped() as report:
                         life.stop_report = report
-                        self.registry.orderly.add(f"{rec.ref.actor_id}.{life.number}")
+                        box = f"{rec.ref.actor_id}.{life.number}"
+                        self.registry.orderly.add(box)
+                        if report.accepted:
+                            self.registry.accepted[box] = {
+                                sender: (seq, count) for sender, seq, count in report.accepted
+                            }
                         life.finished.set()
                     case Request() as request:
                         self.tg.start_soon(self._serve, rec, life, request)
