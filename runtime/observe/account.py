@@ -67,7 +67,8 @@ class Account:
         else:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
             try:
-                os.ftruncate(fd, _SIZE)
+                # its page taken now: in a full /dev/shm a first store would be a SIGBUS
+                os.posix_fallocate(fd, 0, _SIZE)
                 self._map = mmap.mmap(fd, _SIZE)
             finally:
                 os.close(fd)

@@ -1,6 +1,7 @@
 """The run's private directory: socket files live here, mode 0700, swept when stale.
 
-Its base (``$XDG_RUNTIME_DIR/actors``, else ``$TMPDIR/actors-<uid>``) and the log root are
+Its base (``$XDG_RUNTIME_DIR/actors``, else ``/dev/shm/actors-<uid>`` unless ``$TMPDIR`` is
+set, else ``$TMPDIR/actors-<uid>``) and the log root are
 checked by one function, ``ensure_private_dir``: a directory another user made first, or a
 symlink, is refused with an error naming the directory to use instead.
 
@@ -70,11 +71,20 @@ def peer_credentials(sock: socket.socket) -> tuple[int, int]:
     return pid, uid
 
 
+#: where shared memory lives: memory, like ``$XDG_RUNTIME_DIR`` in a login session
+_SHM = Path("/dev/shm")
+
+
 def _base_dir() -> Path:
     candidates = []
     if runtime_dir := os.environ.get("XDG_RUNTIME_DIR"):
         candidates.append(Path(runtime_dir) / "actors")
-    candidates.append(Path(tempfile.gettempdir()) / f"actors-{os.getuid()}")
+    temp = Path(tempfile.gettempdir())
+    if temp == Path("/tmp") and _SHM.is_dir() and os.access(_SHM, os.W_OK | os.X_OK):
+        # no runtime dir, and no $TMPDIR of the user's choosing: memory rather than a disk
+        # file system, where each actor's socket and account file cost an inode's writes
+        candidates.append(_SHM / f"actors-{os.getuid()}")
+    candidates.append(temp / f"actors-{os.getuid()}")
     candidates.append(Path("/tmp") / f"actors-{os.getuid()}")
     for base in candidates:
         if len(str(base)) <= _MAX_BASE - 30:
@@ -162,7 +172,11 @@ class RunDirectory:
         _name_multiprocessing_dir()
         run_id = f"{os.getpid()}-{secrets.token_hex(3)}"
         path = base / f"run-{run_id}"
-        path.mkdir(mode=0o700)
+        try:
+            path.mkdir(mode=0o700)
+        except FileNotFoundError:  # the last run of another process removed the base
+            ensure_private_dir(base, _base_remedy())
+            path.mkdir(mode=0o700)
         (path / "locks").mkdir(mode=0o700)
         (path / "accounts").mkdir(mode=0o700)
         owner = {"pid": os.getpid(), "start_time": process_start_time(os.getpid())}
@@ -203,8 +217,11 @@ class RunDirectory:
         return self.path / "locks"
 
     def remove(self) -> None:
-        """Delete the directory and every socket file left in it."""
+        """Delete the directory and every socket file left in it, and the base too if no
+        other run is in it (so that nothing of ours stays in /dev/shm)."""
         shutil.rmtree(self.path, ignore_errors=True)
+        with contextlib.suppress(OSError):  # another run's directory is in it: it stays
+            self.path.parent.rmdir()
 
 
 def _name_multiprocessing_dir() -> None:
