@@ -355,6 +355,8 @@ class Incarnation(Generic[E]):
         assert actor is not None
         trace = self._trace
         cells = self._cells
+        # which message is handled matters only to a deadline: two stores a message else
+        noting = self.spec.options.message_deadline is not None
         log = emitter()
         while True:
             env = mailbox.take()
@@ -384,8 +386,9 @@ class Incarnation(Generic[E]):
                     self._undecodable(env, _exit_in_unpickling(exc))
                     continue
                 self._env = env
-                self._started += 1
-                cells[HANDLING] = self._started
+                if noting:
+                    self._started += 1
+                    cells[HANDLING] = self._started
                 try:
                     result = await actor.receive(message)
                 except Exception as exc:
@@ -397,7 +400,8 @@ class Incarnation(Generic[E]):
                         self._dead_letter(env, self._stop_reason or "cancelled", handled_part=True)
                     raise
                 finally:
-                    cells[HANDLING] = 0
+                    if noting:
+                        cells[HANDLING] = 0
                     reply = self._reply
                     self._env = self._reply = None
                 self.handled += 1
