@@ -112,3 +112,27 @@ def test_importing_actors_loads_no_runtime_module() -> None:
     assert done.returncode == 0, done.stderr
     loaded = done.stdout.split()
     assert not loaded, f"import actors loaded runtime modules: {loaded}"
+
+
+def _loaded_by(code: str) -> set[str]:
+    """The modules a fresh interpreter has loaded after running ``code``."""
+    done = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport sys\nprint(*sorted(sys.modules))"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return set(done.stdout.split())
+
+
+def test_a_script_pays_for_neither_numpy_nor_rich_until_it_uses_them() -> None:
+    # what every script and the forkserver import is the runtime's fixed cost: numpy comes
+    # with the first shared array, rich never (structlog is imported without it)
+    loaded = _loaded_by("from runtime import Runtime\nimport actors")
+    assert not {"numpy", "rich", "ray"} & loaded
+    forkserver = _loaded_by("import runtime.actor.preload")
+    assert not {"numpy", "rich", "ray"} & forkserver
+    assert not any(m.startswith("runtime.driver") for m in forkserver)  # the actor side only

@@ -25,6 +25,16 @@ def test_the_scripts_own_and_standard_modules_are_preloaded_third_party_ones_not
     assert not any("__main__" in name for name in chosen)
 
 
+def test_our_own_modules_the_script_loaded_are_preloaded_but_not_our_tools() -> None:
+    # a script's `from runtime import Runtime` runs again in each actor: it finds them
+    # loaded; the tools bring pytest or rich, which the forkserver must not load
+    from runtime import Runtime  # noqa: F401
+
+    chosen = script_modules()
+    assert {"actors", "runtime.driver.runtime", "runtime.wire.transport"} <= set(chosen)
+    assert not any(name.startswith(("runtime.pytest_plugin", "runtime.trace")) for name in chosen)
+
+
 @pytest.mark.timeout(120)
 def test_a_module_that_builds_a_runtime_when_imported_does_not_break_the_forkserver(
     tmp_path: Path,
