@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -114,23 +113,3 @@ def test_a_script_whose_actor_classes_live_in_the_script_runs_on_ray(
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "hello ray"
-
-
-def test_calls_whose_answer_died_with_their_worker_are_sent_again_only_if_never_taken() -> None:
-    # An incarnation that ended in order said which call of each sender it took last; a
-    # call whose answer was lost as its worker was killed is sent to the next incarnation
-    # only if it came after that one. It was sent again whole before, and handled twice.
-    from runtime.wire.ray_transport import RayTransport
-
-    transport = RayTransport.__new__(RayTransport)
-    transport.sender = SimpleNamespace(box="a0.1")  # type: ignore[assignment]
-    in_order = SimpleNamespace(end=(True, 100.0, {"a0.1": (5, 3), "a9.1": (50, 1)}))
-    taken = transport._taken
-    assert taken(in_order, 99.0, 4, 10) == 10  # before the last taken: finished there
-    assert taken(in_order, 99.0, 5, 10) == 3  # the mailbox closed within this one
-    assert taken(in_order, 99.0, 6, 10) == 0  # never taken: sent again
-    unknown_sender = SimpleNamespace(end=(True, 100.0, {}))
-    assert taken(unknown_sender, 99.0, 0, 2) == 0
-    crashed = SimpleNamespace(end=(False, 100.0, {}))
-    assert taken(crashed, 101.0, 7, 2) == 0  # sent after it ended: never taken
-    assert taken(crashed, 99.0, 7, 2) is None  # in doubt

@@ -309,14 +309,7 @@ class Incarnation(Generic[E]):
         )
         self.control.send(
             protocol.Stopped(
-                reason,
-                self.handled,
-                self.failed,
-                self.dead,
-                in_doubt,
-                error_type,
-                error,
-                self.mailbox.accepted(),
+                reason, self.handled, self.failed, self.dead, in_doubt, error_type, error
             )
         )
         await self.mailbox.aclose()
@@ -544,12 +537,12 @@ class Incarnation(Generic[E]):
         except ControlClosedError:
             raise ActorDeadError(ref.name, "unreachable") from None
 
-    async def _how_it_ended(self, ref: ActorRef, box: str) -> protocol.Ending:
+    async def _how_it_ended(self, ref: ActorRef, box: str) -> tuple[bool, float | None]:
         try:
-            in_order, ended_at, accepted = await self.request(protocol.HowItEnded(ref, box))
+            in_order, ended_at = await self.request(protocol.HowItEnded(ref, box))
         except (ControlClosedError, ActorDeadError):
-            return False, None, {}
-        return bool(in_order), ended_at, dict(accepted)
+            return False, None
+        return bool(in_order), ended_at
 
     def _record_in_doubt(self, total: int) -> None:
         self._cells[IN_DOUBT] = total

@@ -28,7 +28,6 @@ class RaySenderState:
     """One sender, as this mailbox knows it (the envelope's ``conn``)."""
 
     __slots__ = (
-        "accepted",
         "next_seq",
         "pair_json",
         "peer_box",
@@ -46,9 +45,6 @@ class RaySenderState:
         self.peer_pid = pid
         self.pair_json = pair_json(name, owner)
         self.next_seq = 0
-        #: the last call that put anything in the mailbox: its number, and how many of its
-        #: messages (a call is put whole, but for the one the mailbox closed within)
-        self.accepted = (-1, 0)
         self.turns: dict[int, asyncio.Future[None]] = {}
         #: numbers of calls cancelled before their turn came: their turn is passed on
         self.skipped: set[int] = set()
@@ -146,14 +142,6 @@ class RayMailbox:
             state = self._senders[box] = RaySenderState(box, name, actor_id, pid, self.owner)
         return state
 
-    def accepted(self) -> tuple[tuple[str, int, int], ...]:
-        """Per sender box, its last call that put messages here: ``(box, seq, count)``.
-
-        Sent with ``Stopped``: a sender whose call's answer died with this worker learns
-        from it what was taken (finished here) and what it must send again.
-        """
-        return tuple((box, *state.accepted) for box, state in self._senders.items())
-
     async def deliver(self, box: str, seq: int, items: list[TellItem]) -> int:
         """Queue a batch of tells in its turn; return how many were taken once finished.
 
@@ -172,7 +160,6 @@ class RayMailbox:
                 env.batch = batch
                 self._put(env)
                 taken += 1
-                state.accepted = (seq, taken)
         finally:
             self._next_turn(state)
         batch.left -= len(items) - taken
@@ -191,7 +178,6 @@ class RayMailbox:
             if not await self._wait_room():
                 return BOUNCED, None
             self._put(RayEnvelope(state, ident, body, trace_id, parent_id, answer))
-            state.accepted = (seq, 1)
         finally:
             self._next_turn(state)
         return await answer

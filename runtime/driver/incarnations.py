@@ -235,12 +235,7 @@ class Incarnations:
                         life.start_error = (error_type, error, tb)
                     case Stopped() as report:
                         life.stop_report = report
-                        box = f"{rec.ref.actor_id}.{life.number}"
-                        self.registry.orderly.add(box)
-                        if report.accepted:
-                            self.registry.accepted[box] = {
-                                sender: (seq, count) for sender, seq, count in report.accepted
-                            }
+                        self.registry.orderly.add(f"{rec.ref.actor_id}.{life.number}")
                         life.finished.set()
                     case Request() as request:
                         self.tg.start_soon(self._serve, rec, life, request)

@@ -24,7 +24,7 @@ from actors import (
 )
 
 from ..observe.account import Counts
-from ..wire.protocol import ChildOptions, Ending, Stopped
+from ..wire.protocol import ChildOptions, Stopped
 from .hosting import HostedIncarnation
 from .policy import SupervisorNode
 
@@ -128,8 +128,6 @@ class Registry:
         self._auto_names: dict[str, itertools.count[int]] = {}
         #: incarnations (boxes) that ended in order: they sent Stopped
         self.orderly: set[str] = set()
-        #: per such incarnation, what it took last of each sender (``Stopped.accepted``)
-        self.accepted: dict[str, dict[str, tuple[int, int]]] = {}
         #: when the driver saw each incarnation's control link end (``time.time()``)
         self.ended_at: dict[str, float] = {}
         #: called with an incarnation's box once it has ended, however it ended
@@ -188,8 +186,8 @@ class Registry:
                 pids.append(life.pid)
         return pids
 
-    async def how_it_ended(self, ref: ActorRef, box: str) -> Ending:
-        """The ``Ending`` of incarnation ``box`` (see ``protocol.HowItEnded``).
+    async def how_it_ended(self, ref: ActorRef, box: str) -> tuple[bool, float | None]:
+        """``(in_order, ended_at)`` of incarnation ``box`` (see ``protocol.HowItEnded``).
 
         Waits (``restart_wait`` at most) for the driver to see the end of an incarnation
         still running here: its worker may be known gone to a sender first.
@@ -199,7 +197,7 @@ class Registry:
         if life is not None and f"{ref.actor_id}.{life.number}" == box:
             with anyio.move_on_after(self.restart_wait):
                 await life.control_done.wait()
-        return box in self.orderly, self.ended_at.get(box), self.accepted.get(box, {})
+        return box in self.orderly, self.ended_at.get(box)
 
     def explain(self, ref: ActorRef) -> str:
         """Why ``ref`` cannot be reached: stopped, died, restarting or unreachable."""

@@ -817,10 +817,6 @@ class Mailbox:
             conn.push_frame(Kind.CLOSING)
         self._wake()
 
-    def accepted(self) -> tuple[tuple[str, int, int], ...]:
-        """Nothing: local senders learn what was taken from their connection's end."""
-        return ()
-
     def take_leftovers(self) -> list[Envelope]:
         """Remove and return every message still queued."""
         left = list(self._queue)

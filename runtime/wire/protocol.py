@@ -37,7 +37,6 @@ __all__ = [
     "CreateSemaphore",
     "CreateSharedArray",
     "CreateSupervisor",
-    "Ending",
     "HowItEnded",
     "Free",
     "Heartbeat",
@@ -131,8 +130,6 @@ class Stopped:
     in_doubt: int
     error_type: str
     error: str
-    #: on Ray, per sender: ``(box, seq, count)`` of its last call taken (``RayMailbox``)
-    accepted: tuple[tuple[str, int, int], ...] = ()
 
 
 # -- actor → driver: requests, served by the driver ------------------------------------------
@@ -204,21 +201,14 @@ class AwaitActor:
     since: float
 
 
-#: ``(in_order, ended_at, accepted)``: the answer to ``HowItEnded``; ``accepted`` maps a
-#: sender's box to ``(seq, count)`` of its last call the incarnation took
-Ending = tuple[bool, float | None, dict[str, tuple[int, int]]]
-
-
 @dataclass(frozen=True, slots=True)
 class HowItEnded:
-    """How incarnation ``box`` of ``ref`` ended: an ``Ending``, once known.
+    """How incarnation ``box`` of ``ref`` ended: ``(in_order, ended_at)``, once known.
 
     ``in_order``: it sent ``Stopped``, so it answered or bounced every ask it took and
-    finished every batch of tells; ``accepted`` (from ``Stopped``) says, per sender box,
-    which call it took last and how many of that call's messages: a call after that,
-    whose answer failed when its worker went, was never taken. ``ended_at``
-    (``time.time()``, or None if unknown): when the driver saw it end; a call sent after
-    that was not taken either. The Ray backend sends such calls again.
+    finished every batch of tells: a call that failed when its worker went was never
+    taken. ``ended_at`` (``time.time()``, or None if unknown): when the driver saw it end;
+    a call sent after that was not taken either. The Ray backend sends such calls again.
     """
 
     ref: ActorRef

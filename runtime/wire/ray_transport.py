@@ -48,7 +48,6 @@ from ..observe.logging import Log, emitter
 from ..observe.tracing import CURRENT, pair_json, sent_line, type_json
 from .codec import Encoded, _first_line, _type_name, loads_error
 from .polling import YIELD_EVERY
-from .protocol import Ending
 
 __all__ = [
     "BOUNCED",
@@ -281,15 +280,14 @@ class _Peer:
         self.flush_due = False
         #: tell batches sent and not yet finished: (call, items, time.time() sent), oldest
         #: first
-        #: tell batches sent and not yet finished: the call, its items, when sent, its seq
-        self.inflight: deque[tuple[Any, list[TellItem], float, int]] = deque()
+        self.inflight: deque[tuple[Any, list[TellItem], float]] = deque()
         self.inflight_wake: anyio.Event | None = None
         self.sent_wake: anyio.Event | None = None
         self.credit_wake: anyio.Event | None = None
         self.waiters = 0
         self.dead_reason: str | None = None  # "died" or "stopped" once unusable
         #: once its worker is gone: (ended in order, when the driver saw it end)
-        self.end: Ending = (False, None, {})
+        self.end: tuple[bool, float | None] = (False, None)
         self.ending: anyio.Event | None = None
         self.pair_json = ""
         self.full_logged_at = 0.0
@@ -341,7 +339,7 @@ class RayTransport:
         log: Log,
         trace: bool,
         await_actor: Callable[[ActorRef, float], Awaitable[None]],
-        how_it_ended: Callable[[ActorRef, str], Awaitable[Ending]],
+        how_it_ended: Callable[[ActorRef, str], Awaitable[tuple[bool, float | None]]],
         explain_unreachable: Callable[[ActorRef], str] | None = None,
         on_in_doubt: Callable[[int], None] | None = None,
     ) -> None:
@@ -349,7 +347,7 @@ class RayTransport:
         namespace: the run's Ray namespace, where its actors are named.
         await_actor: waits, after a failed attempt at ``since``, until the actor may be
             reachable again (restarted); raises ActorDeadError when it will not be.
-        how_it_ended: ``(in_order, ended_at, accepted)`` of an incarnation (its box), asked when
+        how_it_ended: ``(in_order, ended_at)`` of an incarnation (its box), asked when
             its worker is gone with calls in flight (``protocol.HowItEnded``).
         explain_unreachable: why an unreachable actor is gone, where this process knows.
         on_in_doubt: told the new total each time messages are recorded in doubt.
@@ -459,13 +457,14 @@ class RayTransport:
         trace_id, parent_id = self._trace_ids(peer, ident, body, message, True)
         started = time.perf_counter()
         sent_at = time.time()
-        seq = next(peer.seq)
-        call = peer.handle.ask.remote(self.sender.box, seq, ident, body, trace_id, parent_id)
+        call = peer.handle.ask.remote(
+            self.sender.box, next(peer.seq), ident, body, trace_id, parent_id
+        )
         self._asks.add(call)
         try:
             answer: tuple[Any, Any] = await call
         except (ActorDiedError, ActorUnavailableError) as exc:
-            if await self._missed(peer, _first(exc), sent_at, seq):
+            if await self._missed(peer, _first(exc), sent_at):
                 answer = (BOUNCED, None)  # never taken: the next incarnation gets it
             else:
                 self._in_doubt(peer, ident, ask=True)
@@ -539,7 +538,7 @@ class RayTransport:
     def in_doubt(self) -> int:
         """Messages recorded in doubt, and those that would be if every receiver died now."""
         return self.in_doubt_total + sum(
-            sum(len(items) for _, items, *_ in peer.inflight) + len(peer.batch)
+            sum(len(items) for _, items, _ in peer.inflight) + len(peer.batch)
             for peer in self._peers.values()
         )
 
@@ -554,7 +553,7 @@ class RayTransport:
                     await wake.wait()
         # a receiver too slow or hung to finish them in time: this sender will never know
         for peer in self._peers.values():
-            for _, items, *_ in peer.inflight:
+            for _, items, _ in peer.inflight:
                 for ident, *_ in items:
                     self._in_doubt(peer, ident)
             peer.inflight.clear()
@@ -620,9 +619,8 @@ class RayTransport:
             return
         batch, peer.batch = peer.batch, []
         blob, arrays = pack_batch(batch)
-        seq = next(peer.seq)
-        call = peer.handle.deliver.remote(self.sender.box, seq, blob, arrays)
-        peer.inflight.append((call, batch, time.time(), seq))
+        call = peer.handle.deliver.remote(self.sender.box, next(peer.seq), blob, arrays)
+        peer.inflight.append((call, batch, time.time()))
         if peer.sent_wake is not None:
             peer.sent_wake.set()
             peer.sent_wake = None
@@ -636,11 +634,11 @@ class RayTransport:
                 peer.sent_wake = wake = anyio.Event()
                 await wake.wait()
                 continue
-            call, items, *_ = peer.inflight[0]
+            call, items, _ = peer.inflight[0]
             try:
                 finished: int = await call
             except (ActorDiedError, ActorUnavailableError) as exc:
-                await self._missed(peer, _first(exc), 0.0, -1)
+                await self._missed(peer, _first(exc), 0.0)
                 return
             except RayError as exc:
                 self._log.error(
@@ -680,16 +678,14 @@ class RayTransport:
                     reason=exc.reason if exc.reason in ("stopped", "died") else "stopped",
                 )
 
-    async def _missed(self, peer: _Peer, error: str, sent_at: float, seq: int) -> bool:
-        """``peer``'s worker is gone: settle its calls in flight; return whether call
-        ``seq``, sent at ``sent_at``, was surely never taken (the caller then sends it
-        again).
+    async def _missed(self, peer: _Peer, error: str, sent_at: float) -> bool:
+        """``peer``'s worker is gone: settle its calls in flight; return whether a call sent
+        at ``sent_at`` was surely never taken (the caller then sends it again).
 
         A call was never taken if the incarnation had ended in order (it finished every
-        call it took) and its number is past the last it took of this sender, or if it had
-        ended before the call was sent. Tells never taken go to the next incarnation. Tells
-        it took were finished there, even if the answer was lost with the worker. The
-        others are in doubt, as an ask in flight is (its asker gets ``ActorDeadError``).
+        call it took) or had ended before the call was sent. Tells never taken go to the
+        next incarnation; the others are in doubt, as an ask in flight is (its asker gets
+        ``ActorDeadError``).
         """
         if peer.ending is None:
             peer.ending = anyio.Event()
@@ -701,17 +697,13 @@ class RayTransport:
             try:
                 peer.end = await self._how_it_ended(peer.ref, peer.box)
             except Exception:
-                peer.end = (False, None, {})
+                peer.end = (False, None)
             if peer.end[0]:
                 peer.dead_reason = "stopped"
             missed: list[TellItem] = []
             doubtful: list[TellItem] = []
-            for _, items, batch_sent_at, batch_seq in peer.inflight:
-                taken = self._taken(peer, batch_sent_at, batch_seq, len(items))
-                if taken is None:
-                    doubtful.extend(items)
-                else:
-                    missed.extend(items[taken:])  # those taken were finished there
+            for _, items, batch_sent_at in peer.inflight:
+                (missed if self._never_taken(peer, batch_sent_at) else doubtful).extend(items)
             missed += peer.batch  # never sent
             peer.inflight.clear()
             peer.batch = []
@@ -735,20 +727,12 @@ class RayTransport:
             peer.ending.set()
         else:
             await peer.ending.wait()
-        return self._taken(peer, sent_at, seq, 1) == 0
+        return self._never_taken(peer, sent_at)
 
-    def _taken(self, peer: _Peer, sent_at: float, seq: int, count: int) -> int | None:
-        """How many of the ``count`` messages of call ``seq`` the ended incarnation took
-        (and finished); None if that is not known: they are in doubt."""
-        in_order, ended_at, accepted = peer.end
-        if in_order:
-            last_seq, last_count = accepted.get(self.sender.box, (-1, 0))
-            if seq < last_seq:
-                return count
-            return min(count, last_count) if seq == last_seq else 0
-        if ended_at is not None and sent_at > ended_at:
-            return 0
-        return None
+    @staticmethod
+    def _never_taken(peer: _Peer, sent_at: float) -> bool:
+        in_order, ended_at = peer.end
+        return in_order or (ended_at is not None and sent_at > ended_at)
 
     def _in_doubt(self, peer: _Peer, ident: int, **keys: object) -> None:
         peer.in_doubt += 1
