@@ -8,10 +8,13 @@ imports the other, and the modules both sides use import neither.
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+from runtime._entry import PRELOAD_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME = ROOT / "runtime"
@@ -115,10 +118,16 @@ def test_importing_actors_loads_no_runtime_module() -> None:
 
 
 def _loaded_by(code: str) -> set[str]:
-    """The modules a fresh interpreter has loaded after running ``code``."""
+    """The modules a fresh interpreter has loaded after running ``code``.
+
+    Without the list of modules a runtime of this test process handed its forkserver
+    (``PRELOAD_ENV``): the preload would import them, this suite's numpy among them.
+    """
+    env = {k: v for k, v in os.environ.items() if k != PRELOAD_ENV}
     done = subprocess.run(
         [sys.executable, "-c", f"{code}\nimport sys\nprint(*sorted(sys.modules))"],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
