@@ -171,7 +171,7 @@ async def test_the_watchdog_does_not_judge_in_the_round_right_after_its_process_
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
             tg.start_soon(beat)
-            tg.start_soon(watchdog.watch_for_hangs, rec, life, 0.01, 0.5, kill_hung)
+            tg.start_soon(watchdog.HangWatch(tg).watch, rec, life, 0.01, 0.5, kill_hung)
             await anyio.sleep(0.05)  # a few rounds of a healthy actor
             pause_at_next_wake.set()
             await paused.wait()
@@ -192,6 +192,7 @@ async def _watch_signs(
     life = SimpleNamespace(
         exited=anyio.Event(),
         stop_requested=None,
+        beats=False,
         hosted=SimpleNamespace(liveness=lambda: signs.pop(0) if len(signs) > 1 else signs[0]),
     )
     killed: list[str] = []
@@ -201,9 +202,9 @@ async def _watch_signs(
         life.exited.set()
 
     async with anyio.create_task_group() as tg:
-        accounts = watchdog.AccountWatch(tg)
+        hangs = watchdog.HangWatch(tg)
         with anyio.move_on_after(0.5):  # rounds of 0.01 s: fifty of them
-            await accounts.watch(rec, life, 0.01, hang_timeout, kill_hung)  # type: ignore[arg-type]
+            await hangs.watch(rec, life, 0.01, hang_timeout, kill_hung)  # type: ignore[arg-type]
         tg.cancel_scope.cancel()
     return killed
 

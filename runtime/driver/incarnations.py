@@ -37,7 +37,7 @@ from ..wire.rundir import RunDirectory
 from ..wire.transport import Transport
 from .hosting import UNKNOWN_EXIT, Host
 from .registry import ActorRecord, Life, Registry
-from .watchdog import AccountWatch, watch_for_hangs
+from .watchdog import HangWatch
 
 __all__ = ["Incarnations", "OnExit", "ServeRequest"]
 
@@ -77,7 +77,7 @@ class Incarnations:
         self.tg = tg
         self._serve_request = serve_request
         self._on_exit = on_exit
-        self._accounts = AccountWatch(tg)
+        self._hangs = HangWatch(tg)
 
     async def start(self, rec: ActorRecord) -> None:
         """Start one incarnation of ``rec`` and wait until it is ready.
@@ -190,8 +190,7 @@ class Incarnations:
 
     async def _watch_for_hangs(self, rec: ActorRecord, life: Life) -> None:
         await life.running.wait()  # Ready says whether it beats
-        watch = watch_for_hangs if life.beats else self._accounts.watch
-        await watch(
+        await self._hangs.watch(
             rec,
             life,
             beat_interval(self.config, rec.options.hang_timeout, rec.options.message_deadline),
