@@ -156,7 +156,7 @@ class Incarnations:
             for hook in self.registry.end_hooks:
                 hook(f"{rec.ref.actor_id}.{life.number}")
             if hosted.pid is not None:
-                _cut_connections(hosted.pid)
+                _cut_connections(rec.ref.address, hosted.pid)
             # the incarnation's last control messages (Stopped) may still be on their way
             with anyio.move_on_after(_LAST_WORDS):
                 await life.control_done.wait()
@@ -293,8 +293,9 @@ class Incarnations:
             await life.exited.wait()
 
 
-def _cut_connections(pid: int) -> None:
-    """End the script's connections to process ``pid``, which has exited.
+def _cut_connections(address: str, pid: int) -> None:
+    """End the script's connection to ``address`` if process ``pid``, which has exited,
+    is at its other end.
 
     Their end of stream may never come: a process it forked can still hold its sockets
     (a fork made behind Python's back, out of its process group). Ending ours fails the
@@ -304,9 +305,9 @@ def _cut_connections(pid: int) -> None:
         return
     router = current_router()
     if isinstance(router, Transport):
-        for conn in router.connections():
-            if conn.peer_pid == pid:
-                conn.shutdown()
+        conn = router.connection_at(address)
+        if conn is not None and conn.peer_pid == pid:
+            conn.shutdown()
 
 
 def _keys(rec: ActorRecord, life: Life) -> dict[str, object]:

@@ -90,6 +90,8 @@ class ActorRecord:
     end_reason: str = ""
     own_node: SupervisorNode | None = None
     watchers: set[str] = field(default_factory=set)
+    #: the actors this one watches: their ``watchers`` name it
+    watching: set[str] = field(default_factory=set)
     changed: anyio.Event = field(default_factory=anyio.Event)
     restarts: int = 0
     handled: int = 0
@@ -162,8 +164,11 @@ class Registry:
         self.ended[rec.ref.actor_id] = rec
         if self.names.get(rec.name) is rec:
             del self.names[rec.name]
-        for other in self.records.values():
-            other.watchers.discard(rec.ref.actor_id)
+        for watched_id in rec.watching:
+            watched = self.records.get(watched_id)
+            if watched is not None:
+                watched.watchers.discard(rec.ref.actor_id)
+        rec.watching.clear()
 
     def lookup(self, name: str) -> ActorRef:
         rec = self.names.get(name)

@@ -115,11 +115,13 @@ class Requests:
                     self._tg.start_soon(tree.notify_now, requester.ref, ref, registry.explain(ref))
                 else:
                     target.watchers.add(requester.ref.actor_id)
+                    requester.watching.add(ref.actor_id)
                 return None
             case Unwatch(ref=ref):
                 target = registry.records.get(ref.actor_id)
                 if target is not None and requester is not None:
                     target.watchers.discard(requester.ref.actor_id)
+                    requester.watching.discard(ref.actor_id)
                 return None
             case CreateSharedArray(call=call):
                 return self._shared.create_array(

@@ -198,6 +198,8 @@ class ActorTree:
         self.report.restarts[rec.name] = rec.restarts
         for watcher_id in rec.watchers:
             watcher = self.registry.records.get(watcher_id)
+            if watcher is not None:
+                watcher.watching.discard(rec.ref.actor_id)
             if watcher is not None and watcher.state in ("running", "starting", "restarting"):
                 self.tg.start_soon(self._notify, watcher.ref, Terminated(rec.ref, reason))
         rec.watchers.clear()

@@ -611,6 +611,10 @@ class Transport:
         """The connections open now."""
         return list(self._conns.values())
 
+    def connection_at(self, address: str) -> _Outbound | None:
+        """The connection open now to the mailbox at ``address``, if any."""
+        return self._conns.get(address)
+
     def in_doubt(self) -> int:
         """Messages recorded in doubt, and those that would be if every connection ended now."""
         return self.in_doubt_total + sum(
