@@ -203,7 +203,7 @@ class Incarnation(Generic[E]):
             install_shared_memory(self.sharing)
             tg.start_soon(self._read_control)
             if self._plumbing.own_process:
-                tg.start_soon(self._watch_sigterm)
+                self._watch_sigterm()
                 self._start_lifeline()
             if not await self._start():
                 tg.cancel_scope.cancel()
@@ -646,10 +646,23 @@ class Incarnation(Generic[E]):
         if self._stop_reason is None:
             self.request_stop(_PARENT_LOST_GRACE, "parent_lost")
 
-    async def _watch_sigterm(self) -> None:
-        with anyio.open_signal_receiver(signal.SIGTERM) as signals:
-            async for _ in signals:
-                self.request_stop(self.spec.config.stop_timeout, "sigterm")
+    def _watch_sigterm(self) -> None:
+        """Begin stopping on SIGTERM.
+
+        A plain handler that hands over to the loop: the loop's own signal handling would
+        cost every actor process a task, and a pass over every signal number, at its start.
+        """
+        loop = asyncio.get_running_loop()
+        timeout = self.spec.config.stop_timeout
+
+        def on_sigterm(_signum: int, _frame: object) -> None:
+            try:
+                loop.call_soon_threadsafe(self.request_stop, timeout, "sigterm")
+            except RuntimeError:  # the loop is closed: nothing left to stop in order
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
 
     def _start_lifeline(self) -> None:
         """Exit even when a handler blocks the event loop and the runtime has died.
