@@ -12,6 +12,7 @@ __all__ = [
     "LOOP_OPTION",
     "PRELOAD",
     "PRELOAD_ENV",
+    "PRELOAD_MAIN_ENV",
     "actor_main",
     "bootstrap",
     "ray_incarnation_host",
@@ -22,6 +23,9 @@ __all__ = [
 PRELOAD = "runtime.actor.preload"
 #: the environment variable listing the script's modules the forkserver imports too
 PRELOAD_ENV = "_ACTORS_FORKSERVER_MODULES"
+#: the environment variable telling the forkserver where the script's ``__main__`` comes
+#: from, and its ``sys.argv`` (JSON), so that it can run a top level that only defines once
+PRELOAD_MAIN_ENV = "_ACTORS_FORKSERVER_MAIN"
 #: the keyword argument of an actor process's unit that says whether it runs on uvloop
 #: (the driver's choice, passed to each process: a forkserver keeps the environment it
 #: started with)

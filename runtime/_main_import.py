@@ -11,6 +11,7 @@ code after that point runs there, whatever the script catches: no ``except`` han
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import importlib.util
 import multiprocessing.spawn
@@ -26,6 +27,7 @@ __all__ = [
     "in_actor_process_main_import",
     "install_main_import_hooks",
     "park_script",
+    "prerun_main",
 ]
 
 _importing_main = False
@@ -141,3 +143,123 @@ def install_main_import_hooks() -> None:
     """Replace multiprocessing's main-module loaders in this (forkserver) process."""
     multiprocessing.spawn._fixup_main_from_path = _fixup_main_from_path  # type: ignore[attr-defined]
     multiprocessing.spawn._fixup_main_from_name = _fixup_main_from_name  # type: ignore[attr-defined]
+
+
+def prerun_main(origin: dict[str, Any]) -> bool:
+    """In the forkserver: run the script's top level once, if all it does is define.
+
+    ``origin`` holds what multiprocessing gives each actor process about the script
+    (``path`` or ``name``, and ``argv``). Every actor process forked afterwards finds the
+    script run, and its own loader leaves it alone: nothing to read, compile, or run
+    again, and no thread to run it in. A top level that does more than define (a call
+    such as ``anyio.run(main)``, a loop, an import of a module not loaded here yet) is
+    left to each actor process, as before: here it could start work or threads. Return
+    whether the script ran here.
+    """
+    path, name = origin.get("path"), origin.get("name")
+    spec = None
+    try:
+        if name:
+            if name == "__main__" or name.endswith(".__main__"):
+                return False  # multiprocessing runs these in no actor process either
+            spec = importlib.util.find_spec(name)
+            if spec is None or spec.loader is None or not spec.origin:
+                return False
+            source = spec.loader.get_source(name)  # type: ignore[attr-defined]
+            filename = spec.origin
+        elif path and not path.endswith(("__main__.py", "__main__.pyc")):
+            with open(path, "rb") as f:
+                source = f.read()
+            filename = path
+        else:
+            return False
+        tree = ast.parse(source, filename)
+    except Exception:  # unreadable here: each actor process reports it as before
+        return False
+    if not _only_defines(tree.body):
+        return False
+    module = types.ModuleType("__mp_main__")
+    if spec is not None:
+        module.__dict__.update(
+            __file__=spec.origin,
+            __cached__=spec.cached,
+            __loader__=spec.loader,
+            __package__=spec.parent,
+            __spec__=spec,
+        )
+    else:
+        module.__file__ = path
+    saved_main, saved_argv = sys.modules["__main__"], sys.argv
+    sys.argv = list(origin.get("argv") or [filename])
+    sys.modules["__main__"] = sys.modules["__mp_main__"] = module
+    try:
+        with importing_main():
+            exec(compile(tree, filename, "exec"), module.__dict__)
+    except BaseException:  # MainImportStop or a failure: each actor process runs it
+        sys.modules["__main__"] = saved_main
+        sys.modules.pop("__mp_main__", None)
+        return False
+    finally:
+        sys.argv = saved_argv
+    return True
+
+
+def _only_defines(body: list[ast.stmt]) -> bool:
+    """Whether these statements only import loaded modules and define names."""
+    for node in body:
+        match node:
+            case (
+                ast.FunctionDef()
+                | ast.AsyncFunctionDef()
+                | ast.ClassDef()
+                | ast.Assign()
+                | ast.AnnAssign()
+                | ast.Pass()
+                | ast.Expr(value=ast.Constant())
+            ):
+                continue
+            case ast.Import(names=names):
+                if not all(_loaded(alias.name) for alias in names):
+                    return False
+            case ast.ImportFrom(module=str(module), names=names, level=0):
+                if not _loaded(module) or not all(
+                    alias.name == "*"
+                    or hasattr(sys.modules[module], alias.name)
+                    or _loaded(f"{module}.{alias.name}")
+                    for alias in names
+                ):
+                    return False
+            case ast.If(test=test, body=then, orelse=orelse):
+                if _is_main_guard(test):
+                    if not _only_defines(orelse):  # the guarded block never runs here
+                        return False
+                elif any(isinstance(n, ast.Call) for n in ast.walk(test)) or not (
+                    _only_defines(then) and _only_defines(orelse)
+                ):
+                    return False
+            case ast.Try(body=tried, handlers=handlers, orelse=orelse, finalbody=final):
+                blocks = [tried, orelse, final, *(h.body for h in handlers)]
+                if not all(_only_defines(block) for block in blocks):
+                    return False
+            case _:
+                return False
+    return True
+
+
+def _loaded(name: str) -> bool:
+    return sys.modules.get(name) is not None
+
+
+def _is_main_guard(test: ast.expr) -> bool:
+    """``__name__ == "__main__"``, either way round."""
+    match test:
+        case ast.Compare(left=left, ops=[ast.Eq()], comparators=[right]):
+            sides = {type(left), type(right)}
+            if sides != {ast.Name, ast.Constant}:
+                return False
+            name, constant = (left, right) if isinstance(left, ast.Name) else (right, left)
+            return bool(
+                name.id == "__name__"  # type: ignore[attr-defined]
+                and constant.value == "__main__"  # type: ignore[attr-defined]
+            )
+    return False

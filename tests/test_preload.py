@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from runtime._main_import import _only_defines
 from runtime.driver.process_host import script_modules
 from tests import helpers
 
@@ -111,7 +113,73 @@ def test_the_forkserver_ends_at_once_yet_runs_exit_handlers_and_flushes_its_outp
     assert handled == importers
 
 
-def _run_script(tmp_path: Path, side: str, script: str) -> subprocess.CompletedProcess[str]:
+_COUNTED_ACTORS = """
+    import os
+    import sys
+
+    import anyio
+    from actors import Actor
+    from runtime import Runtime
+
+    # an assignment: a top level that only defines may still call
+    _RUN = open(sys.argv[1], "a").write(f"{os.getpid()}\\n")
+
+    class Echo(Actor):
+        async def receive(self, message):
+            return message
+
+    async def main():
+        async with Runtime(log_dir=None) as rt:
+            refs = [await rt.spawn(Echo) for _ in range(3)]
+            answers = [await ref.ask(42, timeout=10) for ref in refs]
+            print("answer", answers[0], len(answers))
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_script_that_only_defines_runs_once_in_the_forkserver_not_in_each_actor(
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "runs.txt"
+    guarded = _COUNTED_ACTORS + '\n    if __name__ == "__main__":\n        anyio.run(main)\n'
+    _run_script(tmp_path, "", guarded, str(marker))
+    # the script itself, then the forkserver once; none of the three actor processes
+    assert len(marker.read_text().split()) == 2
+
+
+@pytest.mark.timeout(120)
+def test_a_script_whose_top_level_does_work_runs_again_in_each_actor(tmp_path: Path) -> None:
+    # no guard: its top level runs the job, so only each actor process may run it again
+    # (up to Runtime()), never the forkserver
+    marker = tmp_path / "runs.txt"
+    _run_script(tmp_path, "", _COUNTED_ACTORS + "\n    anyio.run(main)\n", str(marker))
+    assert len(marker.read_text().split()) == 1 + 3
+
+
+@pytest.mark.parametrize(
+    ("source", "only_defines"),
+    [
+        ("import os\nclass A:\n    pass\nif __name__ == '__main__':\n    main()", True),
+        ('"doc"\nX: int = len("abc")\n@dataclass\nclass B:\n    y: int = 0', True),
+        ("try:\n    import os\nexcept ImportError:\n    os = None", True),
+        ("import sys\nif sys.version_info >= (3, 12):\n    X = 1\nelse:\n    X = 2", True),
+        ("anyio.run(main)", False),
+        ("import a_module_nobody_has_loaded", False),
+        ("from os import a_submodule_nobody_has_loaded", False),
+        ("for i in range(3):\n    pass", False),
+        ("if check():\n    X = 1", False),
+        ("if __name__ == '__main__':\n    main()\nelse:\n    print('imported')", False),
+    ],
+)
+def test_only_a_top_level_that_imports_loaded_modules_and_defines_runs_in_the_forkserver(
+    source: str, only_defines: bool
+) -> None:
+    assert _only_defines(ast.parse(source).body) is only_defines
+
+
+def _run_script(
+    tmp_path: Path, side: str, script: str, *args: str
+) -> subprocess.CompletedProcess[str]:
     """Run ``script`` (as script.py, beside ``side`` as side.py); it must print "answer 42".
 
     Its stdout is block-buffered, as on any pipe when Python runs without ``-u``.
@@ -121,7 +189,7 @@ def _run_script(tmp_path: Path, side: str, script: str) -> subprocess.CompletedP
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     env |= {"PYTHONPATH": str(ROOT), "ACTORS_LOG_DIR": str(tmp_path / "logs")}
     result = subprocess.run(
-        [sys.executable, "script.py"],
+        [sys.executable, "script.py", *args],
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -22,6 +22,8 @@ import atexit
 import contextlib
 import gc
 import importlib
+import json
+import multiprocessing.popen_forkserver  # noqa: F401 - unpickling the control socket needs it
 import os
 import signal
 import sys
@@ -29,8 +31,8 @@ import sys
 # anyio imports its asyncio backend on the first anyio.run: once here, not once per actor
 import anyio._backends._asyncio  # noqa: F401
 
-from .._entry import PRELOAD_ENV
-from .._main_import import importing_main, install_main_import_hooks
+from .._entry import PRELOAD_ENV, PRELOAD_MAIN_ENV
+from .._main_import import importing_main, install_main_import_hooks, prerun_main
 from . import bootstrap  # noqa: F401
 
 install_main_import_hooks()
@@ -72,6 +74,10 @@ def _preload_script_modules() -> None:
 
 
 _preload_script_modules()
+
+# the script itself, when its top level only defines: once here rather than in every actor
+with contextlib.suppress(Exception):  # a bad value: each actor process runs it instead
+    prerun_main(json.loads(os.environ.get(PRELOAD_MAIN_ENV, "{}")))
 
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 

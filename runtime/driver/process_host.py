@@ -11,6 +11,7 @@ import errno
 import json
 import multiprocessing
 import multiprocessing.forkserver
+import multiprocessing.spawn
 import os
 import pickle
 import resource
@@ -30,7 +31,7 @@ from anyio.abc import UNIXSocketStream
 
 from actors import DescriptorLimitError
 
-from .._entry import LOOP_OPTION, PRELOAD, PRELOAD_ENV, actor_main, bootstrap
+from .._entry import LOOP_OPTION, PRELOAD, PRELOAD_ENV, PRELOAD_MAIN_ENV, actor_main, bootstrap
 from ..observe.account import (
     Counts,
     Liveness,
@@ -125,6 +126,19 @@ def script_modules() -> list[str]:
         if inside and not any(real.startswith(site + os.sep) for site in sites):
             chosen.append(name)
     return sorted(chosen)
+
+
+def main_origin() -> dict[str, object]:
+    """Where actor processes load the script's ``__main__`` from, as multiprocessing says.
+
+    The forkserver runs it once, if it can (``_main_import.prerun_main``).
+    """
+    data = multiprocessing.spawn.get_preparation_data("actor")
+    return {
+        "path": data.get("init_main_from_path"),
+        "name": data.get("init_main_from_name"),
+        "argv": data.get("sys_argv"),
+    }
 
 
 class _NoManager:
@@ -291,6 +305,7 @@ class ProcessHost:
             # and the script's own modules (where its actor classes live) and the standard
             # library modules it uses: each actor process would import them again
             os.environ[PRELOAD_ENV] = ",".join(script_modules())
+            os.environ[PRELOAD_MAIN_ENV] = json.dumps(main_origin())
             # it boots (an interpreter, then the preloads) while the runtime sets up the
             # rest, instead of at the first spawn; starting it does not wait for that
             multiprocessing.forkserver.ensure_running()
