@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import importlib.machinery
 import importlib.util
 import multiprocessing.spawn
 import sys
@@ -107,8 +108,7 @@ def _fixup_main_from_path(main_path: str) -> None:
         return
     if getattr(current_main, "__file__", None) == main_path:
         return
-    module = types.ModuleType("__mp_main__")
-    module.__file__ = main_path
+    module = _main_module(None, main_path)
     sys.modules["__main__"] = sys.modules["__mp_main__"] = module
     with open(main_path, "rb") as f:
         code = compile(f.read(), main_path, "exec")
@@ -127,16 +127,25 @@ def _fixup_main_from_name(mod_name: str) -> None:
     code = spec.loader.get_code(mod_name)  # type: ignore[attr-defined]
     if code is None:
         raise ImportError(f"the script's module {mod_name} has no code to run")
-    module = types.ModuleType("__mp_main__")
-    module.__dict__.update(
-        __file__=spec.origin,
-        __cached__=spec.cached,
-        __loader__=spec.loader,
-        __package__=spec.parent,
-        __spec__=spec,
-    )
+    module = _main_module(spec, None)
     sys.modules["__main__"] = sys.modules["__mp_main__"] = module
     _rerun(code, module.__dict__)
+
+
+def _main_module(spec: importlib.machinery.ModuleSpec | None, path: str | None) -> types.ModuleType:
+    """An empty ``__mp_main__`` for the script, from its module's spec or its file's path."""
+    module = types.ModuleType("__mp_main__")
+    if spec is not None:
+        module.__dict__.update(
+            __file__=spec.origin,
+            __cached__=spec.cached,
+            __loader__=spec.loader,
+            __package__=spec.parent,
+            __spec__=spec,
+        )
+    else:
+        module.__file__ = path
+    return module
 
 
 def install_main_import_hooks() -> None:
@@ -178,17 +187,7 @@ def prerun_main(origin: dict[str, Any]) -> bool:
         return False
     if not _only_defines(tree.body):
         return False
-    module = types.ModuleType("__mp_main__")
-    if spec is not None:
-        module.__dict__.update(
-            __file__=spec.origin,
-            __cached__=spec.cached,
-            __loader__=spec.loader,
-            __package__=spec.parent,
-            __spec__=spec,
-        )
-    else:
-        module.__file__ = path
+    module = _main_module(spec, path)
     saved_main, saved_argv = sys.modules["__main__"], sys.argv
     sys.argv = list(origin.get("argv") or [filename])
     sys.modules["__main__"] = sys.modules["__mp_main__"] = module
