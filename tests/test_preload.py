@@ -156,6 +156,29 @@ def test_a_script_whose_top_level_does_work_runs_again_in_each_actor(tmp_path: P
     assert len(marker.read_text().split()) == 1 + 3
 
 
+@pytest.mark.timeout(120)
+def test_a_defining_script_that_fails_in_the_forkserver_runs_again_in_each_actor(
+    tmp_path: Path,
+) -> None:
+    # after its marker line, its top level divides by zero in the forkserver only (the
+    # preload is loaded there, and multiprocessing is not loading a child's __main__):
+    # that run is rolled back, and each actor process runs the script as before
+    marker = tmp_path / "runs.txt"
+    failing = _COUNTED_ACTORS.replace(
+        "    class Echo",
+        "    import multiprocessing\n"
+        "    _X = 1 // (\n"
+        '        getattr(multiprocessing.current_process(), "_inheriting", False)\n'
+        '        or "runtime.actor.preload" not in sys.modules\n'
+        "    )\n\n"
+        "    class Echo",
+    )
+    guarded = failing + '\n    if __name__ == "__main__":\n        anyio.run(main)\n'
+    _run_script(tmp_path, "", guarded, str(marker))
+    # the script, the forkserver's attempt, and the three actor processes
+    assert len(marker.read_text().split()) == 1 + 1 + 3
+
+
 @pytest.mark.parametrize(
     ("source", "only_defines"),
     [
