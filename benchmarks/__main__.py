@@ -35,7 +35,7 @@ import numpy as np
 from benchmarks import bench_core, bench_shared
 from benchmarks._actors import Driver
 from benchmarks._baselines import pipe_sender
-from benchmarks._figure import Figure
+from benchmarks._figure import Figure, fmt
 from benchmarks._figure import pairs as _pairs
 from benchmarks.bench_core import BusySink, Echo, Sink
 from runtime import Runtime
@@ -552,26 +552,6 @@ def measure(sizes: dict[str, int], progress: Any) -> list[Figure]:
     return figures
 
 
-def _fmt(value: float | None, unit: str) -> str:
-    if value is None:
-        return "-"
-    if unit == "%":
-        return f"{value:.1%}" if value < 0.1 else f"{value:.0%}"
-    if unit == "MiB":
-        return f"{value:.2f} MiB"
-    if unit == "x":
-        return f"{value:.2f}x"
-    if unit == "CPUs":
-        return f"{value:.2f} CPUs"
-    if unit == "s":
-        if value < 1e-3:
-            return f"{value * 1e6:.1f} µs"
-        if value < 1:
-            return f"{value * 1e3:.2f} ms"
-        return f"{value:.2f} s"
-    return f"{value:,.0f} {unit}"
-
-
 def machine() -> dict[str, Any]:
     try:
         commit = subprocess.run(
@@ -660,9 +640,9 @@ def main() -> None:
         met = {None: "", True: "yes", False: "NO"}[f.met]
         table.add_row(
             escape(f.name),
-            _fmt(f.ours, f.unit),
+            fmt(f.ours, f.unit),
             escape(f.note or f.baseline_name),
-            _fmt(f.baseline, f.unit),
+            fmt(f.baseline, f.unit),
             ratio,
             spread,
             f.target,

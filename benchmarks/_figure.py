@@ -60,3 +60,37 @@ class Figure:
 def pairs(ours: list[float], baseline: list[float]) -> list[float]:
     """Each run's ratio to the baseline run measured beside it."""
     return [a / b for a, b in zip(ours, baseline, strict=True) if b]
+
+
+def fmt(value: float | None, unit: str) -> str:
+    """A figure's value as the reports print it."""
+    if value is None:
+        return "-"
+    if unit == "%":
+        return f"{value:.1%}" if value < 0.1 else f"{value:.0%}"
+    if unit == "MiB":
+        return f"{value:.2f} MiB"
+    if unit == "x":
+        return f"{value:.2f}x"
+    if unit == "CPUs":
+        return f"{value:.2f} CPUs"
+    if unit == "s":
+        if value < 1e-3:
+            return f"{value * 1e6:.1f} µs"
+        if value < 1:
+            return f"{value * 1e3:.2f} ms"
+        return f"{value:.2f} s"
+    if not unit:  # a count, or a mean of counts
+        return f"{value:,.2f}".removesuffix(".00")
+    return f"{value:,.0f} {unit}"
+
+
+def describe(f: Figure) -> str:
+    """One figure on one line, for a benchmark run on its own."""
+    base = f"  vs {fmt(f.baseline, f.unit)} {f.baseline_name}" if f.baseline_name else ""
+    ratio = "" if f.ratio is None else f"  ({f.ratio:.2f}x)"
+    runs = f"  runs {min(f.runs):.2f}-{max(f.runs):.2f}x" if f.runs else ""
+    verdict = {None: "", True: "  met", False: "  NOT MET"}[f.met]
+    target = f"  target {f.target}{verdict}" if f.target else ""
+    note = f"  [{f.note}]" if f.note else ""
+    return f"{f.name}: {fmt(f.ours, f.unit)}{base}{ratio}{runs}{target}{note}"

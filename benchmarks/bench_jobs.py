@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks._figure import Figure
+from benchmarks._figure import Figure, describe
 from benchmarks._figure import pairs as _pairs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -240,12 +240,6 @@ def measure(sizes: dict[str, int], progress: Callable[[str], None]) -> list[Figu
 # -- standalone -------------------------------------------------------------------------------
 
 
-def _fmt(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value * 1e3:.0f} ms" if value < 1 else f"{value:.2f} s"
-
-
 #: where the work of a word-count job starts and ends, in its stamps (actors, Pool)
 _WORK = (("first_count_start", "reduced"), ("pool_up", "merged"))
 
@@ -258,14 +252,7 @@ def main() -> None:
     began = time.perf_counter()
     figures, breakdown = _measure(sizes, lambda text: print(f"… {text}", flush=True))
     for f in figures:
-        ratio = "" if f.ratio is None else f"  ({f.ratio:.2f}x)"
-        runs = f"  runs {min(f.runs):.2f}-{max(f.runs):.2f}x" if f.runs else ""
-        verdict = {None: "", True: "  met", False: "  NOT MET"}[f.met]
-        target = f"  target {f.target}{verdict}" if f.target else ""
-        print(
-            f"{f.name}: {_fmt(f.ours)}  vs {_fmt(f.baseline)} {f.baseline_name}"
-            f"{ratio}{runs}{target}"
-        )
+        print(describe(f))
     print("\nwhere the time went (medians; stamps from process start, _s: durations):")
     for job, phases in breakdown.items():
         stamps = sorted((v, k) for k, v in phases.items() if not k.endswith("_s"))

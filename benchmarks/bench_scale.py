@@ -26,7 +26,7 @@ from typing import Any
 import anyio
 
 from actors import Actor
-from benchmarks._figure import Figure
+from benchmarks._figure import Figure, describe
 from runtime import Runtime
 
 FULL = {"actors": 1000, "settle": 3, "window": 10}
@@ -323,18 +323,6 @@ def measure(sizes: dict[str, int], progress: Callable[[str], None]) -> list[Figu
 # -- standalone -------------------------------------------------------------------------------
 
 
-def _fmt(value: float | None, unit: str) -> str:
-    if value is None:
-        return "-"
-    if unit == "%":
-        return f"{value:.2%}"
-    if unit == "s":
-        return f"{value * 1e3:.1f} ms" if value < 1 else f"{value:.2f} s"
-    if unit == "MiB":
-        return f"{value:.2f} MiB"
-    return f"{value:,.2f}".removesuffix(".00")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help=f"{QUICK['actors']} actors")
@@ -348,12 +336,7 @@ def main() -> None:
     began = time.perf_counter()
     figures = measure(sizes, lambda text: print(f"… {text}", flush=True))
     for f in figures:
-        ratio = "" if f.ratio is None else f"  ({f.ratio:.2f}x)"
-        base = f"  vs {_fmt(f.baseline, f.unit)} {f.baseline_name}" if f.baseline_name else ""
-        verdict = {None: "", True: "  met", False: "  NOT MET"}[f.met]
-        target = f"  target {f.target}{verdict}" if f.target else ""
-        note = f"  [{f.note}]" if f.note else ""
-        print(f"{f.name}: {_fmt(f.ours, f.unit)}{base}{ratio}{target}{note}")
+        print(describe(f))
     print(f"took {time.perf_counter() - began:.0f} s")
 
 
