@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from runtime._entry import PRELOAD_ENV
+from runtime._entry import PRELOAD_ENV, PRELOAD_MAIN_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME = ROOT / "runtime"
@@ -120,10 +120,11 @@ def test_importing_actors_loads_no_runtime_module() -> None:
 def _loaded_by(code: str) -> set[str]:
     """The modules a fresh interpreter has loaded after running ``code``.
 
-    Without the list of modules a runtime of this test process handed its forkserver
-    (``PRELOAD_ENV``): the preload would import them, this suite's numpy among them.
+    Without what a runtime of this test process handed its forkserver (``PRELOAD_ENV``,
+    ``PRELOAD_MAIN_ENV``): the preload would import those modules, this suite's numpy
+    among them, and try to run this process's ``__main__``.
     """
-    env = {k: v for k, v in os.environ.items() if k != PRELOAD_ENV}
+    env = {k: v for k, v in os.environ.items() if k not in (PRELOAD_ENV, PRELOAD_MAIN_ENV)}
     done = subprocess.run(
         [sys.executable, "-c", f"{code}\nimport sys\nprint(*sorted(sys.modules))"],
         cwd=ROOT,
