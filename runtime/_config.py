@@ -25,26 +25,32 @@ from actors._checks import seconds
 __all__ = [
     "ENV_BACKEND",
     "ENV_BUSY_POLL",
+    "ENV_FORKSERVER",
     "ENV_LOG_DIR",
     "ENV_RAY_ADDRESS",
     "ENV_TRACE",
     "ENV_UVLOOP",
     "Backend",
+    "Forkserver",
     "RuntimeConfig",
     "beat_interval",
 ]
 
 #: where actors run: one local process each, or Ray actors on a Ray cluster
 Backend = Literal["local", "ray"]
+#: what actor processes are forked from: a copy of the script's process when that is safe,
+#: else a fresh interpreter ("auto"), or always a fresh interpreter ("fresh")
+Forkserver = Literal["auto", "fresh"]
 
 ENV_TRACE = "ACTORS_TRACE"
 ENV_BUSY_POLL = "ACTORS_BUSY_POLL"
 ENV_UVLOOP = "ACTORS_UVLOOP"
+ENV_FORKSERVER = "ACTORS_FORKSERVER"
 ENV_BACKEND = "ACTORS_BACKEND"
 ENV_RAY_ADDRESS = "ACTORS_RAY_ADDRESS"
 #: options that only mean something for local processes: set on Ray, they are refused
 #: rather than ignored, so that nobody measures or relies on a setting that does nothing
-LOCAL_ONLY_OPTIONS = ("busy_poll", "uvloop", "shm_threshold", "shm_budget")
+LOCAL_ONLY_OPTIONS = ("busy_poll", "uvloop", "forkserver", "shm_threshold", "shm_budget")
 #: read by ``observe.logging.default_log_root``, the one place log roots are chosen
 ENV_LOG_DIR = "ACTORS_LOG_DIR"
 
@@ -74,6 +80,7 @@ class RuntimeConfig:
     heartbeat_interval: float | None = None
     busy_poll: float = 0.0002
     uvloop: bool = False
+    forkserver: Forkserver = "auto"
     handle_sigterm: bool = True
     #: the root supervisor's restart intensity: ``max_restarts`` within ``period`` seconds
     max_restarts: int = DEFAULT_MAX_RESTARTS
@@ -134,6 +141,11 @@ class RuntimeConfig:
                 raise InvalidConfigError(
                     f"{what} must be True or False, not {getattr(self, what)!r}"
                 )
+        if self.forkserver not in get_args(Forkserver):
+            raise InvalidConfigError(
+                f"forkserver must be one of {', '.join(map(repr, get_args(Forkserver)))}, "
+                f"not {self.forkserver!r}"
+            )
         if self.uvloop and importlib.util.find_spec("uvloop") is None:
             raise MissingDependencyError(
                 f"uvloop was asked for (Runtime(uvloop=True) or {ENV_UVLOOP}=1) but is not "
@@ -149,7 +161,8 @@ class RuntimeConfig:
         """Build a config from ``Runtime``'s keyword arguments and the environment.
 
         An option given as ``None`` takes its environment variable (``ACTORS_TRACE``,
-        ``ACTORS_BUSY_POLL``, ``ACTORS_UVLOOP``) if it has one, else its default.
+        ``ACTORS_BUSY_POLL``, ``ACTORS_UVLOOP``, ``ACTORS_FORKSERVER``) if it has one, else
+        its default.
 
         Raises:
             InvalidConfigError: an unknown option, a bad value, or a bad variable.
@@ -164,6 +177,8 @@ class RuntimeConfig:
             given["trace"] = _flag(env[ENV_TRACE])
         if options.get("uvloop") is None and ENV_UVLOOP in env:
             given["uvloop"] = _flag(env[ENV_UVLOOP])
+        if options.get("forkserver") is None and env.get(ENV_FORKSERVER, "").strip():
+            given["forkserver"] = env[ENV_FORKSERVER].strip().lower()
         if options.get("busy_poll") is None and env.get(ENV_BUSY_POLL, "").strip():
             text = env[ENV_BUSY_POLL].strip()
             try:
@@ -190,6 +205,7 @@ class RuntimeConfig:
                 or (what in options and what.startswith("shm_"))
                 or (what == "busy_poll" and env.get(ENV_BUSY_POLL, "").strip())
                 or (what == "uvloop" and _flag(env.get(ENV_UVLOOP, "")))
+                or (what == "forkserver" and env.get(ENV_FORKSERVER, "").strip())
             ]
             if explicit:
                 raise InvalidConfigError(

@@ -1,4 +1,8 @@
-"""The forkserver preloads the script's own modules and the standard library ones it uses."""
+"""A fresh forkserver preloads the script's own modules and the standard library ones it uses.
+
+The scripts here ask for one (``forkserver="fresh"``); ``test_forkserver_copy`` covers the
+default, a forkserver that is a copy of the script.
+"""
 
 from __future__ import annotations
 
@@ -203,14 +207,19 @@ def test_only_a_top_level_that_imports_loaded_modules_and_defines_runs_in_the_fo
 def _run_script(
     tmp_path: Path, side: str, script: str, *args: str
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``script`` (as script.py, beside ``side`` as side.py); it must print "answer 42".
+    """Run ``script`` (as script.py, beside ``side`` as side.py) with a fresh forkserver;
+    it must print "answer 42".
 
     Its stdout is block-buffered, as on any pipe when Python runs without ``-u``.
     """
     (tmp_path / "side.py").write_text(textwrap.dedent(side))
     (tmp_path / "script.py").write_text(textwrap.dedent(script))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
-    env |= {"PYTHONPATH": str(ROOT), "ACTORS_LOG_DIR": str(tmp_path / "logs")}
+    env |= {
+        "PYTHONPATH": str(ROOT),
+        "ACTORS_LOG_DIR": str(tmp_path / "logs"),
+        "ACTORS_FORKSERVER": "fresh",
+    }
     result = subprocess.run(
         [sys.executable, "script.py", *args],
         cwd=tmp_path,

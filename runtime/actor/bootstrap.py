@@ -18,6 +18,7 @@ import anyio
 from anyio.abc import SocketStream, UNIXSocketStream
 
 from .._entry import LOOP_OPTION
+from .._process_name import restore_name
 from ..observe.logging import emitter, log_stem, open_log, private_file
 from ..observe.loop_noise import install_noise_filter
 from ..wire.control import ControlChannel
@@ -33,6 +34,7 @@ def bootstrap(unit: Any) -> None:
     Never lets an exception escape: multiprocessing would print it to the shared terminal.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    restore_name()
     # before anything here can fork: every descendant is in this group, which the driver
     # kills once this process has ended (ProcessHost)
     with contextlib.suppress(OSError):

@@ -45,6 +45,7 @@ from ..shm.pool import orphan_pool
 from ..shm.segments import message_prefix, segments_of, unlink_segments
 from ..wire.control import ControlChannel
 from ..wire.protocol import ActorSpec
+from .forkserver import start_forkserver
 from .hosting import StackDump
 
 __all__ = [
@@ -292,23 +293,32 @@ class _ProcessIncarnation:
 class ProcessHost:
     """Starts each actor in its own process (forkserver with preloaded modules)."""
 
-    def __init__(self, start_method: str = "forkserver", *, uvloop: bool = False) -> None:
+    def __init__(
+        self, start_method: str = "forkserver", *, uvloop: bool = False, fork: bool = True
+    ) -> None:
         install_no_manager()
         self._uvloop = uvloop
+        #: why this host did not make the forkserver a copy of the script (None: it did)
+        self.fresh_forkserver: str | None = None
         if start_method == "forkserver":
             # numpy is slow to import in every process: preload it when the script uses it;
             # likewise uvloop when actors run on it (the forkserver skips what is missing)
             extra = ["numpy"] if "numpy" in sys.modules else []
             if uvloop:
                 extra.append("uvloop")
-            multiprocessing.get_context("forkserver").set_forkserver_preload([PRELOAD, *extra])
-            # and the script's own modules (where its actor classes live) and the standard
-            # library modules it uses: each actor process would import them again
-            os.environ[PRELOAD_ENV] = ",".join(script_modules())
-            os.environ[PRELOAD_MAIN_ENV] = json.dumps(main_origin())
-            # it boots (an interpreter, then the preloads) while the runtime sets up the
-            # rest, instead of at the first spawn; starting it does not wait for that
-            multiprocessing.forkserver.ensure_running()
+            preload = [PRELOAD, *extra]
+            multiprocessing.get_context("forkserver").set_forkserver_preload(preload)
+            refusal = start_forkserver(preload) if fork else "asked for"
+            self.fresh_forkserver = refusal
+            if refusal is not None:
+                # a fresh interpreter: it imports the script's own modules (where its actor
+                # classes live) and the standard library modules it uses, which each actor
+                # process would import again, and runs the script's top level if it can
+                os.environ[PRELOAD_ENV] = ",".join(script_modules())
+                os.environ[PRELOAD_MAIN_ENV] = json.dumps(main_origin())
+                # it boots (an interpreter, then the preloads) while the runtime sets up
+                # the rest, instead of at the first spawn; starting it does not wait
+                multiprocessing.forkserver.ensure_running()
         aiomultiprocess.set_start_method(start_method)
         # multiprocessing's bookkeeping is not meant for concurrent starts and reaps
         self._lock = threading.Lock()

@@ -26,7 +26,7 @@ from actors._router import install_router, router_installed
 from actors._shared import install_shared_memory
 
 from .._api import Services
-from .._config import Backend, RuntimeConfig
+from .._config import Backend, Forkserver, RuntimeConfig
 from .._main_import import in_actor_process_main_import, park_script
 from ..observe.logging import LogConfig, new_run_log_dir, open_log
 from ..observe.loop_noise import install_noise_filter
@@ -37,6 +37,7 @@ from ..wire.codec import Shipper
 from ..wire.protocol import RequestBody
 from ..wire.rundir import RunDirectory
 from ..wire.transport import SenderInfo, Transport
+from .forkserver import forkserver_is_a_copy
 from .hosting import Host
 from .policy import Clock, MonotonicClock
 from .process_host import ProcessHost, raise_descriptor_limit
@@ -74,6 +75,7 @@ class RuntimeOptions(TypedDict, total=False):
     heartbeat_interval: float | None
     busy_poll: float | None
     uvloop: bool | None
+    forkserver: Forkserver | None
     handle_sigterm: bool
     max_restarts: int
     period: float
@@ -142,6 +144,12 @@ class Runtime(Services):
             laptops on battery). Default: ``$ACTORS_BUSY_POLL`` seconds, else 0.0002.
         uvloop (bool | None): run actor processes on uvloop (``pip install uvloop``, the ``speed``
             extra) for faster asks. Default: ``$ACTORS_UVLOOP`` (``1``), else off.
+        forkserver (str | None): what actor processes are forked from. ``"auto"``: a copy
+            of the script's process, made once when the runtime starts, if the script runs
+            one thread and uses at most 256 MiB; else, as ``"fresh"`` always does, a fresh
+            interpreter, which must import the runtime before the first actor can start.
+            Actors forked from the copy start as the script was then, without running its
+            top level again. Default: ``$ACTORS_FORKSERVER``, else ``"auto"``.
         handle_sigterm (bool): turn SIGTERM into an orderly stop (main thread only; True).
         max_restarts (int): with ``period``, the root supervisor's restart intensity (3 within
             5 s); actors' own supervisors get the same.
@@ -253,7 +261,7 @@ class Runtime(Services):
 
             host = RayHost(run_namespace(self._rundir.run_id))
         else:
-            host = ProcessHost(uvloop=config.uvloop)
+            host = ProcessHost(uvloop=config.uvloop, fork=config.forkserver == "auto")
         self._host = host
         try:
             swept_segments = sweep_stale_segments(RunDirectory.existing_run_ids())
@@ -280,6 +288,12 @@ class Runtime(Services):
             trace=config.trace,
             swept_stale_runs=swept,
         )
+        if isinstance(host, ProcessHost):
+            self._log.info(
+                "runtime.forkserver",
+                copy_of_script=forkserver_is_a_copy(),
+                why_not_made_here=host.fresh_forkserver,
+            )
         if fd_limit is not None:
             self._log.info("runtime.fd_limit_raised", before=fd_limit[0], after=fd_limit[1])
         if swept or swept_segments:

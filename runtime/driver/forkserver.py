@@ -1,0 +1,188 @@
+"""The forkserver that actor processes are forked from: a copy of the script, when safe.
+
+multiprocessing's own forkserver is a fresh interpreter, which must import asyncio, anyio
+and the runtime before it can fork the first actor: most of a short script's run. The
+script's process has imported most of that already. So when the runtime starts,
+``start_forkserver`` forks the script's process once, and the copy becomes the
+forkserver. It serves multiprocessing's forkserver protocol, so starting an actor does
+not change; only the copy's first steps do, in ``_serve``, which runs in the copy alone:
+
+- it takes the place of every descriptor of the script's but its stdio with /dev/null,
+  so it holds none of the script's files, pipes or sockets open, and the script's
+  objects that still name them can only reach /dev/null;
+- it puts the script's signal handlers and wake-up descriptor back to the defaults;
+- it freezes the collector, so that no finalizer of the script's objects ever runs there;
+- it imports what actors need that the script had not loaded (the actor side).
+
+It never returns into the script's code, and it ends by ``os._exit``: none of the script's
+exit handlers run there. Actor processes are forked from it, so they start as the script
+was at that moment: the script's top level is not run again.
+
+Forking is safe only from a process with one thread: a lock held by another thread at the
+fork would stay held in the copy. So the copy is made only when the script runs one
+thread, from its main thread, and is small (the copy and every actor would otherwise keep
+the script's memory alive); otherwise multiprocessing starts its fresh interpreter, as it
+does with ``forkserver="fresh"``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import gc
+import importlib
+import multiprocessing.forkserver
+import os
+import signal
+import socket
+import sys
+import threading
+import traceback
+from multiprocessing import connection, resource_tracker
+from typing import Any, NoReturn
+
+from .. import _process_name as process_name
+from .._entry import PRELOAD_ENV, PRELOAD_MAIN_ENV
+
+__all__ = ["fork_refusal", "forkserver_is_a_copy", "start_forkserver"]
+
+#: the most resident memory the script may have for the forkserver to be forked from it:
+#: the copy keeps every page of the script's alive for the whole run (those the script
+#: frees later too), and each actor maps them all, which makes every fork and exit dearer
+MAX_FORKED_RSS = 256 << 20
+#: the name the copy goes by in ``ps -o comm`` and ``top`` (its command line is the script's)
+_NAME = "actors-forksrv"
+
+
+#: the pid of the last copy made (multiprocessing may have replaced it since)
+_copy_pid: int | None = None
+
+
+def forkserver_is_a_copy() -> bool:
+    """Whether the forkserver in use is a copy of this process made by ``start_forkserver``."""
+    server: Any = multiprocessing.forkserver._forkserver
+    return _copy_pid is not None and server._forkserver_pid == _copy_pid
+
+
+def fork_refusal() -> str | None:
+    """Why the forkserver cannot be forked from this process now, or None if it can."""
+    if sys.platform != "linux":
+        return "not Linux"
+    # the protocol's internals this module fills in, as they are from 3.11 to 3.13
+    if sys.version_info >= (3, 14):
+        return "Python 3.14 forkserver"
+    if threading.current_thread() is not threading.main_thread():
+        return "not in the main thread"
+    try:
+        threads = len(os.listdir("/proc/self/task"))  # native threads too
+    except OSError:
+        return "threads unknown"
+    if threads > 1 or threading.active_count() > 1:
+        return f"{max(threads, threading.active_count())} threads"
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            resident = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return "memory unknown"
+    if resident > MAX_FORKED_RSS:
+        return f"{resident >> 20} MiB resident"
+    return None
+
+
+def start_forkserver(preload: list[str]) -> str | None:
+    """Make multiprocessing's forkserver a copy of this process, importing ``preload``.
+
+    Returns why it did not (a forkserver runs already, or ``fork_refusal``'s reason);
+    then ``multiprocessing.forkserver.ensure_running`` starts a fresh one as usual.
+    """
+    server: Any = multiprocessing.forkserver._forkserver
+    with server._lock:
+        if server._forkserver_pid is not None:
+            pid, _status = os.waitpid(server._forkserver_pid, os.WNOHANG)
+            if not pid:
+                return "running already"
+            return "replacing a dead one"  # ensure_running clears it and starts anew
+        refusal = fork_refusal()
+        if refusal is not None:
+            return refusal
+        # the protocol hands every actor the tracker's descriptor: started here, before the
+        # fork, so that the copy does not hold its pipe
+        resource_tracker.ensure_running()
+        with socket.socket(socket.AF_UNIX) as listener:
+            address = connection.arbitrary_address("AF_UNIX")  # type: ignore[attr-defined]
+            listener.bind(address)
+            os.chmod(address, 0o600)
+            listener.listen()
+            alive_r, alive_w = os.pipe()
+            try:
+                # what the script wrote but did not flush would be written again by the copy
+                for stream in (sys.stdout, sys.stderr):
+                    with contextlib.suppress(Exception):
+                        if stream is not None:
+                            stream.flush()
+                pid = os.fork()
+                if pid == 0:
+                    _serve(listener.fileno(), alive_r, preload)
+            except BaseException:
+                os.close(alive_w)
+                raise
+            finally:
+                os.close(alive_r)
+        server._forkserver_address = address
+        server._forkserver_alive_fd = alive_w
+        server._forkserver_pid = pid
+    global _copy_pid
+    _copy_pid = pid
+    return None
+
+
+def _serve(listener_fd: int, alive_r: int, preload: list[str]) -> NoReturn:
+    """Become the forkserver (in the copy only); never return."""
+    code = 1
+    try:
+        _drop_the_script(keep={listener_fd, alive_r})
+        # an empty context: actors must not inherit the script's context variables
+        contextvars.Context().run(_run, listener_fd, alive_r, preload)
+    except SystemExit:  # the script has ended (the alive pipe's end): as a fresh one ends
+        code = 0
+    except BaseException:
+        with contextlib.suppress(Exception):
+            traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os._exit(code)
+
+
+def _drop_the_script(keep: set[int]) -> None:
+    """Let go of what the script holds (see the module's docstring)."""
+    signal.set_wakeup_fd(-1)
+    for signum in signal.valid_signals():
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            if callable(signal.getsignal(signum)):
+                signal.signal(signum, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the script's to handle
+    gc.freeze()
+    null = os.open(os.devnull, os.O_RDWR)
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd != null and fd not in keep:
+            with contextlib.suppress(OSError):  # the listing's own, closed already
+                os.fstat(fd)
+                os.dup2(null, fd, inheritable=False)
+    os.close(null)
+    # the fresh forkserver's variables: they would make the actor side run the script
+    os.environ.pop(PRELOAD_ENV, None)
+    os.environ.pop(PRELOAD_MAIN_ENV, None)
+    with contextlib.suppress(OSError):
+        with open("/proc/self/comm") as comm:
+            os.environ[process_name.ENV] = comm.read().strip()
+        process_name.set_name(_NAME)
+
+
+def _run(listener_fd: int, alive_r: int, preload: list[str]) -> None:
+    for name in preload:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    # the fresh forkserver's main loop, unchanged: it forks each actor on request
+    multiprocessing.forkserver.main(listener_fd, alive_r, [])

@@ -1,0 +1,205 @@
+"""By default the forkserver is a copy of the script's process, made when the runtime starts.
+
+Each script here runs in its own process, as a user's would: the copy is made from the
+script, not from this test process.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import read_events
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# a script that counts how often its top level runs, in which process, and asks 3 actors
+_COUNTED = """
+    import os
+    import sys
+
+    import anyio
+    from actors import Actor
+    from runtime import Runtime
+
+    # an assignment: a top level that only defines may still call
+    _RUN = open(sys.argv[1], "a").write(f"{os.getpid()}\\n")
+
+    class Echo(Actor):
+        async def receive(self, message):
+            return message
+
+    async def main():
+        async with Runtime() as rt:
+            refs = [await rt.spawn(Echo) for _ in range(3)]
+            answers = [await ref.ask(42, timeout=10) for ref in refs]
+            print("answer", answers[0], len(answers))
+"""
+
+
+def _run(tmp_path: Path, script: str, *args: str, **env: str) -> tuple[str, dict[str, Any]]:
+    """Run ``script``; return its stdout and its ``runtime.forkserver`` event.
+
+    Its stdout is block-buffered, as on any pipe when Python runs without ``-u``.
+    """
+    (tmp_path / "script.py").write_text(textwrap.dedent(script))
+    environ = {
+        k: v for k, v in os.environ.items() if k not in ("PYTHONUNBUFFERED", "ACTORS_FORKSERVER")
+    }
+    environ |= {"PYTHONPATH": str(ROOT), "ACTORS_LOG_DIR": str(tmp_path / "logs"), **env}
+    result = subprocess.run(
+        [sys.executable, "script.py", *args],
+        cwd=tmp_path,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "answer 42" in result.stdout
+    runs = [path for path in (tmp_path / "logs").iterdir() if path.name != "latest"]
+    assert len(runs) == 1
+    [event] = [e for e in read_events(runs[0]) if e["event"] == "runtime.forkserver"]
+    return result.stdout, event
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("guarded", [True, False], ids=["guarded", "unguarded"])
+def test_a_scripts_top_level_runs_once_in_all_when_the_forkserver_is_its_copy(
+    tmp_path: Path, guarded: bool
+) -> None:
+    # actors start as the script was when the runtime started: with or without a
+    # __main__ guard, neither the forkserver nor the actors run it again
+    tail = (
+        '\nif __name__ == "__main__":\n    anyio.run(main)\n' if guarded else "\nanyio.run(main)\n"
+    )
+    marker = tmp_path / "runs.txt"
+    _, event = _run(tmp_path, textwrap.dedent(_COUNTED) + tail, str(marker))
+    assert marker.read_text().split() == [marker.read_text().split()[0]]
+    assert event["copy_of_script"] is True
+    assert event["why_not_made_here"] is None
+
+
+@pytest.mark.timeout(120)
+def test_the_copy_holds_none_of_the_scripts_descriptors(tmp_path: Path) -> None:
+    # a pipe the script opened before the runtime: once the script closes its write end,
+    # its read end sees the end at once, so no copy of the write end lives on elsewhere
+    script = """
+        import os, select
+        import anyio
+        from actors import Actor
+        from runtime import Runtime
+
+        class Echo(Actor):
+            async def receive(self, message):
+                return message
+
+        async def main():
+            r, w = os.pipe()
+            async with Runtime() as rt:
+                ref = await rt.spawn(Echo)
+                os.close(w)
+                ready, _, _ = select.select([r], [], [], 20)
+                print("at end", bool(ready) and os.read(r, 1) == b"")
+                print("answer", await ref.ask(42, timeout=10))
+
+        if __name__ == "__main__":
+            anyio.run(main)
+    """
+    out, event = _run(tmp_path, script)
+    assert event["copy_of_script"] is True
+    assert "at end True" in out
+
+
+@pytest.mark.timeout(120)
+def test_the_scripts_unflushed_output_and_exit_handlers_come_out_once(tmp_path: Path) -> None:
+    # printed before the copy was made, still in the script's buffer: the copy must not
+    # write it again; and only the script runs its exit handlers
+    script = """
+        import atexit, os
+        import anyio
+        from actors import Actor
+        from runtime import Runtime
+
+        class Echo(Actor):
+            async def receive(self, message):
+                print("printed by the actor")
+                return message
+
+        async def main():
+            print("printed before the runtime")
+            atexit.register(lambda: print("exit handler of", os.getpid()))
+            async with Runtime() as rt:
+                ref = await rt.spawn(Echo)
+                print("answer", await ref.ask(42, timeout=10))
+
+        if __name__ == "__main__":
+            anyio.run(main)
+    """
+    out, event = _run(tmp_path, script)
+    assert event["copy_of_script"] is True
+    lines = out.splitlines()
+    assert lines.count("printed before the runtime") == 1
+    assert [line for line in lines if line.startswith("exit handler of")] == [
+        f"exit handler of {event['pid']}"
+    ]
+
+
+@pytest.mark.timeout(120)
+def test_a_script_running_another_thread_gets_a_fresh_forkserver(tmp_path: Path) -> None:
+    # forking it would copy locks the other thread may hold: the runtime does not, and says
+    # why in the log
+    script = """
+        import threading
+        import anyio
+        from actors import Actor
+        from runtime import Runtime
+
+        class Echo(Actor):
+            async def receive(self, message):
+                return message
+
+        async def main():
+            done = threading.Event()
+            threading.Thread(target=done.wait, daemon=True).start()
+            async with Runtime() as rt:
+                ref = await rt.spawn(Echo)
+                print("answer", await ref.ask(42, timeout=10))
+            done.set()
+
+        if __name__ == "__main__":
+            anyio.run(main)
+    """
+    _, event = _run(tmp_path, script)
+    assert event["copy_of_script"] is False
+    assert event["why_not_made_here"] == "2 threads"
+
+
+@pytest.mark.timeout(120)
+def test_forkserver_fresh_asks_for_a_fresh_interpreter(tmp_path: Path) -> None:
+    marker = tmp_path / "runs.txt"
+    script = textwrap.dedent(_COUNTED) + '\nif __name__ == "__main__":\n    anyio.run(main)\n'
+    _, event = _run(tmp_path, script, str(marker), ACTORS_FORKSERVER="fresh")
+    assert event["copy_of_script"] is False
+    assert event["why_not_made_here"] == "asked for"
+    # the script, then the fresh forkserver, which runs a top level that only defines
+    assert len(marker.read_text().split()) == 2
+
+
+def test_the_forkserver_option_is_checked() -> None:
+    from actors import InvalidConfigError
+    from runtime._config import RuntimeConfig
+
+    assert RuntimeConfig.from_options({"ACTORS_FORKSERVER": "Fresh"}).forkserver == "fresh"
+    with pytest.raises(InvalidConfigError, match="forkserver must be one of 'auto', 'fresh'"):
+        RuntimeConfig.from_options(forkserver="copy")
+    with pytest.raises(InvalidConfigError, match="forkserver apply only to the local backend"):
+        RuntimeConfig.from_options({"ACTORS_FORKSERVER": "fresh"}, backend="ray")
+    assert RuntimeConfig().forkserver == "auto"
