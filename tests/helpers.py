@@ -592,3 +592,31 @@ class Forker(Actor):
             case "pgid":
                 return os.getpgid(0)
         return None
+
+
+class LeavesWorkBehind(Actor):
+    """Leaves a task and a non-daemon thread running when it stops; each marks its end in
+    the directory it was sent."""
+
+    async def on_start(self) -> None:
+        self._stopping = threading.Event()
+
+    async def receive(self, message: Any) -> Any:
+        directory = Path(message)
+
+        async def lingering() -> None:
+            try:
+                await asyncio.Event().wait()
+            finally:
+                (directory / "task.ended").write_text("cancelled")
+
+        def worker() -> None:
+            self._stopping.wait()
+            (directory / "thread.ended").write_text("joined")
+
+        self._task = asyncio.get_running_loop().create_task(lingering())
+        threading.Thread(target=worker, daemon=False).start()
+        return "left"
+
+    async def on_stop(self) -> None:
+        self._stopping.set()

@@ -23,6 +23,7 @@ from tests.helpers import (
     Gate,
     IgnoresTerm,
     Latch,
+    LeavesWorkBehind,
     Recorder,
     StopRecorder,
     block,
@@ -101,6 +102,19 @@ async def test_a_sender_whose_receiver_hangs_still_stops_in_time_and_records_its
 
 
 @pytest.mark.local_only("Ray has no SIGTERM step: an actor that overruns stop_timeout is killed")
+async def test_an_actor_that_leaves_a_task_and_a_thread_behind_ends_them_in_order(
+    tmp_path: Path,
+) -> None:
+    # the process's end must still cancel the task (its finally runs) and wait for the
+    # non-daemon thread: only an actor that leaves nothing behind may skip that teardown
+    async with Runtime(log_dir=tmp_path / "logs") as rt:
+        ref = await rt.spawn(LeavesWorkBehind)
+        assert await ref.ask(str(tmp_path)) == "left"
+    assert rt.report.stopped == [ref.name]
+    assert (tmp_path / "task.ended").read_text() == "cancelled"
+    assert (tmp_path / "thread.ended").read_text() == "joined"
+
+
 async def test_an_actor_that_ignores_stop_and_sigterm_is_killed_after_the_deadline(
     backend: str,
     tmp_path: Path,

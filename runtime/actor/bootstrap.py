@@ -207,4 +207,36 @@ async def actor_main(spec_data: bytes, control_sock: socket.socket) -> int:
             stderr_path.unlink()
         emitter().flush()
         log_file.close()
+    if _nothing_left_to_finish():
+        _exit_now(code)
     return code
+
+
+def _nothing_left_to_finish() -> bool:
+    """Whether ending the process now skips nothing but bookkeeping.
+
+    Returning from ``actor_main`` would tear down the event loop, then multiprocessing's
+    process object, which only matters if the actor's code left tasks, async generators,
+    non-daemon threads, an executor or multiprocessing finalizers behind: each of them
+    gets its orderly end that way. Without them, that teardown is pure CPU, and stopping
+    many actors at once is bound by CPU.
+    """
+    import multiprocessing.util
+
+    loop = asyncio.get_running_loop()
+    main = threading.main_thread()
+    return (
+        len(asyncio.all_tasks()) == 1  # this one
+        and not getattr(loop, "_asyncgens", True)
+        and getattr(loop, "_default_executor", True) is None
+        and all(t.daemon or t is main for t in threading.enumerate())
+        and not getattr(multiprocessing.util, "_finalizer_registry", True)
+    )
+
+
+def _exit_now(code: int) -> NoReturn:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            if stream is not None:
+                stream.flush()
+    os._exit(code)
