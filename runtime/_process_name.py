@@ -7,7 +7,6 @@ script; actor processes forked from it take the script's name back (``ENV`` carr
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 
 __all__ = ["ENV", "restore_name", "set_name"]
@@ -21,6 +20,8 @@ _PR_SET_NAME = 15
 def set_name(name: str) -> None:
     """Rename this process (its calling thread); Linux keeps the first 15 bytes."""
     with contextlib.suppress(Exception):  # not Linux, or no libc to call: keep the name
+        import ctypes  # here: only the forkserver and its actors rename themselves
+
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)
 

@@ -1,12 +1,13 @@
-"""Importing structlog without rich, which it would load for features we never use.
+"""Importing structlog without rich and colorama, which it loads for features we never use.
 
 structlog imports rich, when installed, for pretty console tracebacks and the reprs of
-local variables. Our logs are JSON lines without locals, and rich is the larger part of
-structlog's import time, paid by the script and by the forkserver before the first actor
-can start. So when neither is loaded yet, structlog is imported as if rich were absent.
-The cost to a script that also renders its own structlog output to a console: its
-exceptions there are formatted plainly, unless it imports structlog (or rich) before
-``runtime``.
+local variables, and colorama for colours on Windows consoles. Our logs are JSON lines
+without locals, and these are a large part of structlog's import time, paid by every
+script before its first actor can start. So when neither is loaded yet, structlog is
+imported as if they were absent (colorama only off Windows, where structlog's colours
+do not need it). The cost to a script that also renders its own structlog output to a
+console: its exceptions there are formatted plainly, unless it imports structlog (or
+rich) before ``runtime``.
 """
 
 from __future__ import annotations
@@ -20,14 +21,20 @@ __all__ = ["without_rich"]
 
 @contextmanager
 def without_rich() -> Iterator[None]:
-    """Within the block, ``import rich`` raises ImportError, unless rich or structlog is
-    loaded already; afterwards rich imports as usual (our viewer uses it)."""
-    if "rich" in sys.modules or "structlog" in sys.modules:
+    """Within the block, ``import rich`` (and ``import colorama`` off Windows) raises
+    ImportError, unless structlog or that package is loaded already; afterwards they
+    import as usual (our viewer uses rich)."""
+    if "structlog" in sys.modules:
         yield
         return
-    sys.modules["rich"] = None  # type: ignore[assignment]  # the import system's "absent"
+    hidden = [name for name in ("rich", "colorama") if name not in sys.modules]
+    if sys.platform == "win32" and "colorama" in hidden:
+        hidden.remove("colorama")
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # the import system's "absent"
     try:
         yield
     finally:
-        if sys.modules.get("rich", 0) is None:
-            del sys.modules["rich"]
+        for name in hidden:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
