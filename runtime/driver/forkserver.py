@@ -46,10 +46,11 @@ from .._entry import PRELOAD_ENV, PRELOAD_MAIN_ENV
 
 __all__ = ["fork_refusal", "forkserver_is_a_copy", "start_forkserver"]
 
-#: the most resident memory the script may have for the forkserver to be forked from it:
-#: the copy keeps every page of the script's alive for the whole run (those the script
-#: frees later too), and each actor maps them all, which makes every fork and exit dearer
-MAX_FORKED_RSS = 256 << 20
+#: the most resident memory the script may have for the forkserver to be forked from it.
+#: Every actor maps all of the copy's pages, so each fork and each exit costs more the
+#: larger it is: past this, the fresh forkserver's one-off start is the cheaper of the two
+#: from about a hundred actors on. The copy also keeps those pages alive for the whole run.
+MAX_FORKED_RSS = 64 << 20
 #: the name the copy goes by in ``ps -o comm`` and ``top`` (its command line is the script's)
 _NAME = "actors-forksrv"
 

@@ -146,7 +146,7 @@ class Runtime(Services):
             extra) for faster asks. Default: ``$ACTORS_UVLOOP`` (``1``), else off.
         forkserver (str | None): what actor processes are forked from. ``"auto"``: a copy
             of the script's process, made once when the runtime starts, if the script runs
-            one thread and uses at most 256 MiB; else, as ``"fresh"`` always does, a fresh
+            one thread and uses at most 64 MiB; else, as ``"fresh"`` always does, a fresh
             interpreter, which must import the runtime before the first actor can start.
             Actors forked from the copy start as the script was then, without running its
             top level again. Default: ``$ACTORS_FORKSERVER``, else ``"auto"``.
