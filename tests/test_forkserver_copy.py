@@ -153,6 +153,37 @@ def test_the_scripts_unflushed_output_and_exit_handlers_come_out_once(tmp_path: 
 
 
 @pytest.mark.timeout(120)
+def test_actors_do_not_inherit_the_forkserver_lock_held(tmp_path: Path) -> None:
+    # the copy was made while the script held multiprocessing's forkserver lock: an actor
+    # that started a forkserver of its own (multiprocessing.forkserver.ensure_running)
+    # would hang on it
+    script = """
+        import multiprocessing.forkserver
+        import anyio
+        from actors import Actor
+        from runtime import Runtime
+
+        class Starter(Actor):
+            async def receive(self, message):
+                lock = multiprocessing.forkserver._forkserver._lock
+                if not lock.acquire(timeout=10):
+                    return "held"
+                lock.release()
+                return message
+
+        async def main():
+            async with Runtime() as rt:
+                ref = await rt.spawn(Starter)
+                print("answer", await ref.ask(42, timeout=60))
+
+        if __name__ == "__main__":
+            anyio.run(main)
+    """
+    _, event = _run(tmp_path, script)
+    assert event["copy_of_script"] is True
+
+
+@pytest.mark.timeout(120)
 def test_a_script_running_another_thread_gets_a_fresh_forkserver(tmp_path: Path) -> None:
     # forking it would copy locks the other thread may hold: the runtime does not, and says
     # why in the log

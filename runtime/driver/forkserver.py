@@ -102,7 +102,11 @@ def start_forkserver(preload: list[str]) -> str | None:
             pid, _status = os.waitpid(server._forkserver_pid, os.WNOHANG)
             if not pid:
                 return "running already"
-            return "replacing a dead one"  # ensure_running clears it and starts anew
+            # dead: forget it, as ensure_running would before starting another
+            os.close(server._forkserver_alive_fd)
+            server._forkserver_address = None
+            server._forkserver_alive_fd = None
+            server._forkserver_pid = None
         refusal = fork_refusal()
         if refusal is not None:
             return refusal
@@ -123,6 +127,9 @@ def start_forkserver(preload: list[str]) -> str | None:
                             stream.flush()
                 pid = os.fork()
                 if pid == 0:
+                    # held here, by this thread, at the fork: the copy's children would
+                    # inherit it held, and any use of a forkserver in an actor would hang
+                    server._lock = threading.Lock()
                     _serve(listener.fileno(), alive_r, preload)
             except BaseException:
                 os.close(alive_w)
