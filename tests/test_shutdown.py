@@ -101,7 +101,6 @@ async def test_a_sender_whose_receiver_hangs_still_stops_in_time_and_records_its
     assert [e["in_doubt"] for e in stopped] == [5]
 
 
-@pytest.mark.local_only("Ray has no SIGTERM step: an actor that overruns stop_timeout is killed")
 async def test_an_actor_that_leaves_a_task_and_a_thread_behind_ends_them_in_order(
     tmp_path: Path,
 ) -> None:
@@ -115,6 +114,7 @@ async def test_an_actor_that_leaves_a_task_and_a_thread_behind_ends_them_in_orde
     assert (tmp_path / "thread.ended").read_text() == "joined"
 
 
+@pytest.mark.local_only("Ray has no SIGTERM step: an actor that overruns stop_timeout is killed")
 async def test_an_actor_that_ignores_stop_and_sigterm_is_killed_after_the_deadline(
     backend: str,
     tmp_path: Path,
