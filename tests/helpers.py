@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -620,3 +622,58 @@ class LeavesWorkBehind(Actor):
 
     async def on_stop(self) -> None:
         self._stopping.set()
+
+
+#: a script that writes its pid to the file ``sys.argv[1]`` each time its top level runs
+#: (an assignment, so its top level still only defines), then asks 3 actors; callers add
+#: the line that runs ``main``
+COUNTED_ACTORS = """
+    import os
+    import sys
+
+    import anyio
+    from actors import Actor
+    from runtime import Runtime
+
+    # an assignment: a top level that only defines may still call
+    _RUN = open(sys.argv[1], "a").write(f"{os.getpid()}\\n")
+
+    class Echo(Actor):
+        async def receive(self, message):
+            return message
+
+    async def main():
+        async with Runtime(log_dir=None) as rt:
+            refs = [await rt.spawn(Echo) for _ in range(3)]
+            answers = [await ref.ask(42, timeout=10) for ref in refs]
+            print("answer", answers[0], len(answers))
+"""
+
+
+def run_answering_script(
+    directory: Path, *args: str, forkserver: str = "auto"
+) -> subprocess.CompletedProcess[str]:
+    """Run ``directory/script.py`` as a user would, with ``forkserver``; it must exit 0
+    after printing "answer 42". Its logs go under ``directory/logs``.
+
+    Its stdout is block-buffered, as on any pipe when Python runs without ``-u``.
+    """
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    env |= {
+        "PYTHONPATH": str(root),
+        "ACTORS_LOG_DIR": str(directory / "logs"),
+        "ACTORS_FORKSERVER": forkserver,
+    }
+    result = subprocess.run(
+        [sys.executable, "script.py", *args],
+        cwd=directory,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "answer 42" in result.stdout
+    return result

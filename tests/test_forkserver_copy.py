@@ -6,64 +6,23 @@ script, not from this test process.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import read_events
+from tests.helpers import COUNTED_ACTORS, read_events, run_answering_script
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# a script that counts how often its top level runs, in which process, and asks 3 actors
-_COUNTED = """
-    import os
-    import sys
 
-    import anyio
-    from actors import Actor
-    from runtime import Runtime
-
-    # an assignment: a top level that only defines may still call
-    _RUN = open(sys.argv[1], "a").write(f"{os.getpid()}\\n")
-
-    class Echo(Actor):
-        async def receive(self, message):
-            return message
-
-    async def main():
-        async with Runtime() as rt:
-            refs = [await rt.spawn(Echo) for _ in range(3)]
-            answers = [await ref.ask(42, timeout=10) for ref in refs]
-            print("answer", answers[0], len(answers))
-"""
-
-
-def _run(tmp_path: Path, script: str, *args: str, **env: str) -> tuple[str, dict[str, Any]]:
-    """Run ``script``; return its stdout and its ``runtime.forkserver`` event.
-
-    Its stdout is block-buffered, as on any pipe when Python runs without ``-u``.
-    """
+def _run(
+    tmp_path: Path, script: str, *args: str, forkserver: str = "auto"
+) -> tuple[str, dict[str, Any]]:
+    """Run ``script``; return its stdout and its ``runtime.forkserver`` event."""
     (tmp_path / "script.py").write_text(textwrap.dedent(script))
-    environ = {
-        k: v for k, v in os.environ.items() if k not in ("PYTHONUNBUFFERED", "ACTORS_FORKSERVER")
-    }
-    environ |= {"PYTHONPATH": str(ROOT), "ACTORS_LOG_DIR": str(tmp_path / "logs"), **env}
-    result = subprocess.run(
-        [sys.executable, "script.py", *args],
-        cwd=tmp_path,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=100,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "answer 42" in result.stdout
+    result = run_answering_script(tmp_path, *args, forkserver=forkserver)
     runs = [path for path in (tmp_path / "logs").iterdir() if path.name != "latest"]
     assert len(runs) == 1
     [event] = [e for e in read_events(runs[0]) if e["event"] == "runtime.forkserver"]
@@ -81,7 +40,7 @@ def test_a_scripts_top_level_runs_once_in_all_when_the_forkserver_is_its_copy(
         '\nif __name__ == "__main__":\n    anyio.run(main)\n' if guarded else "\nanyio.run(main)\n"
     )
     marker = tmp_path / "runs.txt"
-    _, event = _run(tmp_path, textwrap.dedent(_COUNTED) + tail, str(marker))
+    _, event = _run(tmp_path, textwrap.dedent(COUNTED_ACTORS) + tail, str(marker))
     assert marker.read_text().split() == [marker.read_text().split()[0]]
     assert event["copy_of_script"] is True
     assert event["why_not_made_here"] is None
@@ -216,8 +175,8 @@ def test_a_script_running_another_thread_gets_a_fresh_forkserver(tmp_path: Path)
 @pytest.mark.timeout(120)
 def test_forkserver_fresh_asks_for_a_fresh_interpreter(tmp_path: Path) -> None:
     marker = tmp_path / "runs.txt"
-    script = textwrap.dedent(_COUNTED) + '\nif __name__ == "__main__":\n    anyio.run(main)\n'
-    _, event = _run(tmp_path, script, str(marker), ACTORS_FORKSERVER="fresh")
+    script = textwrap.dedent(COUNTED_ACTORS) + '\nif __name__ == "__main__":\n    anyio.run(main)\n'
+    _, event = _run(tmp_path, script, str(marker), forkserver="fresh")
     assert event["copy_of_script"] is False
     assert event["why_not_made_here"] == "asked for"
     # the script, then the fresh forkserver, which runs a top level that only defines

@@ -7,9 +7,7 @@ default, a forkserver that is a copy of the script.
 from __future__ import annotations
 
 import ast
-import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import pytest
 from runtime._main_import import _only_defines
 from runtime.driver.process_host import script_modules
 from tests import helpers
+from tests.helpers import COUNTED_ACTORS, run_answering_script
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -117,35 +116,12 @@ def test_the_forkserver_ends_at_once_yet_runs_exit_handlers_and_flushes_its_outp
     assert handled == importers
 
 
-_COUNTED_ACTORS = """
-    import os
-    import sys
-
-    import anyio
-    from actors import Actor
-    from runtime import Runtime
-
-    # an assignment: a top level that only defines may still call
-    _RUN = open(sys.argv[1], "a").write(f"{os.getpid()}\\n")
-
-    class Echo(Actor):
-        async def receive(self, message):
-            return message
-
-    async def main():
-        async with Runtime(log_dir=None) as rt:
-            refs = [await rt.spawn(Echo) for _ in range(3)]
-            answers = [await ref.ask(42, timeout=10) for ref in refs]
-            print("answer", answers[0], len(answers))
-"""
-
-
 @pytest.mark.timeout(120)
 def test_a_script_that_only_defines_runs_once_in_the_forkserver_not_in_each_actor(
     tmp_path: Path,
 ) -> None:
     marker = tmp_path / "runs.txt"
-    guarded = _COUNTED_ACTORS + '\n    if __name__ == "__main__":\n        anyio.run(main)\n'
+    guarded = COUNTED_ACTORS + '\n    if __name__ == "__main__":\n        anyio.run(main)\n'
     _run_script(tmp_path, "", guarded, str(marker))
     # the script itself, then the forkserver once; none of the three actor processes
     assert len(marker.read_text().split()) == 2
@@ -156,7 +132,7 @@ def test_a_script_whose_top_level_does_work_runs_again_in_each_actor(tmp_path: P
     # no guard: its top level runs the job, so only each actor process may run it again
     # (up to Runtime()), never the forkserver
     marker = tmp_path / "runs.txt"
-    _run_script(tmp_path, "", _COUNTED_ACTORS + "\n    anyio.run(main)\n", str(marker))
+    _run_script(tmp_path, "", COUNTED_ACTORS + "\n    anyio.run(main)\n", str(marker))
     assert len(marker.read_text().split()) == 1 + 3
 
 
@@ -168,7 +144,7 @@ def test_a_defining_script_that_fails_in_the_forkserver_runs_again_in_each_actor
     # preload is loaded there, and multiprocessing is not loading a child's __main__):
     # that run is rolled back, and each actor process runs the script as before
     marker = tmp_path / "runs.txt"
-    failing = _COUNTED_ACTORS.replace(
+    failing = COUNTED_ACTORS.replace(
         "    class Echo",
         "    import multiprocessing\n"
         "    _X = 1 // (\n"
@@ -214,21 +190,4 @@ def _run_script(
     """
     (tmp_path / "side.py").write_text(textwrap.dedent(side))
     (tmp_path / "script.py").write_text(textwrap.dedent(script))
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
-    env |= {
-        "PYTHONPATH": str(ROOT),
-        "ACTORS_LOG_DIR": str(tmp_path / "logs"),
-        "ACTORS_FORKSERVER": "fresh",
-    }
-    result = subprocess.run(
-        [sys.executable, "script.py", *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=100,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "answer 42" in result.stdout
-    return result
+    return run_answering_script(tmp_path, *args, forkserver="fresh")
