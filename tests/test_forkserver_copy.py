@@ -183,6 +183,38 @@ def test_forkserver_fresh_asks_for_a_fresh_interpreter(tmp_path: Path) -> None:
     assert len(marker.read_text().split()) == 2
 
 
+@pytest.mark.timeout(120)
+def test_a_later_runtime_that_asks_for_a_fresh_forkserver_gets_one(tmp_path: Path) -> None:
+    # the first runtime made a copy; the second, in the same script, asks for "fresh"
+    script = """
+        import anyio
+        from actors import Actor
+        from runtime import Runtime
+
+        class Echo(Actor):
+            async def receive(self, message):
+                return message
+
+        async def main():
+            for mode in ("auto", "fresh"):
+                async with Runtime(forkserver=mode) as rt:
+                    ref = await rt.spawn(Echo)
+                    print("answer", await ref.ask(42, timeout=10))
+
+        if __name__ == "__main__":
+            anyio.run(main)
+    """
+    (tmp_path / "script.py").write_text(textwrap.dedent(script))
+    run_answering_script(tmp_path)
+    runs = [path for path in (tmp_path / "logs").iterdir() if path.name != "latest"]
+    events = sorted(
+        (e for run in runs for e in read_events(run) if e["event"] == "runtime.forkserver"),
+        key=lambda e: str(e["timestamp"]),
+    )
+    assert [e["copy_of_script"] for e in events] == [True, False]
+    assert events[1]["why_not_made_here"] == "asked for"
+
+
 def test_the_forkserver_option_is_checked() -> None:
     from actors import InvalidConfigError
     from runtime._config import RuntimeConfig

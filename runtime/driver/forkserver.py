@@ -33,6 +33,7 @@ import gc
 import importlib
 import multiprocessing.forkserver
 import os
+import select
 import signal
 import socket
 import sys
@@ -44,13 +45,15 @@ from typing import Any, NoReturn
 from .. import _process_name as process_name
 from .._entry import PRELOAD_ENV, PRELOAD_MAIN_ENV
 
-__all__ = ["fork_refusal", "forkserver_is_a_copy", "start_forkserver"]
+__all__ = ["fork_refusal", "forkserver_is_a_copy", "retire_copy", "start_forkserver"]
 
 #: the most resident memory the script may have for the forkserver to be forked from it.
 #: Every actor maps all of the copy's pages, so each fork and each exit costs more the
 #: larger it is: past this, the fresh forkserver's one-off start is the cheaper of the two
 #: from about a hundred actors on. The copy also keeps those pages alive for the whole run.
 MAX_FORKED_RSS = 64 << 20
+#: seconds a retired copy may take to end before it is left to end with the script
+_RETIRE_WAIT = 1.0
 #: the name the copy goes by in ``ps -o comm`` and ``top`` (its command line is the script's)
 _NAME = "actors-forksrv"
 
@@ -142,6 +145,34 @@ def start_forkserver(preload: list[str]) -> str | None:
     global _copy_pid
     _copy_pid = pid
     return None
+
+
+def retire_copy() -> None:
+    """Let the forkserver go if it is a copy of this process, so that the next start is
+    fresh (``forkserver="fresh"`` after a runtime that made a copy).
+
+    Called between runtimes: the copy ends once no actor of the last one is left, which
+    is by then; it is reaped if it ends within a second (else the script's exit ends it).
+    """
+    server: Any = multiprocessing.forkserver._forkserver
+    with server._lock:
+        if not forkserver_is_a_copy():
+            return
+        pid = server._forkserver_pid
+        os.close(server._forkserver_alive_fd)  # the copy ends when it sees the end of this
+        server._forkserver_address = None
+        server._forkserver_alive_fd = None
+        server._forkserver_pid = None
+    try:
+        ended = os.pidfd_open(pid)
+    except OSError:
+        return
+    try:
+        if select.select([ended], [], [], _RETIRE_WAIT)[0]:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+    finally:
+        os.close(ended)
 
 
 def _serve(listener_fd: int, alive_r: int, preload: list[str]) -> NoReturn:

@@ -45,7 +45,7 @@ from ..shm.pool import orphan_pool
 from ..shm.segments import message_prefix, segments_of, unlink_segments
 from ..wire.control import ControlChannel
 from ..wire.protocol import ActorSpec
-from .forkserver import start_forkserver
+from .forkserver import retire_copy, start_forkserver
 from .hosting import StackDump
 
 __all__ = [
@@ -308,7 +308,11 @@ class ProcessHost:
                 extra.append("uvloop")
             preload = [PRELOAD, *extra]
             multiprocessing.get_context("forkserver").set_forkserver_preload(preload)
-            refusal = start_forkserver(preload) if fork else "asked for"
+            if fork:
+                refusal = start_forkserver(preload)
+            else:
+                retire_copy()
+                refusal = "asked for"
             self.fresh_forkserver = refusal
             if refusal is not None:
                 # a fresh interpreter: it imports the script's own modules (where its actor
