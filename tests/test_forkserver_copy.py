@@ -6,6 +6,7 @@ script, not from this test process.
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -213,6 +214,41 @@ def test_a_later_runtime_that_asks_for_a_fresh_forkserver_gets_one(tmp_path: Pat
     )
     assert [e["copy_of_script"] for e in events] == [True, False]
     assert events[1]["why_not_made_here"] == "asked for"
+
+
+@pytest.mark.timeout(120)
+def test_the_resource_tracker_copy_removes_what_a_killed_actor_left(tmp_path: Path) -> None:
+    # multiprocessing's resource tracker is a copy of the script too: shared memory that
+    # an actor registered and never released is removed once the script has ended
+    name = f"actors_test_tracker_{os.getpid()}"
+    script = f"""
+        import os, signal
+        from multiprocessing import shared_memory
+        import anyio
+        from actors import Actor
+        from runtime import Runtime
+
+        class Leaker(Actor):
+            async def receive(self, message):
+                self.segment = shared_memory.SharedMemory(create=True, size=4096, name={name!r})
+                return os.getpid()
+
+        async def main():
+            async with Runtime() as rt:
+                ref = await rt.spawn(Leaker)
+                pid = await ref.ask(0, timeout=10)
+                print("made", os.path.exists("/dev/shm/{name}"))
+                os.kill(pid, signal.SIGKILL)
+                print("answer", 42)
+
+        if __name__ == "__main__":
+            anyio.run(main)
+    """
+    (tmp_path / "script.py").write_text(textwrap.dedent(script))
+    result = run_answering_script(tmp_path)
+    assert "made True" in result.stdout
+    assert "leaked shared_memory" in result.stderr
+    assert not Path(f"/dev/shm/{name}").exists()
 
 
 def test_the_forkserver_option_is_checked() -> None:

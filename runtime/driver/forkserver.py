@@ -5,21 +5,25 @@ and the runtime before it can fork the first actor: most of a short script's run
 script's process has imported most of that already. So when the runtime starts,
 ``start_forkserver`` forks the script's process once, and the copy becomes the
 forkserver. It serves multiprocessing's forkserver protocol, so starting an actor does
-not change; only the copy's first steps do, in ``_serve``, which runs in the copy alone:
+not change. multiprocessing's resource tracker, which the protocol hands every actor and
+which would be one more fresh interpreter starting beside them, is made the same way.
+Only a copy's first steps differ from a fresh one's, in ``_become``, which runs in the
+copy alone:
 
 - it takes the place of every descriptor of the script's but its stdio with /dev/null,
   so it holds none of the script's files, pipes or sockets open, and the script's
   objects that still name them can only reach /dev/null;
 - it puts the script's signal handlers and wake-up descriptor back to the defaults;
 - it freezes the collector, so that no finalizer of the script's objects ever runs there;
-- it imports what actors need that the script had not loaded (the actor side).
+- the forkserver imports what actors need that the script had not loaded (the actor
+  side).
 
-It never returns into the script's code, and it ends by ``os._exit``: none of the script's
-exit handlers run there. Actor processes are forked from it, so they start as the script
-was at that moment: the script's top level is not run again.
+A copy never returns into the script's code, and it ends by ``os._exit``: none of the script's
+exit handlers run there. Actor processes are forked from the forkserver's, so they start
+as the script was at that moment: the script's top level is not run again.
 
 Forking is safe only from a process with one thread: a lock held by another thread at the
-fork would stay held in the copy. So the copy is made only when the script runs one
+fork would stay held in the copy. So copies are made only when the script runs one
 thread, from its main thread, and is small (the copy and every actor would otherwise keep
 the script's memory alive); otherwise multiprocessing starts its fresh interpreter, as it
 does with ``forkserver="fresh"``.
@@ -39,6 +43,7 @@ import socket
 import sys
 import threading
 import traceback
+from collections.abc import Callable, Iterator
 from multiprocessing import connection, resource_tracker
 from typing import Any, NoReturn
 
@@ -54,8 +59,13 @@ __all__ = ["fork_refusal", "forkserver_is_a_copy", "retire_copy", "start_forkser
 MAX_FORKED_RSS = 64 << 20
 #: seconds a retired copy may take to end before it is left to end with the script
 _RETIRE_WAIT = 1.0
-#: the name the copy goes by in ``ps -o comm`` and ``top`` (its command line is the script's)
-_NAME = "actors-forksrv"
+#: the names the copies go by in ``ps -o comm`` and ``top`` (their command line is the
+#: script's)
+_FORKSERVER = "actors-forksrv"
+_TRACKER = "actors-tracker"
+#: signals a copy must not get before it has set its own handlers (as multiprocessing does
+#: for its tracker): Ctrl-C, or SIGTERM to the script's process group
+_HELD = {signal.SIGINT, signal.SIGTERM}
 
 
 #: the pid of the last copy made (multiprocessing may have replaced it since)
@@ -113,9 +123,9 @@ def start_forkserver(preload: list[str]) -> str | None:
         refusal = fork_refusal()
         if refusal is not None:
             return refusal
-        # the protocol hands every actor the tracker's descriptor: started here, before the
-        # fork, so that the copy does not hold its pipe
-        resource_tracker.ensure_running()
+        # the protocol hands every actor the tracker's descriptor: started first, so that
+        # the forkserver does not hold the tracker's pipe
+        _start_tracker()
         with socket.socket(socket.AF_UNIX) as listener:
             address = connection.arbitrary_address("AF_UNIX")  # type: ignore[attr-defined]
             listener.bind(address)
@@ -123,17 +133,15 @@ def start_forkserver(preload: list[str]) -> str | None:
             listener.listen()
             alive_r, alive_w = os.pipe()
             try:
-                # what the script wrote but did not flush would be written again by the copy
-                for stream in (sys.stdout, sys.stderr):
-                    with contextlib.suppress(Exception):
-                        if stream is not None:
-                            stream.flush()
-                pid = os.fork()
-                if pid == 0:
-                    # held here, by this thread, at the fork: the copy's children would
-                    # inherit it held, and any use of a forkserver in an actor would hang
-                    server._lock = threading.Lock()
-                    _serve(listener.fileno(), alive_r, preload)
+                with _forking():
+                    pid = os.fork()
+                    if pid == 0:
+                        # held here, by this thread, at the fork: the copy's children would
+                        # inherit it held, and any use of a forkserver in an actor would hang
+                        server._lock = threading.Lock()
+                        listener_fd = listener.fileno()
+                        keep = {listener_fd, alive_r}
+                        _become(_FORKSERVER, keep, _serve, preload, listener_fd, alive_r)
             except BaseException:
                 os.close(alive_w)
                 raise
@@ -175,14 +183,58 @@ def retire_copy() -> None:
         os.close(ended)
 
 
-def _serve(listener_fd: int, alive_r: int, preload: list[str]) -> NoReturn:
-    """Become the forkserver (in the copy only); never return."""
+def _start_tracker() -> None:
+    """Start multiprocessing's resource tracker as a copy of this process, unless one runs.
+
+    What it runs is multiprocessing's own tracker loop: it records the shared memory and
+    semaphores processes register, and removes what is left of them once every holder of
+    its pipe (the script, the forkserver, the actors) has ended.
+    """
+    tracker: Any = resource_tracker._resource_tracker
+    if tracker._fd is not None:
+        resource_tracker.ensure_running()  # its own check: alive, or started afresh
+        return
+    r, w = os.pipe()
+    try:
+        with _forking():
+            pid = os.fork()
+            if pid == 0:
+                _become(_TRACKER, {r}, resource_tracker.main, r)
+    except BaseException:
+        os.close(w)
+        raise
+    finally:
+        os.close(r)
+    with tracker._lock:
+        tracker._fd = w
+        tracker._pid = pid
+
+
+@contextlib.contextmanager
+def _forking() -> Iterator[None]:
+    """Around a fork: flush stdio, and hold off Ctrl-C and SIGTERM until the copy has set
+    its own handlers (it unblocks them in ``_become``)."""
+    # what the script wrote but did not flush would be written again by the copy
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            if stream is not None:
+                stream.flush()
+    signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD)
+
+
+def _become(name: str, keep: set[int], run: Callable[..., object], *args: Any) -> NoReturn:
+    """Turn this copy into ``name`` and ``run(*args)`` (in the copy only); never return."""
     code = 1
     try:
-        _drop_the_script(keep={listener_fd, alive_r})
+        _drop_the_script(name, keep)
         # an empty context: actors must not inherit the script's context variables
-        contextvars.Context().run(_run, listener_fd, alive_r, preload)
-    except SystemExit:  # the script has ended (the alive pipe's end): as a fresh one ends
+        contextvars.Context().run(run, *args)
+        code = 0
+    except SystemExit:  # the forkserver's end: the script has ended (its alive pipe)
         code = 0
     except BaseException:
         with contextlib.suppress(Exception):
@@ -193,7 +245,7 @@ def _serve(listener_fd: int, alive_r: int, preload: list[str]) -> NoReturn:
         os._exit(code)
 
 
-def _drop_the_script(keep: set[int]) -> None:
+def _drop_the_script(name: str, keep: set[int]) -> None:
     """Let go of what the script holds (see the module's docstring)."""
     signal.set_wakeup_fd(-1)
     for signum in signal.valid_signals():
@@ -201,11 +253,16 @@ def _drop_the_script(keep: set[int]) -> None:
             if callable(signal.getsignal(signum)):
                 signal.signal(signum, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the script's to handle
+    if name == _TRACKER:  # it ends when the script does, not when told to
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD)
     gc.freeze()
     null = os.open(os.devnull, os.O_RDWR)
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd > 2 and fd != null and fd not in keep:
+    # the tracker writes nothing to stdout: it must not hold a pipeline's pipe open either
+    first = 1 if name == _TRACKER else 3
+    for entry in os.listdir("/proc/self/fd"):
+        fd = int(entry)
+        if fd >= first and fd not in (2, null) and fd not in keep:
             with contextlib.suppress(OSError):  # the listing's own, closed already
                 os.fstat(fd)
                 os.dup2(null, fd, inheritable=False)
@@ -216,10 +273,11 @@ def _drop_the_script(keep: set[int]) -> None:
     with contextlib.suppress(OSError):
         with open("/proc/self/comm") as comm:
             os.environ[process_name.ENV] = comm.read().strip()
-        process_name.set_name(_NAME)
+        process_name.set_name(name)
 
 
-def _run(listener_fd: int, alive_r: int, preload: list[str]) -> None:
+def _serve(preload: list[str], listener_fd: int, alive_r: int) -> None:
+    """The forkserver: import ``preload``, then serve."""
     for name in preload:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
