@@ -102,7 +102,21 @@ def _rerun(code: types.CodeType, namespace: dict[str, Any]) -> None:
         raise failure[0]
 
 
+#: whether this forkserver is a copy of the script (``keep_inherited_main``)
+_inherited_main = False
+
+
+def keep_inherited_main() -> None:
+    """In a forkserver that is a copy of the script: its actor processes keep the script's
+    own ``__main__``, which they inherit, and load nothing again (a script read from stdin
+    or given with ``-c`` has no file to load it from)."""
+    global _inherited_main
+    _inherited_main = True
+
+
 def _fixup_main_from_path(main_path: str) -> None:
+    if _inherited_main:
+        return
     current_main = sys.modules["__main__"]
     if main_path.endswith(("__main__.py", "__main__.pyc")):
         return
@@ -116,6 +130,8 @@ def _fixup_main_from_path(main_path: str) -> None:
 
 
 def _fixup_main_from_name(mod_name: str) -> None:
+    if _inherited_main:
+        return
     if mod_name == "__main__" or mod_name.endswith(".__main__"):
         return
     current = getattr(sys.modules["__main__"], "__spec__", None)

@@ -7,6 +7,8 @@ script, not from this test process.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,31 @@ def test_a_scripts_top_level_runs_once_in_all_when_the_forkserver_is_its_copy(
     assert marker.read_text().split() == [marker.read_text().split()[0]]
     assert event["copy_of_script"] is True
     assert event["why_not_made_here"] is None
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("how", ["stdin", "-c"])
+def test_a_script_with_no_file_can_define_its_actors(tmp_path: Path, how: str) -> None:
+    # python - < script, or python -c "...": actors inherit its __main__, with no file to
+    # load it from again
+    script = textwrap.dedent(COUNTED_ACTORS).replace("_RUN = ", "# ") + (
+        '\nif __name__ == "__main__":\n    anyio.run(main)\n'
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ACTORS_FORKSERVER"}
+    env |= {"PYTHONPATH": str(ROOT), "ACTORS_LOG_DIR": str(tmp_path / "logs")}
+    args, stdin = (["-"], script) if how == "stdin" else (["-c", script], None)
+    result = subprocess.run(
+        [sys.executable, *args],
+        input=stdin,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "answer 42 3" in result.stdout
 
 
 @pytest.mark.timeout(120)

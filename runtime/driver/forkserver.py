@@ -49,6 +49,7 @@ from typing import Any, NoReturn
 
 from .. import _process_name as process_name
 from .._entry import PRELOAD_ENV, PRELOAD_MAIN_ENV
+from .._main_import import keep_inherited_main
 
 __all__ = ["fork_refusal", "forkserver_is_a_copy", "retire_copy", "start_forkserver"]
 
@@ -281,5 +282,6 @@ def _serve(preload: list[str], listener_fd: int, alive_r: int) -> None:
     for name in preload:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
+    keep_inherited_main()
     # the fresh forkserver's main loop, unchanged: it forks each actor on request
     multiprocessing.forkserver.main(listener_fd, alive_r, [])
