@@ -55,8 +55,8 @@ __all__ = ["fork_refusal", "forkserver_is_a_copy", "retire_copy", "start_forkser
 
 #: the most resident memory the script may have for the forkserver to be forked from it.
 #: Every actor maps all of the copy's pages, so each fork and each exit costs more the
-#: larger it is: past this, the fresh forkserver's one-off start is the cheaper of the two
-#: from about a hundred actors on. The copy also keeps those pages alive for the whole run.
+#: larger it is: past this, a fresh forkserver, smaller and started once, costs less over a
+#: run of many actors. The copy also keeps those pages alive for the whole run.
 MAX_FORKED_RSS = 64 << 20
 #: seconds a retired copy may take to end before it is left to end with the script
 _RETIRE_WAIT = 1.0
