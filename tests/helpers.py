@@ -651,9 +651,10 @@ COUNTED_ACTORS = """
 
 
 def run_answering_script(
-    directory: Path, *args: str, forkserver: str = "auto"
+    directory: Path, *args: str, forkserver: str = "auto", stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``directory/script.py`` as a user would, with ``forkserver``; it must exit 0
+    """Run ``python script.py *args`` in ``directory`` as a user would (or ``python *args``
+    with a script given on ``stdin``, or by ``-c``), with ``forkserver``; it must exit 0
     after printing "answer 42". Its logs go under ``directory/logs``.
 
     Its stdout is block-buffered, as on any pipe when Python runs without ``-u``.
@@ -665,8 +666,10 @@ def run_answering_script(
         "ACTORS_LOG_DIR": str(directory / "logs"),
         "ACTORS_FORKSERVER": forkserver,
     }
+    script = [] if stdin is not None or args[:1] == ("-c",) else ["script.py"]
     result = subprocess.run(
-        [sys.executable, "script.py", *args],
+        [sys.executable, *script, *args],
+        input=stdin,
         cwd=directory,
         env=env,
         capture_output=True,

@@ -7,8 +7,6 @@ script, not from this test process.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,6 @@ import pytest
 
 from tests.helpers import COUNTED_ACTORS, read_events, run_answering_script
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _run(
@@ -57,20 +54,10 @@ def test_a_script_with_no_file_can_define_its_actors(tmp_path: Path, how: str) -
     script = textwrap.dedent(COUNTED_ACTORS).replace("_RUN = ", "# ") + (
         '\nif __name__ == "__main__":\n    anyio.run(main)\n'
     )
-    env = {k: v for k, v in os.environ.items() if k != "ACTORS_FORKSERVER"}
-    env |= {"PYTHONPATH": str(ROOT), "ACTORS_LOG_DIR": str(tmp_path / "logs")}
-    args, stdin = (["-"], script) if how == "stdin" else (["-c", script], None)
-    result = subprocess.run(
-        [sys.executable, *args],
-        input=stdin,
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=100,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    if how == "stdin":
+        result = run_answering_script(tmp_path, "-", stdin=script)
+    else:
+        result = run_answering_script(tmp_path, "-c", script)
     assert "answer 42 3" in result.stdout
 
 
