@@ -16,7 +16,6 @@ import pytest
 from tests.helpers import COUNTED_ACTORS, read_events, run_answering_script
 
 
-
 def _run(
     tmp_path: Path, script: str, *args: str, forkserver: str = "auto"
 ) -> tuple[str, dict[str, Any]]:
