@@ -157,6 +157,36 @@ def test_actors_do_not_inherit_the_forkserver_lock_held(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(120)
+def test_a_script_using_numpy_gets_a_copy_and_its_actors_use_blas(tmp_path: Path) -> None:
+    # numpy's OpenBLAS runs worker threads of its own; it stops them around a fork, so the
+    # script is still copied, and an actor's matrix product (the pool started anew) works
+    script = """
+        import numpy as np
+        import anyio
+        from actors import Actor
+        from runtime import Runtime
+
+        A = np.arange(360_000, dtype=np.float64).reshape(600, 600) % 7
+
+        class Product(Actor):
+            async def receive(self, message):
+                return float((A @ A).sum())
+
+        async def main():
+            expected = float((A @ A).sum())  # the pool has run in the script
+            async with Runtime() as rt:
+                ref = await rt.spawn(Product)
+                got = await ref.ask(0, timeout=60)
+                print("answer", 42 if got == expected else got)
+
+        if __name__ == "__main__":
+            anyio.run(main)
+    """
+    _, event = _run(tmp_path, script)
+    assert event["copy_of_script"] is True, event
+
+
+@pytest.mark.timeout(120)
 def test_a_script_running_another_thread_gets_a_fresh_forkserver(tmp_path: Path) -> None:
     # forking it would copy locks the other thread may hold: the runtime does not, and says
     # why in the log

@@ -23,10 +23,10 @@ exit handlers run there. Actor processes are forked from the forkserver's, so th
 as the script was at that moment: the script's top level is not run again.
 
 Forking is safe only from a process with one thread: a lock held by another thread at the
-fork would stay held in the copy. So copies are made only when the script runs one
-thread, from its main thread, and is small (the copy and every actor would otherwise keep
-the script's memory alive); otherwise multiprocessing starts its fresh interpreter, as it
-does with ``forkserver="fresh"``.
+fork would stay held in the copy. So copies are made only when the script runs one thread
+(numpy's BLAS pool aside: ``_blas_pool_at_most``), from its main thread, and is small (the
+copy and every actor would otherwise keep the script's memory alive); otherwise
+multiprocessing starts its fresh interpreter, as it does with ``forkserver="fresh"``.
 """
 
 from __future__ import annotations
@@ -92,8 +92,10 @@ def fork_refusal() -> str | None:
         threads = len(os.listdir("/proc/self/task"))  # native threads too
     except OSError:
         return "threads unknown"
-    if threads > 1 or threading.active_count() > 1:
-        return f"{max(threads, threading.active_count())} threads"
+    python_threads = threading.active_count()
+    unknown = threads - python_threads  # started by C code
+    if python_threads > 1 or (unknown > 0 and not _blas_pool_at_most(unknown)):
+        return f"{max(threads, python_threads)} threads"
     try:
         with open("/proc/self/statm", "rb") as statm:
             resident = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -102,6 +104,15 @@ def fork_refusal() -> str | None:
     if resident > MAX_FORKED_RSS:
         return f"{resident >> 20} MiB resident"
     return None
+
+
+def _blas_pool_at_most(threads: int) -> bool:
+    """Whether ``threads`` threads unknown to Python may be numpy's BLAS pool: its size at
+    most, with numpy loaded. OpenBLAS stops its pool around a fork (its own pthread_atfork
+    handler) and starts it again when next used; a fresh forkserver, which preloads numpy
+    when the script has it, runs that pool too. Other libraries' threads (an OpenMP
+    pool) would come on top of it, and be refused."""
+    return "numpy" in sys.modules and threads <= (os.cpu_count() or 1) - 1
 
 
 def start_forkserver(preload: list[str]) -> str | None:

@@ -144,12 +144,13 @@ class Runtime(Services):
             laptops on battery). Default: ``$ACTORS_BUSY_POLL`` seconds, else 0.0002.
         uvloop (bool | None): run actor processes on uvloop (``pip install uvloop``, the ``speed``
             extra) for faster asks. Default: ``$ACTORS_UVLOOP`` (``1``), else off.
-        forkserver (str | None): what actor processes are forked from. ``"auto"``: a copy
-            of the script's process, made once when the runtime starts, if the script runs
-            one thread and uses at most 64 MiB; else, as ``"fresh"`` always does, a fresh
-            interpreter, which must import the runtime before the first actor can start.
-            Actors forked from the copy start as the script was then, without running its
-            top level again. Default: ``$ACTORS_FORKSERVER``, else ``"auto"``.
+        forkserver (str | None): what actor processes are forked from. ``"auto"``: a copy of
+            the script's process, made once when the runtime starts, if the script runs one
+            thread (numpy's OpenBLAS threads aside) and uses at most 64 MiB; else, as
+            ``"fresh"`` always does, a fresh interpreter, which must import the runtime
+            before the first actor can start. Actors forked from the copy start as the
+            script was then, without running its top level again. Default:
+            ``$ACTORS_FORKSERVER``, else ``"auto"``.
         handle_sigterm (bool): turn SIGTERM into an orderly stop (main thread only; True).
         max_restarts (int): with ``period``, the root supervisor's restart intensity (3 within
             5 s); actors' own supervisors get the same.
