@@ -29,6 +29,8 @@ SHARED = [
     RUNTIME / "_api.py",
     RUNTIME / "_config.py",
     RUNTIME / "_main_import.py",
+    RUNTIME / "_process_name.py",
+    RUNTIME / "_stdio.py",
 ]
 
 

@@ -19,6 +19,7 @@ from anyio.abc import SocketStream, UNIXSocketStream
 
 from .._entry import LOOP_OPTION
 from .._process_name import restore_name
+from .._stdio import flush_stdio
 from ..observe.logging import emitter, log_stem, open_log, private_file
 from ..observe.loop_noise import install_noise_filter
 from ..wire.control import ControlChannel
@@ -208,7 +209,8 @@ async def actor_main(spec_data: bytes, control_sock: socket.socket) -> int:
         emitter().flush()
         log_file.close()
     if _nothing_left_to_finish():
-        _exit_now(code)
+        flush_stdio()
+        os._exit(code)
     return code
 
 
@@ -232,11 +234,3 @@ def _nothing_left_to_finish() -> bool:
         and all(t.daemon or t is main for t in threading.enumerate())
         and not getattr(multiprocessing.util, "_finalizer_registry", True)
     )
-
-
-def _exit_now(code: int) -> NoReturn:
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            if stream is not None:
-                stream.flush()
-    os._exit(code)

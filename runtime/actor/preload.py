@@ -26,13 +26,13 @@ import json
 import multiprocessing.popen_forkserver  # noqa: F401 - unpickling the control socket needs it
 import os
 import signal
-import sys
 
 # anyio imports its asyncio backend on the first anyio.run: once here, not once per actor
 import anyio._backends._asyncio  # noqa: F401
 
 from .._entry import PRELOAD_ENV, PRELOAD_MAIN_ENV
 from .._main_import import importing_main, install_main_import_hooks, prerun_main
+from .._stdio import flush_stdio
 from . import bootstrap  # noqa: F401
 
 install_main_import_hooks()
@@ -51,10 +51,7 @@ def _end_at_once() -> None:
     """
     if os.getpid() != _SERVER_PID:  # an actor process (they end by os._exit anyway)
         return
-    for stream in (sys.stdout, sys.stderr):
-        if stream is not None:
-            with contextlib.suppress(Exception):
-                stream.flush()
+    flush_stdio()
     os._exit(0)
 
 

@@ -50,6 +50,7 @@ from typing import Any, NoReturn
 from .. import _process_name as process_name
 from .._entry import PRELOAD_ENV, PRELOAD_MAIN_ENV
 from .._main_import import keep_inherited_main
+from .._stdio import flush_stdio
 
 __all__ = ["fork_refusal", "forkserver_is_a_copy", "retire_copy", "start_forkserver"]
 
@@ -227,10 +228,7 @@ def _forking() -> Iterator[None]:
     """Around a fork: flush stdio, and hold off Ctrl-C and SIGTERM until the copy has set
     its own handlers (it unblocks them in ``_become``)."""
     # what the script wrote but did not flush would be written again by the copy
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            if stream is not None:
-                stream.flush()
+    flush_stdio()
     signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
     try:
         yield
