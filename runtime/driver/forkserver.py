@@ -128,11 +128,7 @@ def start_forkserver(preload: list[str]) -> str | None:
             pid, _status = os.waitpid(server._forkserver_pid, os.WNOHANG)
             if not pid:
                 return "running already"
-            # dead: forget it, as ensure_running would before starting another
-            os.close(server._forkserver_alive_fd)
-            server._forkserver_address = None
-            server._forkserver_alive_fd = None
-            server._forkserver_pid = None
+            _forget(server)  # dead: as ensure_running would before starting another
         refusal = fork_refusal()
         if refusal is not None:
             return refusal
@@ -180,10 +176,7 @@ def retire_copy() -> None:
         if not forkserver_is_a_copy():
             return
         pid = server._forkserver_pid
-        os.close(server._forkserver_alive_fd)  # the copy ends when it sees the end of this
-        server._forkserver_address = None
-        server._forkserver_alive_fd = None
-        server._forkserver_pid = None
+        _forget(server)  # the copy ends when it sees the end of its alive pipe
     try:
         ended = os.pidfd_open(pid)
     except OSError:
@@ -194,6 +187,14 @@ def retire_copy() -> None:
                 os.waitpid(pid, 0)
     finally:
         os.close(ended)
+
+
+def _forget(server: Any) -> None:
+    """Make multiprocessing forget its forkserver, closing our end of its alive pipe."""
+    os.close(server._forkserver_alive_fd)
+    server._forkserver_address = None
+    server._forkserver_alive_fd = None
+    server._forkserver_pid = None
 
 
 def _start_tracker() -> None:
