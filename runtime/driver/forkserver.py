@@ -52,13 +52,21 @@ from .._entry import PRELOAD_ENV, PRELOAD_MAIN_ENV
 from .._main_import import keep_inherited_main
 from .._stdio import flush_stdio
 
-__all__ = ["fork_refusal", "forkserver_is_a_copy", "retire_copy", "start_forkserver"]
+__all__ = [
+    "RUNNING_ALREADY",
+    "fork_refusal",
+    "forkserver_is_a_copy",
+    "retire_copy",
+    "start_forkserver",
+]
 
 #: the most resident memory the script may have for the forkserver to be forked from it.
 #: Every actor maps all of the copy's pages, so each fork and each exit costs more the
 #: larger it is: past this, a fresh forkserver, smaller and started once, costs less over a
 #: run of many actors. The copy also keeps those pages alive for the whole run.
 MAX_FORKED_RSS = 64 << 20
+#: ``start_forkserver``'s answer when a live forkserver, copy or fresh, is there to use
+RUNNING_ALREADY = "running already"
 #: seconds a retired copy may take to end before it is left to end with the script
 _RETIRE_WAIT = 1.0
 #: the names the copies go by in ``ps -o comm`` and ``top`` (their command line is the
@@ -127,7 +135,7 @@ def start_forkserver(preload: list[str]) -> str | None:
         if server._forkserver_pid is not None:
             pid, _status = os.waitpid(server._forkserver_pid, os.WNOHANG)
             if not pid:
-                return "running already"
+                return RUNNING_ALREADY
             _forget(server)  # dead: as ensure_running would before starting another
         refusal = fork_refusal()
         if refusal is not None:

@@ -45,7 +45,7 @@ from ..shm.pool import orphan_pool
 from ..shm.segments import message_prefix, segments_of, unlink_segments
 from ..wire.control import ControlChannel
 from ..wire.protocol import ActorSpec
-from .forkserver import retire_copy, start_forkserver
+from .forkserver import RUNNING_ALREADY, retire_copy, start_forkserver
 from .hosting import StackDump
 
 __all__ = [
@@ -314,7 +314,8 @@ class ProcessHost:
                 retire_copy()
                 refusal = "asked for"
             self.fresh_forkserver = refusal
-            if refusal is not None:
+            # a live one was set up when it started (a copy needs none of what follows)
+            if refusal is not None and refusal != RUNNING_ALREADY:
                 # a fresh interpreter: it imports the script's own modules (where its actor
                 # classes live) and the standard library modules it uses, which each actor
                 # process would import again, and runs the script's top level if it can
