@@ -651,11 +651,16 @@ COUNTED_ACTORS = """
 
 
 def run_answering_script(
-    directory: Path, *args: str, forkserver: str = "auto", stdin: str | None = None
+    directory: Path,
+    *args: str,
+    forkserver: str = "auto",
+    stdin: str | None = None,
+    env_added: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``python script.py *args`` in ``directory`` as a user would (or ``python *args``
-    with a script given on ``stdin``, or by ``-c``), with ``forkserver``; it must exit 0
-    after printing "answer 42". Its logs go under ``directory/logs``.
+    with a script given on ``stdin``, or by ``-c``), with ``forkserver`` and ``env_added`` in
+    the environment; it must exit 0 after printing "answer 42". Its logs go under
+    ``directory/logs``.
 
     Its stdout is block-buffered, as on any pipe when Python runs without ``-u``.
     """
@@ -666,6 +671,7 @@ def run_answering_script(
         "ACTORS_LOG_DIR": str(directory / "logs"),
         "ACTORS_FORKSERVER": forkserver,
     }
+    env |= env_added or {}
     script = [] if stdin is not None or args[:1] == ("-c",) else ["script.py"]
     result = subprocess.run(
         [sys.executable, *script, *args],

@@ -41,6 +41,7 @@ from .forkserver import forkserver_is_a_copy
 from .hosting import Host
 from .policy import Clock, MonotonicClock
 from .process_host import ProcessHost, raise_descriptor_limit
+from .quick_exit import arrange_quick_exit
 from .registry import ActorRecord, Registry
 from .report import ShutdownReport
 from .requests import Requests
@@ -244,6 +245,7 @@ class Runtime(Services):
         if router_installed():
             raise RuntimeAlreadyRunningError
         config = self._cfg
+        arrange_quick_exit()
         # before any actor process or the forkserver starts: they inherit it
         fd_limit = raise_descriptor_limit()
         self._cluster: RayCluster | None = None
