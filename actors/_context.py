@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ._record import record
 from ._supervision import (
     DEFAULT_MAX_RESTARTS,
     DEFAULT_PERIOD,
@@ -47,7 +47,7 @@ class Timer(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SpawnCall:
     """A ``spawn`` call as made: the class, its arguments, and spawn's own options."""
 
@@ -67,7 +67,7 @@ class SpawnCall:
     colocate_with: Any = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SharedArrayCall:
     """A ``shared_array`` call as made (a dtype travels as its string form)."""
 
@@ -79,7 +79,7 @@ class SharedArrayCall:
     exclusive: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SupervisorOptions:
     """``supervisor``'s arguments, as given (checked by the runtime)."""
 

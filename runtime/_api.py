@@ -7,7 +7,6 @@ both sides, and each side only says how a request reaches the driver.
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 from abc import abstractmethod
 from typing import Any
@@ -27,6 +26,7 @@ from actors import (
 )
 from actors._checks import optional_seconds, seconds
 from actors._context import SharedArrayCall, SpawnCall, SupervisorOptions
+from actors._record import replace
 
 from ._config import RuntimeConfig
 from .wire.codec import dumps
@@ -171,7 +171,7 @@ def check_supervisor(options: SupervisorOptions) -> CreateSupervisor:
         raise InvalidSupervisorError(
             f"a supervisor's name must be a non-empty str, not {options.name!r}"
         )
-    return CreateSupervisor(dataclasses.replace(options, period=period))
+    return CreateSupervisor(replace(options, period=period))
 
 
 def prepare_spawn(

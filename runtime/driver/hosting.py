@@ -7,8 +7,9 @@ tested in-process. Another backend implements the same three protocols.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Protocol
+
+from actors._record import record
 
 from ..observe.account import Counts, Liveness
 from ..wire.protocol import ActorSpec, ControlMessage
@@ -20,7 +21,7 @@ __all__ = ["UNKNOWN_EXIT", "ControlLink", "Host", "HostedIncarnation", "StackDum
 UNKNOWN_EXIT = 256
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StackDump:
     """The stacks of an incarnation's threads and asyncio tasks, and where the threads'
     full dump was written."""

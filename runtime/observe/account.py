@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import mmap
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
+
+from actors._record import record
 
 __all__ = [
     "DEAD_LETTERED",
@@ -42,7 +43,7 @@ _CELLS = 7
 _SIZE = 8 * _CELLS
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Counts:
     """What one incarnation counted."""
 
@@ -79,7 +80,7 @@ class Account:
         return Counts(*self.cells[:_COUNTS])
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Liveness:
     """What an actor's account says of its event loop and its handler, right now."""
 

@@ -8,7 +8,6 @@ request has exactly one handler.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TypeAlias
 
 from actors import (
@@ -23,6 +22,7 @@ from actors import (
     Supervisor,
 )
 from actors._context import SharedArrayCall, SupervisorOptions
+from actors._record import record
 
 from .._config import RuntimeConfig
 from ..observe.logging import LogConfig
@@ -56,7 +56,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ChildOptions:
     """How an actor is supervised (see ``Runtime.spawn``)."""
 
@@ -68,7 +68,7 @@ class ChildOptions:
     node: str = ""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@record(kw_only=True)
 class ActorSpec:
     """Everything an actor process needs to start; only runtime types, safe to unpickle."""
 
@@ -94,7 +94,7 @@ class ActorSpec:
 # -- actor → driver: lifecycle ---------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Ready:
     """The actor's ``on_start`` returned: it takes messages now."""
 
@@ -103,14 +103,14 @@ class Ready:
     beats: bool = True
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Heartbeat:
     """The actor's event loop runs; ``handling_since`` (monotonic, 0: idle) is for deadlines."""
 
     handling_since: float
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StartFailed:
     """Loading the actor, its ``__init__``, ``on_restart`` or ``on_start`` raised."""
 
@@ -119,7 +119,7 @@ class StartFailed:
     traceback: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Stopped:
     """The incarnation's own account, sent as it ends in order."""
 
@@ -135,7 +135,7 @@ class Stopped:
 # -- actor → driver: requests, served by the driver ------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SpawnActor:
     class_name: str
     payload: bytes
@@ -145,55 +145,55 @@ class SpawnActor:
     supervisor: Supervisor | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CreateSupervisor:
     options: SupervisorOptions
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Lookup:
     name: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StopActor:
     ref: ActorRef
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Watch:
     ref: ActorRef
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Unwatch:
     ref: ActorRef
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CreateSharedArray:
     call: SharedArrayCall
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CreateSemaphore:
     value: object
     name: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Free:
     handle: SharedArray | SharedSemaphore
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class IsPeer:
     """Is ``pid`` one of this run's processes (a sender the mailbox may accept)?"""
 
     pid: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AwaitActor:
     """Return once ``ref`` has an incarnation that started after ``since`` (monotonic)."""
 
@@ -201,7 +201,7 @@ class AwaitActor:
     since: float
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class HowItEnded:
     """How incarnation ``box`` of ``ref`` ended: ``(in_order, ended_at)``, once known.
 
@@ -215,7 +215,7 @@ class HowItEnded:
     box: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AcquireSlot:
     """Take a slot of ``semaphore`` for an actor on another machine (the driver holds it)."""
 
@@ -224,7 +224,7 @@ class AcquireSlot:
     pid: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ReleaseSlot:
     """Give back a slot that ``AcquireSlot`` took."""
 
@@ -250,7 +250,7 @@ RequestBody: TypeAlias = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Request:
     request_id: int
     body: RequestBody
@@ -259,7 +259,7 @@ class Request:
 # -- driver → actor --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Answer:
     """The outcome of ``Request`` ``request_id``: a value, or a pickled error (``ok`` False)."""
 
@@ -268,7 +268,7 @@ class Answer:
     value: object
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Stop:
     """Stop in order within ``timeout`` seconds; ``reason`` goes into the logs."""
 

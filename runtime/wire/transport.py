@@ -16,7 +16,6 @@ import os
 import pickle
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -31,6 +30,7 @@ from actors import (
     RemoteActorError,
 )
 from actors._checks import seconds
+from actors._record import record
 from actors._router import unpickling_refs
 
 from ..observe.logging import Log, emitter
@@ -58,7 +58,7 @@ _TELL = int(Kind.TELL)
 IN_PLACE = YIELD_EVERY
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SenderInfo:
     """Who this process is, as told to every receiver it connects to."""
 
