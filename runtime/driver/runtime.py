@@ -13,6 +13,7 @@ from typing import IO, TYPE_CHECKING, Any, TypedDict, TypeGuard, Unpack
 
 import anyio
 import anyio.abc
+import anyio.to_thread
 
 from actors import (
     EscalationError,
@@ -28,7 +29,7 @@ from actors._shared import install_shared_memory
 from .._api import Services
 from .._config import Backend, Forkserver, RuntimeConfig
 from .._main_import import in_actor_process_main_import, park_script
-from ..observe.logging import LogConfig, new_run_log_dir, open_log
+from ..observe.logging import LogConfig, new_run_log_dir, open_log, prune_run_logs
 from ..observe.loop_noise import install_noise_filter
 from ..observe.probe import EventProbe, PublishingLog
 from ..shm.segments import sweep_stale_segments
@@ -448,6 +449,9 @@ class Runtime(Services):
     async def _serve(self, started: anyio.Event) -> None:
         async with anyio.create_task_group() as tg:
             self._tg = tg
+            if self._cfg.log_dir is None:
+                # off the start's path; awaited before the runtime is closed
+                tg.start_soon(anyio.to_thread.run_sync, prune_run_logs)
             if self._cfg.handle_sigterm and threading.current_thread() is threading.main_thread():
                 tg.start_soon(self._watch_sigterm)
             tg.start_soon(self._housekeeping)

@@ -38,6 +38,7 @@ __all__ = [
     "EventLog",
     "default_log_root",
     "new_run_log_dir",
+    "prune_run_logs",
     "run_is_over",
     "Log",
     "LogConfig",
@@ -49,7 +50,7 @@ __all__ = [
     "safe_name",
 ]
 
-#: how many runs' log directories ``new_run_log_dir`` keeps under the default root
+#: how many runs' log directories ``prune_run_logs`` keeps under the default root
 _KEEP_RUN_LOGS = 20
 #: a log directory younger than this whose run has no log file open yet is kept (seconds)
 _NEW_RUN_GRACE = 60.0
@@ -340,8 +341,7 @@ def _mtime(path: Path) -> float:
 def new_run_log_dir(run_id: str) -> Path:
     """Make a directory for a new run's logs under ``default_log_root()``.
 
-    Keeps the last few runs' directories, and every run's that is not over
-    (``run_is_over``): only finished runs' directories are removed, oldest first.
+    ``prune_run_logs`` removes old runs' directories, apart, as that can take a while.
 
     Raises:
         UnsafeDirectoryError: the default root is another user's, a symlink, or open to
@@ -349,17 +349,6 @@ def new_run_log_dir(run_id: str) -> Path:
     """
     root = default_log_root()
     _check_root(root)
-    runs = sorted(
-        (p for p in root.iterdir() if p.is_dir() and not p.is_symlink()),
-        key=_mtime,
-    )
-    excess = len(runs) - (_KEEP_RUN_LOGS - 1)
-    for old in runs:
-        if excess <= 0:
-            break
-        if run_is_over(old):
-            shutil.rmtree(old, ignore_errors=True)
-            excess -= 1
     path = root / run_id
     path.mkdir(mode=0o700)
     latest = root / "latest"
@@ -367,3 +356,23 @@ def new_run_log_dir(run_id: str) -> Path:
         latest.unlink(missing_ok=True)
         latest.symlink_to(path.name)
     return path
+
+
+def prune_run_logs() -> None:
+    """Keep the last few runs' directories under ``default_log_root()``, and every run's
+    that is not over (``run_is_over``): only finished runs' are removed, oldest first.
+
+    Blocking: a big run's logs are thousands of files.
+    """
+    root = default_log_root()
+    runs = sorted(
+        (p for p in root.iterdir() if p.is_dir() and not p.is_symlink()),
+        key=_mtime,
+    )
+    excess = len(runs) - _KEEP_RUN_LOGS
+    for old in runs:
+        if excess <= 0:
+            break
+        if run_is_over(old):
+            shutil.rmtree(old, ignore_errors=True)
+            excess -= 1
