@@ -8,6 +8,7 @@ A script needs one name from here: ``Runtime``::
 
 from __future__ import annotations
 
+import gc
 import importlib
 from typing import TYPE_CHECKING, Any
 
@@ -56,7 +57,21 @@ def __getattr__(name: str) -> Any:
     where = _WHERE.get(name)
     if where is None:
         raise AttributeError(f"module 'runtime' has no attribute {name!r}")
-    value = getattr(importlib.import_module(where, __name__), name)
+    # what an import makes lives as long as its module, yet the young generations' many
+    # collections would walk all of it while the runtime's modules load: none runs then,
+    # and what they made goes straight to the oldest generation (freeze, then unfreeze;
+    # not if the script froze objects itself: unfreezing would undo that)
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        module = importlib.import_module(where, __name__)
+    finally:
+        if not gc.get_freeze_count():
+            gc.freeze()
+            gc.unfreeze()
+        if collecting:
+            gc.enable()
+    value = getattr(module, name)
     globals()[name] = value  # once: later lookups skip this function
     return value
 

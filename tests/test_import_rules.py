@@ -14,6 +14,8 @@ import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import pytest
+
 from runtime._entry import PRELOAD_ENV, PRELOAD_MAIN_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -148,3 +150,38 @@ def test_a_script_pays_for_neither_numpy_nor_rich_until_it_uses_them() -> None:
     forkserver = _loaded_by("import runtime.actor.preload")
     assert not {"numpy", "rich", "ray"} & forkserver
     assert not any(m.startswith("runtime.driver") for m in forkserver)  # the actor side only
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("before", ["", "gc.disable()"], ids=["collecting", "collector-off"])
+def test_importing_the_runtime_leaves_the_collector_on_or_off_as_it_found_it(
+    before: str,
+) -> None:
+    # the import pauses the collector, and moves what it made to the oldest generation
+    done = _run_python(
+        f"import gc\n{before}\nwas = gc.isenabled()\nfrom runtime import Runtime\n"
+        "print(gc.isenabled() == was)"
+    )
+    assert done == "True"
+
+
+@pytest.mark.timeout(60)
+def test_importing_the_runtime_leaves_what_the_script_froze_frozen() -> None:
+    done = _run_python(
+        "import gc\nmarker = [[]]\ngc.freeze()\nfrom runtime import Runtime\n"
+        "print(all(o is not marker for o in gc.get_objects()))"
+    )
+    assert done == "True"
+
+
+def _run_python(script: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=True,
+    )
+    return done.stdout.strip()
