@@ -327,6 +327,9 @@ class ProcessHost:
         aiomultiprocess.set_start_method(start_method)
         # multiprocessing's bookkeeping is not meant for concurrent starts and reaps
         self._lock = threading.Lock()
+        # starts take turns anyway (the lock, and the forkserver forks one at a time): one
+        # worker thread serves them all, instead of a new thread for each concurrent one
+        self._starts = anyio.CapacityLimiter(1)
 
     async def start(self, name: str, spec: ActorSpec) -> _ProcessIncarnation:
         """Start ``spec``'s process; return it once it runs (not yet ready).
@@ -339,7 +342,9 @@ class ProcessHost:
         made: list[socket.socket] = []  # our end of the control socket, once made
         try:
             # starting blocks on the forkserver hand-off; keep the event loop free meanwhile
-            proc = await anyio.to_thread.run_sync(self._start_process, name, data, made)
+            proc = await anyio.to_thread.run_sync(
+                self._start_process, name, data, made, limiter=self._starts
+            )
             control = ControlChannel(await UNIXSocketStream.from_socket(made[0]))
         except BaseException as exc:
             for sock in made:  # a started process sees it hang up, and exits
