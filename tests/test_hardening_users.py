@@ -27,7 +27,7 @@ import pytest
 
 from actors import UnsafeDirectoryError
 from runtime import Runtime
-from runtime.observe.logging import _KEEP_RUN_LOGS
+from runtime.observe.logging import _KEEP_RUN_LOGS, prune_run_logs
 from runtime.shm.segments import create_segment, segment_name, unlink_segment
 from tests.helpers import Echo, read_events
 
@@ -298,7 +298,7 @@ async def test_log_rotation_removes_finished_runs_and_never_a_live_ones(
         held_logs = root / Path(info["run_dir"]).name.removeprefix("run-")
         files = sorted(p.name for p in held_logs.iterdir())
         assert len([f for f in files if f.endswith(".jsonl")]) == 3  # runtime and 2 actors
-        for _ in range(_KEEP_RUN_LOGS):  # short runs, each rotating at its start
+        for _ in range(_KEEP_RUN_LOGS):  # short runs, each rotating while it runs
             async with Runtime():
                 pass
         assert sorted(p.name for p in held_logs.iterdir()) == files
@@ -370,3 +370,13 @@ async def test_multiprocessings_socket_directory_of_a_killed_runtime_is_swept_by
         proc.stdout.close()  # type: ignore[union-attr]
         if left is not None:
             shutil.rmtree(left, ignore_errors=True)
+
+
+@pytest.mark.timeout(10)
+def test_pruning_old_logs_under_a_root_that_is_gone_does_nothing_and_raises_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # it runs beside the run, best effort: a root removed meanwhile must not end the run
+    monkeypatch.setenv("ACTORS_LOG_DIR", str(tmp_path / "gone"))
+    prune_run_logs()
+    assert not (tmp_path / "gone").exists()

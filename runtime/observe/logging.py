@@ -362,13 +362,17 @@ def prune_run_logs() -> None:
     """Keep the last few runs' directories under ``default_log_root()``, and every run's
     that is not over (``run_is_over``): only finished runs' are removed, oldest first.
 
-    Blocking: a big run's logs are thousands of files.
+    Blocking: a big run's logs are thousands of files. Best effort: a root that cannot be
+    listed (removed meanwhile, say) is left as it is, and the run goes on.
     """
     root = default_log_root()
-    runs = sorted(
-        (p for p in root.iterdir() if p.is_dir() and not p.is_symlink()),
-        key=_mtime,
-    )
+    try:
+        runs = sorted(
+            (p for p in root.iterdir() if p.is_dir() and not p.is_symlink()),
+            key=_mtime,
+        )
+    except OSError:
+        return
     excess = len(runs) - _KEEP_RUN_LOGS
     for old in runs:
         if excess <= 0:
