@@ -620,10 +620,8 @@ def main() -> None:
 
         progress("whole jobs against multiprocessing.Pool")
         figures += bench_jobs.measure(bench_jobs.QUICK if args.quick else bench_jobs.FULL, progress)
-        progress("many idle actors")
-        figures += bench_scale.measure(
-            bench_scale.QUICK if args.quick else bench_scale.FULL, progress
-        )
+        progress("many idle actors, in a process of their own")
+        figures += bench_scale.measure_in_own_process(args.quick, progress)
         section = "benchmarks"
     info = machine()
     table = Table(

@@ -1,6 +1,6 @@
 """Many idle actors: what N of them cost to start, to ask once, to keep, and to stop.
 
-    python -m benchmarks.bench_scale [--quick] [--n N]
+    python -m benchmarks.bench_scale [--quick] [--n N] [--json PATH]
 
 Ours, through the public API: N actors spawned at once from one task group, one ask to
 each, then, with all of them up and idle, the memory they hold (PSS, which shares out
@@ -14,13 +14,18 @@ exit when told to.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import multiprocessing
 import os
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -323,10 +328,35 @@ def measure(sizes: dict[str, int], progress: Callable[[str], None]) -> list[Figu
 # -- standalone -------------------------------------------------------------------------------
 
 
+def measure_in_own_process(quick: bool, progress: Callable[[str], None]) -> list[Figure]:
+    """``measure``, run as ``python -m benchmarks.bench_scale``: as a user's script would.
+
+    Every actor is forked from a copy of the process that starts the runtime; in the full
+    suite's process, that copy would hold what every benchmark before this one left.
+    """
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as scratch:
+        out = Path(scratch) / "figures.json"
+        command = [sys.executable, "-m", "benchmarks.bench_scale", "--json", str(out)]
+        with subprocess.Popen(
+            [*command, *(["--quick"] if quick else [])],
+            cwd=Path(__file__).resolve().parent.parent,
+            stdout=subprocess.PIPE,
+            text=True,
+        ) as child:
+            assert child.stdout is not None
+            for line in child.stdout:
+                if line.startswith("… "):
+                    progress(line[2:].rstrip("\n"))
+        if child.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed with exit code {child.returncode}")
+        return [Figure(**figure) for figure in json.loads(out.read_text())]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help=f"{QUICK['actors']} actors")
     parser.add_argument("--n", type=int, help=f"actors (default {FULL['actors']})")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
     args = parser.parse_args()
     sizes = dict(QUICK if args.quick else FULL)
     if args.n is not None:
@@ -335,6 +365,8 @@ def main() -> None:
         sizes["actors"] = args.n
     began = time.perf_counter()
     figures = measure(sizes, lambda text: print(f"… {text}", flush=True))
+    if args.json is not None:
+        args.json.write_text(json.dumps([dataclasses.asdict(f) for f in figures]))
     for f in figures:
         print(describe(f))
     print(f"took {time.perf_counter() - began:.0f} s")
