@@ -277,6 +277,8 @@ class Incarnations:
             life.stop_requested = reason
         timeout = self.config.stop_timeout
         life.hosted.control.send(Stop(timeout, reason))
+        if life.pid is not None:
+            _stop_sending(rec.ref.address, life.pid)
         with anyio.move_on_after(timeout):
             await life.exited.wait()
             return
@@ -291,6 +293,24 @@ class Incarnations:
         life.hosted.kill()
         with anyio.move_on_after(_KILL_WAIT):
             await life.exited.wait()
+
+
+def _stop_sending(address: str, pid: int) -> None:
+    """End what the script sends to ``address`` if process ``pid``, which is stopping, is
+    at its other end.
+
+    Its mailbox, stopping, hands out what each sender sent up to that sender's end of
+    stream, and would ask the script for it (CLOSING): one more round trip between the two
+    processes in every stop, and in a shutdown the stops follow one another. A send made
+    meanwhile opens a new connection, as after CLOSING: to the restart, or it fails.
+    """
+    if not router_installed():
+        return
+    router = current_router()
+    if isinstance(router, Transport):
+        conn = router.connection_at(address)
+        if conn is not None and conn.peer_pid == pid:
+            conn.stop_sending()
 
 
 def _cut_connections(address: str, pid: int) -> None:
