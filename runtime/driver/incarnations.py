@@ -304,13 +304,10 @@ def _stop_sending(address: str, pid: int) -> None:
     processes in every stop, and in a shutdown the stops follow one another. A send made
     meanwhile opens a new connection, as after CLOSING: to the restart, or it fails.
     """
-    if not router_installed():
-        return
-    router = current_router()
-    if isinstance(router, Transport):
-        conn = router.connection_at(address)
-        if conn is not None and conn.peer_pid == pid:
-            conn.stop_sending()
+    transport = _script_transport()
+    conn = None if transport is None else transport.connection_at(address, pid)
+    if conn is not None:
+        conn.stop_sending()
 
 
 def _cut_connections(address: str, pid: int) -> None:
@@ -321,13 +318,18 @@ def _cut_connections(address: str, pid: int) -> None:
     (a fork made behind Python's back, out of its process group). Ending ours fails the
     asks that wait on them with ActorDeadError now, and the next ones reach the restart.
     """
+    transport = _script_transport()
+    conn = None if transport is None else transport.connection_at(address, pid)
+    if conn is not None:
+        conn.shutdown()
+
+
+def _script_transport() -> Transport | None:
+    """The script's transport to local actor processes (None on Ray, or none yet)."""
     if not router_installed():
-        return
+        return None
     router = current_router()
-    if isinstance(router, Transport):
-        conn = router.connection_at(address)
-        if conn is not None and conn.peer_pid == pid:
-            conn.shutdown()
+    return router if isinstance(router, Transport) else None
 
 
 def _keys(rec: ActorRecord, life: Life) -> dict[str, object]:

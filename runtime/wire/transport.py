@@ -611,9 +611,11 @@ class Transport:
         """The connections open now."""
         return list(self._conns.values())
 
-    def connection_at(self, address: str) -> _Outbound | None:
-        """The connection open now to the mailbox at ``address``, if any."""
-        return self._conns.get(address)
+    def connection_at(self, address: str, pid: int) -> _Outbound | None:
+        """The connection open now to the mailbox at ``address``, if process ``pid`` is at
+        its other end (not an incarnation before or after it)."""
+        conn = self._conns.get(address)
+        return conn if conn is not None and conn.peer_pid == pid else None
 
     def in_doubt(self) -> int:
         """Messages recorded in doubt, and those that would be if every connection ended now."""
