@@ -57,10 +57,9 @@ def __getattr__(name: str) -> Any:
     where = _WHERE.get(name)
     if where is None:
         raise AttributeError(f"module 'runtime' has no attribute {name!r}")
-    # what an import makes lives as long as its module, yet the young generations' many
-    # collections would walk all of it while the runtime's modules load: none runs then,
-    # and what they made goes straight to the oldest generation (freeze, then unfreeze;
-    # not if the script froze objects itself: unfreezing would undo that)
+    # the young generations' collections would walk everything the import makes, which
+    # lives as long as its module: paused, then all moved to the oldest (unless the script
+    # froze objects itself, which unfreeze would undo)
     collecting = gc.isenabled()
     gc.disable()
     try:
