@@ -1,4 +1,4 @@
-"""The control protocol between the driver and an actor process, as frozen dataclasses.
+"""The control protocol between the driver and an actor process, as frozen records.
 
 Every message on a control link is one of these, matched by type on arrival. An actor's
 requests (``spawn``, ``lookup``, ...) travel inside ``Request`` and are answered by
