@@ -76,6 +76,8 @@ _TRACKER = "actors-tracker"
 #: signals a copy must not get before it has set its own handlers (as multiprocessing does
 #: for its tracker): Ctrl-C, or SIGTERM to the script's process group
 _HELD = {signal.SIGINT, signal.SIGTERM}
+#: stdin, stdout and stderr: the forkserver shares them with the script, as actors do
+_STDIO = (0, 1, 2)
 
 
 #: the pid of the last copy made (multiprocessing may have replaced it since)
@@ -157,7 +159,7 @@ def start_forkserver(preload: list[str]) -> str | None:
                         # inherit it held, and any use of a forkserver in an actor would hang
                         server._lock = threading.Lock()
                         listener_fd = listener.fileno()
-                        keep = {listener_fd, alive_r}
+                        keep = {*_STDIO, listener_fd, alive_r}
                         _become(_FORKSERVER, keep, _serve, preload, listener_fd, alive_r)
             except BaseException:
                 os.close(alive_w)
@@ -221,7 +223,10 @@ def _start_tracker() -> None:
         with _forking():
             pid = os.fork()
             if pid == 0:
-                _become(_TRACKER, {r}, resource_tracker.main, r)
+                # no stdout: it writes nothing there, and must not hold a pipeline's pipe
+                # open; and it ends when the script does, not when told to
+                keep = {0, 2, r}
+                _become(_TRACKER, keep, resource_tracker.main, r, deaf_to_sigterm=True)
     except BaseException:
         os.close(w)
         raise
@@ -245,11 +250,18 @@ def _forking() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD)
 
 
-def _become(name: str, keep: set[int], run: Callable[..., object], *args: Any) -> NoReturn:
-    """Turn this copy into ``name`` and ``run(*args)`` (in the copy only); never return."""
+def _become(
+    name: str,
+    keep: set[int],
+    run: Callable[..., object],
+    *args: Any,
+    deaf_to_sigterm: bool = False,
+) -> NoReturn:
+    """Turn this copy into ``name``, holding only the descriptors in ``keep``, and
+    ``run(*args)`` (in the copy only); never return."""
     code = 1
     try:
-        _drop_the_script(name, keep)
+        _drop_the_script(name, keep, deaf_to_sigterm)
         # an empty context: actors must not inherit the script's context variables
         contextvars.Context().run(run, *args)
         code = 0
@@ -264,7 +276,7 @@ def _become(name: str, keep: set[int], run: Callable[..., object], *args: Any) -
         os._exit(code)
 
 
-def _drop_the_script(name: str, keep: set[int]) -> None:
+def _drop_the_script(name: str, keep: set[int], deaf_to_sigterm: bool) -> None:
     """Let go of what the script holds (see the module's docstring)."""
     signal.set_wakeup_fd(-1)
     for signum in signal.valid_signals():
@@ -272,16 +284,14 @@ def _drop_the_script(name: str, keep: set[int]) -> None:
             if callable(signal.getsignal(signum)):
                 signal.signal(signum, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the script's to handle
-    if name == _TRACKER:  # it ends when the script does, not when told to
+    if deaf_to_sigterm:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD)
     gc.freeze()
     null = os.open(os.devnull, os.O_RDWR)
-    # the tracker writes nothing to stdout: it must not hold a pipeline's pipe open either
-    first = 1 if name == _TRACKER else 3
     for entry in os.listdir("/proc/self/fd"):
         fd = int(entry)
-        if fd >= first and fd not in (2, null) and fd not in keep:
+        if fd != null and fd not in keep:
             with contextlib.suppress(OSError):  # the listing's own, closed already
                 os.fstat(fd)
                 os.dup2(null, fd, inheritable=False)
