@@ -108,21 +108,18 @@ def test_importing_actors_loads_no_runtime_module() -> None:
         "import sys, actors\n"
         "print(*sorted(m for m in sys.modules if m == 'runtime' or m.startswith('runtime.')))"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    loaded = done.stdout.split()
+    loaded = _run_python(code).split()
     assert not loaded, f"import actors loaded runtime modules: {loaded}"
 
 
 def _loaded_by(code: str) -> set[str]:
-    """The modules a fresh interpreter has loaded after running ``code``.
+    """The modules a fresh interpreter has loaded after running ``code``."""
+    return set(_run_python(f"{code}\nimport sys\nprint(*sorted(sys.modules))").split())
+
+
+def _run_python(code: str) -> str:
+    """What a fresh interpreter prints running ``code`` from the project's root; it must
+    succeed.
 
     Without what a runtime of this test process handed its forkserver (``PRELOAD_ENV``,
     ``PRELOAD_MAIN_ENV``): the preload would import those modules, this suite's numpy
@@ -130,16 +127,16 @@ def _loaded_by(code: str) -> set[str]:
     """
     env = {k: v for k, v in os.environ.items() if k not in (PRELOAD_ENV, PRELOAD_MAIN_ENV)}
     done = subprocess.run(
-        [sys.executable, "-c", f"{code}\nimport sys\nprint(*sorted(sys.modules))"],
+        [sys.executable, "-c", code],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=50,
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    return set(done.stdout.split())
+    return done.stdout.strip()
 
 
 def test_a_script_pays_for_neither_numpy_nor_rich_until_it_uses_them() -> None:
@@ -172,16 +169,3 @@ def test_importing_the_runtime_leaves_what_the_script_froze_frozen() -> None:
         "print(all(o is not marker for o in gc.get_objects()))"
     )
     assert done == "True"
-
-
-def _run_python(script: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=50,
-        check=True,
-    )
-    return done.stdout.strip()
