@@ -8,8 +8,7 @@ A script needs one name from here: ``Runtime``::
 
 from __future__ import annotations
 
-import gc
-import importlib
+import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -57,19 +56,9 @@ def __getattr__(name: str) -> Any:
     where = _WHERE.get(name)
     if where is None:
         raise AttributeError(f"module 'runtime' has no attribute {name!r}")
-    # the young generations' collections would walk everything the import makes, which
-    # lives as long as its module: paused, then all moved to the oldest (unless the script
-    # froze objects itself, which unfreeze would undo)
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        module = importlib.import_module(where, __name__)
-    finally:
-        if not gc.get_freeze_count():
-            gc.freeze()
-            gc.unfreeze()
-        if collecting:
-            gc.enable()
+    from ._import_heap import import_quietly
+
+    module = import_quietly(where, __name__, sys._getframe(1))
     value = getattr(module, name)
     globals()[name] = value  # once: later lookups skip this function
     return value

@@ -117,17 +117,20 @@ def _loaded_by(code: str) -> set[str]:
     return set(_run_python(f"{code}\nimport sys\nprint(*sorted(sys.modules))").split())
 
 
-def _run_python(code: str) -> str:
-    """What a fresh interpreter prints running ``code`` from the project's root; it must
-    succeed.
+def _run_python(code: str, script: Path | None = None, **variables: str) -> str:
+    """What a fresh interpreter prints running ``code`` from the project's root, with
+    ``python -c``, or as a script written to ``script``; it must succeed.
 
     Without what a runtime of this test process handed its forkserver (``PRELOAD_ENV``,
     ``PRELOAD_MAIN_ENV``): the preload would import those modules, this suite's numpy
     among them, and try to run this process's ``__main__``.
     """
     env = {k: v for k, v in os.environ.items() if k not in (PRELOAD_ENV, PRELOAD_MAIN_ENV)}
+    env |= variables
+    if script is not None:
+        script.write_text(code)
     done = subprocess.run(
-        [sys.executable, "-c", code],
+        [sys.executable, *(["-c", code] if script is None else [str(script)])],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -169,3 +172,40 @@ def test_importing_the_runtime_leaves_what_the_script_froze_frozen() -> None:
         "print(all(o is not marker for o in gc.get_objects()))"
     )
     assert done == "True"
+
+
+@pytest.mark.timeout(60)
+def test_a_script_that_imports_the_runtime_at_its_top_freezes_the_heap_it_has_then(
+    tmp_path: Path,
+) -> None:
+    # the garbage made before is finalized first, not frozen with the rest
+    code = (
+        "import gc\n"
+        "class Noisy:\n"
+        "    def __del__(self):\n"
+        "        print('finalized', gc.get_freeze_count() == 0)\n"
+        "cycle = Noisy()\ncycle.me = cycle\ndel cycle\n"
+        "from runtime import Runtime\n"
+        "print('frozen', gc.get_freeze_count() > 0)\n"
+    )
+    done = _run_python(code, tmp_path / "script.py")
+    assert done.splitlines() == ["finalized True", "frozen True"]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("code", "as_file", "variables"),
+    [
+        ("def load():\n    from runtime import Runtime\nload()\n", True, {}),
+        ("from runtime import Runtime\n", False, {}),
+        ("from runtime import Runtime\n", True, {"ACTORS_QUICK_EXIT": "0"}),
+    ],
+    ids=["from-a-function", "python-c", "quick-exit-off"],
+)
+def test_a_runtime_imported_elsewhere_than_a_scripts_top_freezes_nothing(
+    code: str, as_file: bool, variables: dict[str, str], tmp_path: Path
+) -> None:
+    # the script's older objects may still become garbage there: they stay collectable
+    script = tmp_path / "script.py" if as_file else None
+    done = _run_python(code + "import gc\nprint(gc.get_freeze_count())", script, **variables)
+    assert done == "0"

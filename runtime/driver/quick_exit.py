@@ -16,7 +16,7 @@ import atexit
 import gc
 import os
 
-__all__ = ["ENV_QUICK_EXIT", "arrange_quick_exit"]
+__all__ = ["ENV_QUICK_EXIT", "arrange_quick_exit", "quick_exit_is_on"]
 
 ENV_QUICK_EXIT = "ACTORS_QUICK_EXIT"
 
@@ -35,8 +35,14 @@ def arrange_quick_exit() -> None:
         atexit.register(_collect_then_freeze)
 
 
+def quick_exit_is_on() -> bool:
+    """Whether ``ACTORS_QUICK_EXIT`` lets the runtime freeze the script's heap (at exit, and
+    when the runtime is imported: ``runtime._import_heap``)."""
+    return os.environ.get(ENV_QUICK_EXIT, "").strip().lower() not in {"0", "false", "no", "off"}
+
+
 def _collect_then_freeze() -> None:
-    if os.environ.get(ENV_QUICK_EXIT, "").strip().lower() in {"0", "false", "no", "off"}:
+    if not quick_exit_is_on():
         return
     gc.collect()
     gc.freeze()
