@@ -30,6 +30,7 @@ SHARED = [
     RUNTIME / "observe",
     RUNTIME / "_api.py",
     RUNTIME / "_config.py",
+    RUNTIME / "_lean.py",
     RUNTIME / "_main_import.py",
     RUNTIME / "_process_name.py",
     RUNTIME / "_stdio.py",
@@ -146,7 +147,7 @@ def test_a_script_pays_for_neither_numpy_nor_rich_until_it_uses_them() -> None:
     # what every script and the forkserver import is the runtime's fixed cost: numpy comes
     # with the first shared array, rich never (structlog is imported without it)
     loaded = _loaded_by("from runtime import Runtime\nimport actors")
-    assert not {"numpy", "rich", "ray"} & loaded
+    assert not {"numpy", "rich", "ray", "multiprocessing.managers", "secrets"} & loaded
     forkserver = _loaded_by("import runtime.actor.preload")
     assert not {"numpy", "rich", "ray"} & forkserver
     assert not any(m.startswith("runtime.driver") for m in forkserver)  # the actor side only
@@ -209,3 +210,16 @@ def test_a_runtime_imported_elsewhere_than_a_scripts_top_freezes_nothing(
     script = tmp_path / "script.py" if as_file else None
     done = _run_python(code + "import gc\nprint(gc.get_freeze_count())", script, **variables)
     assert done == "0"
+
+
+@pytest.mark.timeout(60)
+def test_multiprocessing_managers_imports_as_usual_after_the_runtime_left_it_out() -> None:
+    # aiomultiprocess is loaded with a stand-in for it, gone once the import is done
+    done = _run_python(
+        "import sys, multiprocessing\nfrom runtime import Runtime\n"
+        "print('multiprocessing.managers' in sys.modules, hasattr(multiprocessing, 'managers'))\n"
+        "import multiprocessing.managers\n"
+        "print(multiprocessing.managers.SyncManager.__qualname__,"
+        " hasattr(multiprocessing.managers.SyncManager, 'register'))"
+    )
+    assert done.splitlines() == ["False False", "SyncManager True"]

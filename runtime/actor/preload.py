@@ -31,9 +31,15 @@ import signal
 import anyio._backends._asyncio  # noqa: F401
 
 from .._entry import PRELOAD_ENV, PRELOAD_MAIN_ENV
+from .._lean import without_managers
 from .._main_import import importing_main, install_main_import_hooks, prerun_main
 from .._stdio import flush_stdio
 from . import bootstrap  # noqa: F401
+
+# each actor's process object names aiomultiprocess's types: loaded once here, as the
+# script loads it
+with without_managers():
+    import aiomultiprocess  # noqa: F401
 
 install_main_import_hooks()
 

@@ -24,12 +24,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import aiomultiprocess
-import aiomultiprocess.core
 import anyio
 from anyio.abc import UNIXSocketStream
 
 from actors import DescriptorLimitError
+
+from .._lean import without_managers
+
+with without_managers():
+    import aiomultiprocess
+    import aiomultiprocess.core
 
 from .._entry import LOOP_OPTION, PRELOAD, PRELOAD_ENV, PRELOAD_MAIN_ENV, actor_main, bootstrap
 from ..observe.account import (

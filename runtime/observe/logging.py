@@ -22,7 +22,7 @@ from typing import IO, Any, Protocol
 import orjson
 
 from .._config import ENV_LOG_DIR
-from .lean import without_rich
+from .._lean import without_rich
 
 with without_rich():
     import structlog

@@ -27,7 +27,6 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from secrets import token_hex
 
 from actors import SharedMemoryFullError, StaleHandleError
 
@@ -77,7 +76,7 @@ def _open_new(stem: str) -> tuple[Path, int]:
     try has a new random part.
     """
     for _ in range(_TRIES):
-        path = _path(f"{stem}.{token_hex(_RANDOM_BYTES)}")
+        path = _path(f"{stem}.{os.urandom(_RANDOM_BYTES).hex()}")
         try:
             return path, os.open(path, _CREATE, 0o600)
         except FileExistsError:

@@ -19,7 +19,6 @@ import multiprocessing
 import multiprocessing.util
 import os
 import re
-import secrets
 import shutil
 import socket
 import stat
@@ -170,7 +169,7 @@ class RunDirectory:
         ensure_private_dir(base, _base_remedy())
         swept = cls.sweep_stale(base) + _sweep_multiprocessing_dirs()
         _name_multiprocessing_dir()
-        run_id = f"{os.getpid()}-{secrets.token_hex(3)}"
+        run_id = f"{os.getpid()}-{os.urandom(3).hex()}"
         path = base / f"run-{run_id}"
         try:
             path.mkdir(mode=0o700)
