@@ -95,7 +95,7 @@ def test_a_segment_name_taken_by_another_user_is_skipped_for_a_new_random_one(
     try:
         # the first random part drawn is the squatted one: creation must move on to another
         draws = iter(["0" * 16, "1" * 16])
-        monkeypatch.setattr("runtime.shm.segments.token_hex", lambda nbytes: next(draws))
+        monkeypatch.setattr("runtime.shm.segments._random_hex", lambda nbytes: next(draws))
         name, mapping = create_segment(stem, 4096)
         mapping.close()
         assert name == f"{stem}.{'1' * 16}"

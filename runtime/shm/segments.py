@@ -63,6 +63,11 @@ def _path(name: str) -> Path:
     return SHM_DIR / name
 
 
+def _random_hex(nbytes: int) -> str:
+    # what secrets.token_hex does, without loading secrets (and hashlib) in every script
+    return os.urandom(nbytes).hex()
+
+
 def free_bytes() -> int:
     """Bytes free in /dev/shm now."""
     st = os.statvfs(SHM_DIR)
@@ -76,7 +81,7 @@ def _open_new(stem: str) -> tuple[Path, int]:
     try has a new random part.
     """
     for _ in range(_TRIES):
-        path = _path(f"{stem}.{os.urandom(_RANDOM_BYTES).hex()}")
+        path = _path(f"{stem}.{_random_hex(_RANDOM_BYTES)}")
         try:
             return path, os.open(path, _CREATE, 0o600)
         except FileExistsError:
