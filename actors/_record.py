@@ -1,11 +1,13 @@
-"""``record``: the frozen, slotted value classes of the runtime's internals.
+"""``record``: the slotted value and state classes of the runtime's internals.
 
-A frozen slotted dataclass compiles half a dozen methods from source as its class is
-defined, and a script that imports the runtime defines dozens of them before its first
-line runs. A record compiles only its ``__init__`` and shares the rest, which makes it
-several times cheaper to define. It behaves as ``@dataclass(frozen=True, slots=True)``
-for what the runtime uses (construction, equality and hashing by value, ``repr``, class
-patterns, pickling, ``FrozenInstanceError``), but it is not a dataclass:
+A dataclass compiles half a dozen methods from source as its class is defined, and a
+script that imports the runtime defines dozens of them before its first line runs. A
+record compiles only its ``__init__`` and shares the rest, which makes it several times
+cheaper to define. It behaves as ``@dataclass(frozen=True, slots=True)`` for what the
+runtime uses (construction, equality and hashing by value, ``repr``, class patterns,
+pickling, ``FrozenInstanceError``), or, with ``frozen=False``, as
+``@dataclass(slots=True, eq=False)``: assignable fields, compared by identity. A field's
+default may be ``dataclasses.field(default_factory=...)``. It is not a dataclass:
 ``dataclasses.fields`` and ``replace`` do not apply. Public types stay dataclasses.
 """
 
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import FrozenInstanceError
+from dataclasses import MISSING, Field, FrozenInstanceError, field
 from typing import Any, TypeVar, dataclass_transform, overload
 
 __all__ = ["record", "replace"]
@@ -25,24 +27,28 @@ R = TypeVar("R")
 @overload
 def record(cls: T, /) -> T: ...
 @overload
-def record(*, kw_only: bool = False) -> Callable[[T], T]: ...
+def record(*, kw_only: bool = False, frozen: bool = True) -> Callable[[T], T]: ...
 
 
-@dataclass_transform(frozen_default=True)
-def record(cls: T | None = None, /, *, kw_only: bool = False) -> T | Callable[[T], T]:
-    """Make ``cls`` a frozen record of the fields it annotates, in their order.
+@dataclass_transform(frozen_default=True, field_specifiers=(field,))
+def record(
+    cls: T | None = None, /, *, kw_only: bool = False, frozen: bool = True
+) -> T | Callable[[T], T]:
+    """Make ``cls`` a record of the fields it annotates, in their order.
 
-    A field's class attribute is its default; fields without one come first, unless
-    ``kw_only``, where every field is passed by name.
+    A field's class attribute is its default (a ``field(default_factory=...)`` makes a
+    new one for each instance); fields without one come first, unless ``kw_only``, where
+    every field is passed by name. Unless ``frozen``, fields can be assigned, and
+    instances compare by identity.
     """
 
     def make(cls: T) -> T:
-        return _make(cls, kw_only)
+        return _make(cls, kw_only, frozen)
 
     return make if cls is None else make(cls)
 
 
-def _make(cls: T, kw_only: bool) -> T:
+def _make(cls: T, kw_only: bool, frozen: bool) -> T:
     names = tuple(inspect.get_annotations(cls))
     defaults = {name: cls.__dict__[name] for name in names if name in cls.__dict__}
     namespace = {
@@ -53,14 +59,15 @@ def _make(cls: T, kw_only: bool) -> T:
     namespace["__slots__"] = names
     namespace["__match_args__"] = () if kw_only else names
     namespace["__init__"] = _init(cls.__qualname__, names, defaults, kw_only)
-    namespace.update(
-        __setattr__=_setattr,
-        __delattr__=_delattr,
-        __eq__=_eq,
-        __hash__=_hash,
-        __repr__=_repr,
-        __reduce__=_reduce,
-    )
+    namespace["__repr__"] = _repr
+    if frozen:
+        namespace.update(
+            __setattr__=_setattr,
+            __delattr__=_delattr,
+            __eq__=_eq,
+            __hash__=_hash,
+            __reduce__=_reduce,
+        )
     made: T = type(cls)(cls.__name__, cls.__bases__, namespace)
     return made
 
@@ -68,16 +75,49 @@ def _make(cls: T, kw_only: bool) -> T:
 def _init(
     qualname: str, names: tuple[str, ...], defaults: dict[str, Any], kw_only: bool
 ) -> Callable[..., None]:
-    parameters = [f"{name}=_defaults[{name!r}]" if name in defaults else name for name in names]
+    factories: dict[str, Callable[[], Any]] = {}
+    values: dict[str, Any] = {}
+    for name, default in defaults.items():
+        if isinstance(default, Field):
+            if default.default_factory is not MISSING:
+                factories[name] = default.default_factory
+            elif default.default is not MISSING:
+                values[name] = default.default
+            else:
+                raise TypeError(f"field {name!r} of {qualname}: give a default or a factory")
+        else:
+            values[name] = default
+    parameters = [
+        f"{name}=_defaults[{name!r}]"
+        if name in values
+        else f"{name}=_made"
+        if name in factories
+        else name
+        for name in names
+    ]
     if kw_only and parameters:
         parameters.insert(0, "*")
-    body = "".join(f"\n    _set(self, {name!r}, {name})" for name in names) or "\n    pass"
-    source = f"def __init__(self, {', '.join(parameters)}) -> None:{body}"
-    scope: dict[str, Any] = {"_set": object.__setattr__, "_defaults": defaults}
+    body = "".join(
+        f"\n    _set(self, {name!r}, _factories[{name!r}]() if {name} is _made else {name})"
+        if name in factories
+        else f"\n    _set(self, {name!r}, {name})"
+        for name in names
+    )
+    source = f"def __init__(self, {', '.join(parameters)}) -> None:{body or chr(10) + '    pass'}"
+    scope: dict[str, Any] = {
+        "_set": object.__setattr__,
+        "_defaults": values,
+        "_factories": factories,
+        "_made": _MADE,
+    }
     exec(source, scope)  # the names are a class body's annotations: identifiers
     init: Callable[..., None] = scope["__init__"]
     init.__qualname__ = f"{qualname}.__init__"
     return init
+
+
+#: the default of a parameter whose field has a factory: the factory makes the value
+_MADE: Any = object()
 
 
 def _values(self: Any) -> tuple[Any, ...]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import pickle
-from dataclasses import FrozenInstanceError
+from dataclasses import FrozenInstanceError, field
 
 import pytest
 
@@ -24,6 +24,13 @@ class Point:
 class Pair:
     x: int
     y: int
+
+
+@record(frozen=False)
+class Tally:
+    name: str
+    seen: list[str] = field(default_factory=list)
+    count: int = 0
 
 
 @pytest.mark.timeout(10)
@@ -85,3 +92,38 @@ def test_replace_copies_a_record_with_some_fields_changed() -> None:
     assert point == Point(1, 2)
     with pytest.raises(TypeError):
         replace(point, z=3)
+
+
+@pytest.mark.timeout(10)
+def test_an_unfrozen_record_takes_assignments_and_compares_by_identity() -> None:
+    tally = Tally("a")
+    tally.count += 1
+    assert repr(tally) == "Tally(name='a', seen=[], count=1)"
+    assert tally == tally
+    assert tally != Tally("a", [], 1)
+    assert len({tally, Tally("a")}) == 2
+    with pytest.raises(AttributeError):
+        tally.other = 1  # type: ignore[attr-defined]  # slotted: a typo fails loudly
+
+
+@pytest.mark.timeout(10)
+def test_a_default_factory_makes_a_new_value_for_each_record() -> None:
+    first, second = Tally("a"), Tally("b")
+    first.seen.append("x")
+    assert second.seen == []
+    given = ["y"]
+    assert Tally("c", given).seen is given
+
+
+@pytest.mark.timeout(10)
+def test_a_field_default_given_through_field_is_its_default() -> None:
+    @record
+    class Knob:
+        level: int = field(default=3)
+
+    assert Knob().level == 3
+    with pytest.raises(TypeError, match="give a default or a factory"):
+
+        @record
+        class Broken:
+            level: int = field()

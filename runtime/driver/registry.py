@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 
 import anyio
 
@@ -22,6 +22,7 @@ from actors import (
     LifecycleState,
     StopReason,
 )
+from actors._record import record
 
 from ..observe.account import Counts
 from ..wire.protocol import ChildOptions, Stopped
@@ -34,7 +35,7 @@ __all__ = ["ActorRecord", "Life", "Registry"]
 _MAX_NAME = 200
 
 
-@dataclass(eq=False)
+@record(frozen=False)
 class Life:
     """One incarnation of an actor, as the driver sees it."""
 
@@ -73,7 +74,7 @@ class Life:
         return counts
 
 
-@dataclass(eq=False)
+@record(frozen=False)
 class ActorRecord:
     """An actor across its incarnations: the ref, the name and the spec survive restarts."""
 

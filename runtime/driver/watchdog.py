@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 
 import anyio
 import anyio.abc
+
+from actors._record import record
 
 from ..observe.account import Liveness
 from .registry import ActorRecord, Life
@@ -22,7 +24,7 @@ __all__ = ["HangWatch"]
 KillHung = Callable[[ActorRecord, Life, str], Awaitable[None]]
 
 
-@dataclass(eq=False)
+@record(frozen=False)
 class _Watched:
     """One incarnation under watch: what was last seen of it, and when."""
 

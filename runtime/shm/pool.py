@@ -31,8 +31,9 @@ import re
 import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+
+from actors._record import record
 
 from .segments import (
     SHM_DIR,
@@ -64,7 +65,7 @@ _GRAIN = 1 << 16
 _POOL_NAME = re.compile(r"actors_[0-9]+-[0-9a-f]+_pa[0-9]+\.[0-9]+\.[0-9]+\.[0-9a-f]+")
 
 
-@dataclass(slots=True, eq=False)
+@record(frozen=False)
 class _Segment:
     name: str
     capacity: int  # data bytes it holds

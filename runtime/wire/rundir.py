@@ -24,10 +24,10 @@ import socket
 import stat
 import struct
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from actors import UnsafeDirectoryError
+from actors._record import record
 
 __all__ = [
     "RunDirectory",
@@ -154,7 +154,7 @@ def _base_remedy() -> str:
     return f"set TMPDIR to a short directory of your own, such as {instead}"
 
 
-@dataclass
+@record(frozen=False)
 class RunDirectory:
     """A private directory for one run; removed by ``remove`` or by a later sweep."""
 
