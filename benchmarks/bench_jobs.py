@@ -9,7 +9,8 @@ figure is the median of the reps and lists each rep's ratio to the Pool run besi
 
 - Short job: start, spawn 4 workers at once, ask each once, exit (``short_actors.py``)
   against ``Pool(4).map`` (``short_pool.py``), default start method. Beside them, the
-  floors: a bare interpreter and the imports a script makes.
+  floors: a bare interpreter, the runtime's dependencies alone, and the imports a script
+  makes.
 - Word count over the standard library's .py files (``wc_actors.py``, ``wc_pool.py``,
   sharing ``wc_common.py``) with 2 and 4 workers; both print a digest of the counts
   (total, distinct, top 10), and the two must agree.
@@ -46,6 +47,14 @@ WC_WORKERS = (2, 4)
 #: the floors of the short job: what any script pays before its own first line
 FLOORS = {
     "bare interpreter (python -c pass)": "pass",
+    # what the runtime's fixed dependencies cost on their own, loaded as the runtime loads
+    # them (structlog without rich, aiomultiprocess without its manager's module)
+    "the dependencies alone (asyncio, anyio, structlog, aiomultiprocess)": (
+        "from runtime._lean import without_managers, without_rich\n"
+        "import anyio, anyio._backends._asyncio\n"
+        "with without_rich(): import structlog\n"
+        "with without_managers(): import aiomultiprocess"
+    ),
     "python -c 'import actors'": "import actors",
     "python -c 'from runtime import Runtime; import actors'": (
         "from runtime import Runtime; import actors"
