@@ -56,7 +56,7 @@ def __getattr__(name: str) -> Any:
     where = _WHERE.get(name)
     if where is None:
         raise AttributeError(f"module 'runtime' has no attribute {name!r}")
-    from ._import_heap import import_quietly
+    from .driver.import_heap import import_quietly
 
     module = import_quietly(where, __name__, sys._getframe(1))
     value = getattr(module, name)

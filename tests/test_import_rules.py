@@ -200,8 +200,10 @@ def test_a_script_that_imports_the_runtime_at_its_top_freezes_the_heap_it_has_th
         ("def load():\n    from runtime import Runtime\nload()\n", True, {}),
         ("from runtime import Runtime\n", False, {}),
         ("from runtime import Runtime\n", True, {"ACTORS_QUICK_EXIT": "0"}),
+        # the script keeps its garbage for a collection of its own
+        ("import gc\ngc.disable()\nfrom runtime import Runtime\n", True, {}),
     ],
-    ids=["from-a-function", "python-c", "quick-exit-off"],
+    ids=["from-a-function", "python-c", "quick-exit-off", "collector-off"],
 )
 def test_a_runtime_imported_elsewhere_than_a_scripts_top_freezes_nothing(
     code: str, as_file: bool, variables: dict[str, str], tmp_path: Path

@@ -37,7 +37,7 @@ def arrange_quick_exit() -> None:
 
 def quick_exit_is_on() -> bool:
     """Whether ``ACTORS_QUICK_EXIT`` lets the runtime freeze the script's heap (at exit, and
-    when the runtime is imported: ``runtime._import_heap``)."""
+    when the runtime is imported: ``driver.import_heap``)."""
     return os.environ.get(ENV_QUICK_EXIT, "").strip().lower() not in {"0", "false", "no", "off"}
 
 

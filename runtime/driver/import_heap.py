@@ -13,7 +13,8 @@ walks them all. So the collector is paused while they load, and afterwards:
   are only moved to the oldest generation: the script's older objects may still become
   garbage, and must stay collectable.
 
-A script that froze objects itself is left as it is, and so is the collector's on or off.
+A script that froze objects itself, or turned the collector off (it keeps its garbage for
+a collection of its own), gets no freeze, and the collector is left on or off as it was.
 ``ACTORS_QUICK_EXIT=0`` turns the freeze off, as it turns off the quick exit.
 """
 
@@ -24,7 +25,7 @@ import importlib
 import sys
 from types import FrameType, ModuleType
 
-from .driver.quick_exit import quick_exit_is_on
+from .quick_exit import quick_exit_is_on
 
 __all__ = ["import_quietly"]
 
@@ -36,8 +37,13 @@ def import_quietly(name: str, package: str, importer: FrameType | None) -> Modul
     """``importlib.import_module(name, package)`` with the collector paused, then settled
     as the module docstring says; ``importer`` is the frame that asked for it."""
     collecting = gc.isenabled()
-    freeze = not gc.get_freeze_count() and quick_exit_is_on() and _script_is_importing(importer)
-    if freeze and collecting:
+    freeze = (
+        collecting
+        and not gc.get_freeze_count()
+        and quick_exit_is_on()
+        and _script_is_importing(importer)
+    )
+    if freeze:
         gc.collect()  # what is garbage already must not be frozen with the rest
     gc.disable()
     try:
