@@ -15,13 +15,15 @@ load large parts we have no use for:
   of its pools and queues, and for one return annotation. We use its ``Process`` alone and
   start no manager (``driver.process_host.install_no_manager``). So while aiomultiprocess
   is imported, and only then, that module is a stand-in; a later
-  ``import multiprocessing.managers`` loads the real one, as usual.
+  ``import multiprocessing.managers`` loads the real one, as usual. Only a process with one
+  thread gets the stand-in: another thread importing that module meanwhile would keep it.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import sys
+import threading
 import types
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -59,9 +61,10 @@ class _NoSyncManager:
 @contextmanager
 def without_managers() -> Iterator[None]:
     """Within the block, ``multiprocessing.managers`` is a stand-in, unless aiomultiprocess
-    or the real module is loaded already; afterwards neither ``sys.modules`` nor the
-    ``multiprocessing`` package holds the stand-in."""
-    if _MANAGERS in sys.modules or "aiomultiprocess" in sys.modules:
+    or the real module is loaded already, or another thread runs; afterwards neither
+    ``sys.modules`` nor the ``multiprocessing`` package holds the stand-in."""
+    loaded = _MANAGERS in sys.modules or "aiomultiprocess" in sys.modules
+    if loaded or threading.active_count() > 1:
         yield
         return
     stand_in = types.ModuleType(_MANAGERS, "a stand-in while aiomultiprocess is imported")

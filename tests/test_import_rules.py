@@ -225,3 +225,16 @@ def test_multiprocessing_managers_imports_as_usual_after_the_runtime_left_it_out
         " hasattr(multiprocessing.managers.SyncManager, 'register'))"
     )
     assert done.splitlines() == ["False False", "SyncManager True"]
+
+
+@pytest.mark.timeout(60)
+def test_with_another_thread_running_aiomultiprocess_loads_the_real_managers_module() -> None:
+    # that thread could import the module meanwhile and keep the stand-in
+    done = _run_python(
+        "import sys, threading\nstop = threading.Event()\n"
+        "waiter = threading.Thread(target=stop.wait)\nwaiter.start()\n"
+        "from runtime import Runtime\nstop.set()\nwaiter.join()\n"
+        "managers = sys.modules.get('multiprocessing.managers')\n"
+        "print(managers is not None and hasattr(managers.SyncManager, 'register'))"
+    )
+    assert done == "True"
