@@ -10,6 +10,7 @@ load large parts we have no use for:
   absent (colorama only off Windows, where structlog's colours do not need it). The cost
   to a script that also renders its own structlog output to a console: its exceptions
   there are formatted plainly, unless it imports structlog (or rich) before ``runtime``.
+  Only a process with one thread hides them: another thread would find them absent too.
 - aiomultiprocess imports ``multiprocessing.managers`` (and with it
   ``multiprocessing.shared_memory``, ``secrets`` and ``hashlib``) for the manager process
   of its pools and queues, and for one return annotation. We use its ``Process`` alone and
@@ -36,9 +37,10 @@ _MANAGERS = "multiprocessing.managers"
 @contextmanager
 def without_rich() -> Iterator[None]:
     """Within the block, ``import rich`` (and ``import colorama`` off Windows) raises
-    ImportError, unless structlog or that package is loaded already; afterwards they
-    import as usual (our viewer uses rich)."""
-    if "structlog" in sys.modules:
+    ImportError, unless structlog or that package is loaded already, or another thread
+    runs (it would get the ImportError too); afterwards they import as usual (our viewer
+    uses rich)."""
+    if "structlog" in sys.modules or threading.active_count() > 1:
         yield
         return
     hidden = [name for name in ("rich", "colorama") if name not in sys.modules]

@@ -228,13 +228,15 @@ def test_multiprocessing_managers_imports_as_usual_after_the_runtime_left_it_out
 
 
 @pytest.mark.timeout(60)
-def test_with_another_thread_running_aiomultiprocess_loads_the_real_managers_module() -> None:
-    # that thread could import the module meanwhile and keep the stand-in
+def test_with_another_thread_running_the_runtime_hides_no_module_while_it_loads() -> None:
+    # that thread could import one meanwhile: it must get the real module, not a stand-in
+    # (multiprocessing.managers) nor an ImportError (rich)
     done = _run_python(
         "import sys, threading\nstop = threading.Event()\n"
         "waiter = threading.Thread(target=stop.wait)\nwaiter.start()\n"
         "from runtime import Runtime\nstop.set()\nwaiter.join()\n"
         "managers = sys.modules.get('multiprocessing.managers')\n"
-        "print(managers is not None and hasattr(managers.SyncManager, 'register'))"
+        "print(managers is not None and hasattr(managers.SyncManager, 'register'),"
+        " 'rich' in sys.modules)"
     )
-    assert done == "True"
+    assert done == "True True"
