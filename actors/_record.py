@@ -87,23 +87,20 @@ def _init(
                 raise TypeError(f"field {name!r} of {qualname}: give a default or a factory")
         else:
             values[name] = default
-    parameters = [
-        f"{name}=_defaults[{name!r}]"
-        if name in values
-        else f"{name}=_made"
-        if name in factories
-        else name
-        for name in names
-    ]
-    if kw_only and parameters:
-        parameters.insert(0, "*")
-    body = "".join(
-        f"\n    _set(self, {name!r}, _factories[{name!r}]() if {name} is _made else {name})"
-        if name in factories
-        else f"\n    _set(self, {name!r}, {name})"
-        for name in names
-    )
-    source = f"def __init__(self, {', '.join(parameters)}) -> None:{body or chr(10) + '    pass'}"
+    parameters = ["*"] if kw_only and names else []
+    lines = []
+    for name in names:
+        value = name
+        if name in values:
+            parameters.append(f"{name}=_defaults[{name!r}]")
+        elif name in factories:
+            parameters.append(f"{name}=_made")
+            value = f"_factories[{name!r}]() if {name} is _made else {name}"
+        else:
+            parameters.append(name)
+        lines.append(f"_set(self, {name!r}, {value})")
+    body = "".join(f"\n    {line}" for line in lines or ["pass"])
+    source = f"def __init__(self, {', '.join(parameters)}) -> None:{body}"
     scope: dict[str, Any] = {
         "_set": object.__setattr__,
         "_defaults": values,
