@@ -15,7 +15,8 @@ walks them all. So the collector is paused while they load, and afterwards:
 
 A script that froze objects itself, or turned the collector off (it keeps its garbage for
 a collection of its own), gets no freeze, and the collector is left on or off as it was.
-``ACTORS_QUICK_EXIT=0`` turns the freeze off, as it turns off the quick exit.
+``ACTORS_QUICK_EXIT=0`` turns the freeze off, as it turns off the quick exit. Frozen objects
+are left out of ``gc.get_objects()`` (getting-started.md says so to users).
 """
 
 from __future__ import annotations
