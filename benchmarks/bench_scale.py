@@ -1,6 +1,6 @@
 """Many idle actors: what N of them cost to start, to ask once, to keep, and to stop.
 
-    python -m benchmarks.bench_scale [--quick] [--n N] [--json PATH]
+    python -m benchmarks.bench_scale [--quick] [--n N] [--reps R] [--json PATH]
 
 Ours, through the public API: N actors spawned at once from one task group, one ask to
 each, then, with all of them up and idle, the memory they hold (PSS, which shares out
@@ -9,6 +9,10 @@ the CPU time the whole run burns while nothing happens; last, leaving ``Runtime`
 Baseline, same run and same forkserver (the runtime's, with its modules preloaded): N
 ``multiprocessing`` children that report ready over a ``Pipe``, answer one message, and
 exit when told to.
+
+The spawn, the asks and the stop are the median of ``reps`` runs, each followed by a run
+of the baseline, and list each run's ratio to the baseline's beside it; memory,
+descriptors and idle CPU come from the first run.
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ import json
 import multiprocessing
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -31,11 +37,11 @@ from typing import Any
 import anyio
 
 from actors import Actor
-from benchmarks._figure import Figure, describe
+from benchmarks._figure import Figure, describe, pairs
 from runtime import Runtime
 
-FULL = {"actors": 1000, "settle": 3, "window": 10}
-QUICK = {"actors": 100, "settle": 1, "window": 3}
+FULL = {"actors": 1000, "settle": 3, "window": 10, "reps": 3}
+QUICK = {"actors": 100, "settle": 1, "window": 3, "reps": 1}
 
 MIB = 1024 * 1024
 #: the targets are stated for this many actors; smaller runs show none for the figures that
@@ -120,7 +126,10 @@ def _fds() -> int:
 # -- ours -------------------------------------------------------------------------------------
 
 
-async def _ours(n: int, settle: float, window: float, logs: str, progress: Any) -> dict[str, Any]:
+async def _ours(
+    n: int, settle: float, window: float, logs: str, progress: Any, *, whole: bool
+) -> dict[str, Any]:
+    """Spawn, ask and stop ``n`` actors; with ``whole``, measure them while idle too."""
     out: dict[str, Any] = {}
     refs: list[Any] = []
 
@@ -152,32 +161,8 @@ async def _ours(n: int, settle: float, window: float, logs: str, progress: Any) 
             raise RuntimeError(f"{n} actors answered with {len(set(pids))} distinct pids")
         out["fds_asked"] = _fds()
         out["fds_before"] = fds_before
-        out["pss_actors"] = sum(_pss(pid) for pid in pids)
-        out["pss_driver"] = _pss("self")
-
-        progress(f"idle: {settle:g} s to settle, then {window:g} s measured")
-        await anyio.sleep(settle)
-        driver = os.getpid()
-        others = _descendants(driver) - set(pids)
-        # the driver's own /proc scans stay outside its window: read the others first at
-        # the start, last at the end
-        actors0, others0 = _ticks(pids), _ticks(others)
-        own0, began = _own_cpu(), time.perf_counter()
-        await anyio.sleep(window)
-        own1, elapsed = _own_cpu(), time.perf_counter() - began
-        actors1, others1 = _ticks(pids), _ticks(others)
-        hz = os.sysconf("SC_CLK_TCK")
-
-        def spent(before: dict[int, int], after: dict[int, int]) -> float:
-            return sum(after[p] - before[p] for p in after.keys() & before.keys()) / hz
-
-        out["cpu_actors"] = spent(actors0, actors1) / elapsed
-        out["cpu_driver"] = (own1 - own0) / elapsed
-        out["cpu_others"] = spent(others0, others1) / elapsed
-        out["others"] = len(others)
-        gone = n - len(actors1)
-        if gone:
-            raise RuntimeError(f"{gone} of {n} idle actors ended while idle")
+        if whole:
+            await _idle(out, pids, settle, window, progress)
         progress(f"stopping {n} actors")
         started = time.perf_counter()
     out["stop"] = time.perf_counter() - started
@@ -185,6 +170,37 @@ async def _ours(n: int, settle: float, window: float, logs: str, progress: Any) 
     if left:
         raise RuntimeError(f"{len(left)} actor processes still run after the runtime ended")
     return out
+
+
+async def _idle(
+    out: dict[str, Any], pids: list[int], settle: float, window: float, progress: Any
+) -> None:
+    """The memory ``pids`` hold, and the CPU the run burns while they idle, into ``out``."""
+    out["pss_actors"] = sum(_pss(pid) for pid in pids)
+    out["pss_driver"] = _pss("self")
+    progress(f"idle: {settle:g} s to settle, then {window:g} s measured")
+    await anyio.sleep(settle)
+    driver = os.getpid()
+    others = _descendants(driver) - set(pids)
+    # the driver's own /proc scans stay outside its window: read the others first at
+    # the start, last at the end
+    actors0, others0 = _ticks(pids), _ticks(others)
+    own0, began = _own_cpu(), time.perf_counter()
+    await anyio.sleep(window)
+    own1, elapsed = _own_cpu(), time.perf_counter() - began
+    actors1, others1 = _ticks(pids), _ticks(others)
+    hz = os.sysconf("SC_CLK_TCK")
+
+    def spent(before: dict[int, int], after: dict[int, int]) -> float:
+        return sum(after[p] - before[p] for p in after.keys() & before.keys()) / hz
+
+    out["cpu_actors"] = spent(actors0, actors1) / elapsed
+    out["cpu_driver"] = (own1 - own0) / elapsed
+    out["cpu_others"] = spent(others0, others1) / elapsed
+    out["others"] = len(others)
+    gone = len(pids) - len(actors1)
+    if gone:
+        raise RuntimeError(f"{gone} of {len(pids)} idle actors ended while idle")
 
 
 # -- baseline ---------------------------------------------------------------------------------
@@ -241,10 +257,24 @@ def measure(sizes: dict[str, int], progress: Callable[[str], None]) -> list[Figu
     def target(text: str) -> str:
         return text if n == TARGET_N else ""
 
-    with tempfile.TemporaryDirectory(prefix="bench-scale-logs-") as logs:
-        ours = anyio.run(_ours, n, sizes["settle"], sizes["window"], logs, progress)
-    progress(f"baseline: {n} forkserver children")
-    base = _baseline(n)
+    reps = sizes.get("reps", 1)
+    runs: list[dict[str, Any]] = []
+    bases: list[dict[str, float]] = []
+    for rep in range(reps):
+        if reps > 1:
+            progress(f"run {rep + 1} of {reps}")
+        # the first run measures the idle actors too
+        run = partial(_ours, n, sizes["settle"], sizes["window"], whole=rep == 0)
+        with tempfile.TemporaryDirectory(prefix="bench-scale-logs-") as logs:
+            runs.append(anyio.run(run, logs, progress))
+        progress(f"baseline: {n} forkserver children")
+        bases.append(_baseline(n))
+    ours, base = dict(runs[0]), dict(bases[0])
+    spread: dict[str, list[float]] = {}
+    for key in ("spawn", "ask", "stop"):
+        ours[key] = statistics.median(r[key] for r in runs)
+        base[key] = statistics.median(b[key] for b in bases)
+        spread[key] = pairs([r[key] for r in runs], [b[key] for b in bases]) if reps > 1 else []
     spawned = (ours["fds_spawned"] - ours["fds_before"]) / n
     asked = (ours["fds_asked"] - ours["fds_before"]) / n
     cpu = ours["cpu_actors"] + ours["cpu_driver"] + ours["cpu_others"]
@@ -257,6 +287,7 @@ def measure(sizes: dict[str, int], progress: Callable[[str], None]) -> list[Figu
             base["spawn"],
             "lower",
             target("< 10 s"),
+            spread["spawn"] or None,
         ),
         Figure(
             f"{n} actors: one ask each",
@@ -265,6 +296,7 @@ def measure(sizes: dict[str, int], progress: Callable[[str], None]) -> list[Figu
             f"one Pipe round trip to each of {n} children",
             base["ask"],
             "lower",
+            runs=spread["ask"] or None,
         ),
         Figure(
             "PSS per actor",
@@ -321,6 +353,7 @@ def measure(sizes: dict[str, int], progress: Callable[[str], None]) -> list[Figu
             base["stop"],
             "lower",
             target("< 3 s"),
+            spread["stop"] or None,
         ),
     ]
 
@@ -356,13 +389,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help=f"{QUICK['actors']} actors")
     parser.add_argument("--n", type=int, help=f"actors (default {FULL['actors']})")
+    parser.add_argument("--reps", type=int, help=f"runs (default {FULL['reps']})")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
     args = parser.parse_args()
     sizes = dict(QUICK if args.quick else FULL)
-    if args.n is not None:
-        if args.n < 1:
-            parser.error("--n must be at least 1")
-        sizes["actors"] = args.n
+    for option, key in ((args.n, "actors"), (args.reps, "reps")):
+        if option is not None:
+            if option < 1:
+                parser.error(f"--{'n' if key == 'actors' else key} must be at least 1")
+            sizes[key] = option
     began = time.perf_counter()
     figures = measure(sizes, lambda text: print(f"… {text}", flush=True))
     if args.json is not None:
