@@ -139,18 +139,62 @@ def _open_descriptors() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def _accounts_mapped() -> int:
+    """How many actors' accounts this process maps (the watchdog's readers)."""
+    with open("/proc/self/maps") as maps:
+        return sum(1 for line in maps if "/accounts/" in line)
+
+
 async def test_the_script_s_process_holds_three_descriptors_per_running_actor() -> None:
-    async with Runtime() as rt:
+    # checks every 50 ms: the watchdog reads each actor's account soon after its start
+    async with Runtime(heartbeat_interval=0.05) as rt:
         # the first actor brings the forkserver and the runtime's own connections
         first = await rt.spawn(Recorder)
         await first.ask("pid", timeout=10)
+        with anyio.fail_after(10):
+            while _accounts_mapped() < 1:
+                await anyio.sleep(0.01)  # the watchdog's round, in the script's own loop
         before = _open_descriptors()
         refs = [await rt.spawn(Recorder) for _ in range(4)]
         for ref in refs:
             await ref.ask("pid", timeout=10)
+        with anyio.fail_after(10):
+            while _accounts_mapped() < 1 + len(refs):
+                await anyio.sleep(0.01)
         after = _open_descriptors()
-    # its control socket, its exit-status pipe from the forkserver, and the connection
+    # its control socket, its exit-status pipe from the forkserver, and the connection;
+    # the watchdog's view of its account holds none
     assert after - before <= 3 * len(refs)
+
+
+def test_an_account_reader_sees_what_the_actor_stores_and_holds_no_descriptor(
+    tmp_path: Path,
+) -> None:
+    from runtime.observe.account import (
+        HANDLING,
+        LOOP_TURNS,
+        LOOP_WAITING,
+        Account,
+        Liveness,
+        LivenessReader,
+    )
+
+    writers = [Account(tmp_path / f"a{i}") for i in range(20)]
+    before = _open_descriptors()
+    readers = [LivenessReader(tmp_path / f"a{i}") for i in range(20)]
+    assert _open_descriptors() == before
+    writers[3].cells[LOOP_TURNS] = 7
+    writers[3].cells[HANDLING] = 2
+    writers[3].cells[LOOP_WAITING] = 1
+    assert readers[3].read() == Liveness(waiting=True, turns=7, handling=2)
+    assert readers[4].read() == Liveness(waiting=False, turns=0, handling=0)
+    for reader in readers:
+        reader.close()
+    reader.close()  # twice is fine
+    with pytest.raises(ValueError, match="closed"):
+        readers[3].read()
+    with pytest.raises(FileNotFoundError):
+        LivenessReader(tmp_path / "none")
 
 
 async def test_actors_run_on_when_the_forkserver_is_killed_and_later_spawns_work(

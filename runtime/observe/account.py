@@ -11,9 +11,12 @@ hang watchdog reads these instead of heartbeats, so an idle actor is never woken
 
 from __future__ import annotations
 
+import functools
 import mmap
 import os
+import sys
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -93,26 +96,83 @@ class Liveness:
 
 
 class LivenessReader:
-    """The driver's read-only view of a running actor's account."""
+    """The driver's read-only view of a running actor's account.
+
+    The driver holds one per running local actor, so it maps the file without keeping a
+    descriptor: Python's ``mmap`` keeps a duplicate of the file's descriptor for as long
+    as the map lives, one more descriptor per actor (``trackfd=False`` from 3.13 only).
+    """
 
     def __init__(self, path: Path) -> None:
         """Raises OSError if the account is not there (the actor made none)."""
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            self._map: mmap.mmap | None = mmap.mmap(fd, _SIZE, prot=mmap.PROT_READ)
+            self._map: _ReadOnlyMap | None = _ReadOnlyMap(fd)
         finally:
             os.close(fd)
-        self._cells = memoryview(self._map).cast("q")
 
     def read(self) -> Liveness:
-        cells = self._cells
+        if self._map is None:
+            raise ValueError("this account reader is closed")
+        cells = self._map.cells
         return Liveness(bool(cells[LOOP_WAITING]), cells[LOOP_TURNS], cells[HANDLING])
 
     def close(self) -> None:
         if self._map is not None:
-            self._cells.release()
             self._map.close()
             self._map = None
+
+
+class _ReadOnlyMap:
+    """An account's cells, mapped read-only and shared, holding no descriptor."""
+
+    #: indexed like the account's cells; empty once closed
+    cells: Any
+
+    def __init__(self, fd: int) -> None:
+        if sys.version_info >= (3, 13):
+            self._mmap = mmap.mmap(fd, _SIZE, prot=mmap.PROT_READ, trackfd=False)
+            self._view = memoryview(self._mmap).cast("q")
+            self.cells = self._view
+            return
+        import ctypes
+
+        libc = _libc()
+        address = libc.mmap(None, _SIZE, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        if address is None or address == ctypes.c_void_p(-1).value:
+            errno = ctypes.get_errno()
+            raise OSError(errno, f"mapping the account: {os.strerror(errno)}")
+        self._address: int = address
+        self.cells = (ctypes.c_int64 * _CELLS).from_address(address)
+
+    def close(self) -> None:
+        if sys.version_info >= (3, 13):
+            self._view.release()
+            self._mmap.close()
+        else:
+            # the cells go first: read after the unmap, they would crash the process
+            self.cells = ()
+            _libc().munmap(self._address, _SIZE)
+
+
+@functools.cache
+def _libc() -> Any:
+    """The C library's ``mmap`` and ``munmap``, typed (on Python before 3.13)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = (
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_long,
+    )
+    libc.munmap.restype = ctypes.c_int
+    libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+    return libc
 
 
 def read_account(path: Path, *, remove: bool = True) -> Counts | None:
