@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import anyio
 from anyio.abc import UNIXSocketStream
 
-from actors import DescriptorLimitError
+from actors import ActorStartError, DescriptorLimitError
 
 from .._lean import without_managers
 
@@ -66,6 +66,9 @@ _OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
 #: forkserver, then two pipes. Running out in between hangs up on the forkserver mid-request,
 #: which kills it, and with it the exit status of every running actor; so they must be free.
 _HAND_OFF_FDS = 5
+#: what a start raises when the forkserver ends during the hand-off (killed, or out of
+#: memory): it never answered with the new process's pid
+_FORKSERVER_GONE = (EOFError, BrokenPipeError, ConnectionResetError, ConnectionRefusedError)
 #: the most the soft descriptor limit is raised to: "unlimited" hard limits (some containers)
 #: would make programs that close every possible descriptor before an exec crawl
 _MAX_SOFT_FDS = 1 << 20
@@ -338,11 +341,32 @@ class ProcessHost:
     async def start(self, name: str, spec: ActorSpec) -> _ProcessIncarnation:
         """Start ``spec``'s process; return it once it runs (not yet ready).
 
+        If the forkserver ends during the hand-off, the start is made once more, from the
+        forkserver multiprocessing then starts afresh.
+
         Raises:
             DescriptorLimitError: this process (or the system) is out of file descriptors;
                 nothing was started, and the forkserver and every actor keep running.
+            ActorStartError: the forkserver ended during the hand-off twice.
         """
         data = pickle.dumps(spec)
+        try:
+            return await self._start_once(name, spec, data)
+        except _FORKSERVER_GONE:
+            pass  # multiprocessing starts another forkserver for the next hand-off
+        try:
+            return await self._start_once(name, spec, data)
+        except _FORKSERVER_GONE as exc:
+            raise ActorStartError(
+                spec.name,
+                "ForkserverEnded",
+                "the forkserver, which forks every actor process, ended while starting "
+                "this one, twice; nothing of it is left and running actors keep running "
+                f"({type(exc).__name__}: {exc}); see the script's stderr for why the "
+                "forkserver ended, then spawn again",
+            ) from exc
+
+    async def _start_once(self, name: str, spec: ActorSpec, data: bytes) -> _ProcessIncarnation:
         made: list[socket.socket] = []  # our end of the control socket, once made
         try:
             # starting blocks on the forkserver hand-off; keep the event loop free meanwhile
