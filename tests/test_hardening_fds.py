@@ -9,7 +9,6 @@ import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import anyio
 import psutil
@@ -219,80 +218,3 @@ async def test_actors_run_on_when_the_forkserver_is_killed_and_later_spawns_work
         late = await rt.spawn(Echo, name="late")  # from a new forkserver
         assert await late.ask("hi") == "hi"
     assert sum(rt.report.restarts.values()) == 0
-
-
-def _kill_the_forkserver_mid_start(monkeypatch: pytest.MonkeyPatch, times: int) -> None:
-    """Kill the forkserver in the next ``times`` starts: stopped before the start connects
-    to it, it takes the request and never answers it; killed, it ends the start's stream."""
-    import multiprocessing.forkserver
-
-    server = multiprocessing.forkserver._forkserver  # type: ignore[attr-defined]
-    connect = multiprocessing.forkserver.connect_to_new_process
-    left = [times]
-
-    def connect_then_kill(fds: Any) -> Any:
-        if left[0] <= 0:
-            return connect(fds)
-        left[0] -= 1
-        server.ensure_running()  # the one this start will connect to
-        os.kill(server._forkserver_pid, signal.SIGSTOP)
-        answer = connect(fds)
-        os.kill(server._forkserver_pid, signal.SIGKILL)
-        return answer
-
-    # the module's name for the method is what a start calls
-    monkeypatch.setattr(multiprocessing.forkserver, "connect_to_new_process", connect_then_kill)
-
-
-async def test_a_start_whose_forkserver_is_killed_mid_hand_off_is_made_again_from_a_new_one(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    import multiprocessing.forkserver
-
-    from tests.helpers import Echo
-
-    async with Runtime(log_dir=tmp_path) as rt:
-        first = await rt.spawn(Echo, name="first")
-        assert await first.ask("hi") == "hi"
-        forkserver = multiprocessing.forkserver._forkserver._forkserver_pid  # type: ignore[attr-defined]
-        _kill_the_forkserver_mid_start(monkeypatch, 1)
-        late = await rt.spawn(Echo, name="late")
-        assert await late.ask("again") == "again"
-        assert await first.ask("still") == "still"
-        assert multiprocessing.forkserver._forkserver._forkserver_pid != forkserver  # type: ignore[attr-defined]
-    assert rt.report.stopped == ["late", "first"]
-
-
-async def test_a_start_whose_forkserver_ends_mid_hand_off_twice_fails_clearly(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-
-    from actors import ActorStartError
-    from tests.helpers import Echo
-
-    async with Runtime(log_dir=tmp_path) as rt:
-        first = await rt.spawn(Echo, name="first")
-        _kill_the_forkserver_mid_start(monkeypatch, 2)
-        with pytest.raises(ActorStartError, match="ForkserverEnded.*twice.*spawn again"):
-            await rt.spawn(Echo, name="late")
-        assert await first.ask("still") == "still"
-        monkeypatch.undo()
-        again = await rt.spawn(Echo, name="again")  # from a third forkserver
-        assert await again.ask("hi") == "hi"
-
-
-async def test_a_restart_whose_forkserver_is_killed_mid_hand_off_is_made_from_a_new_one(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    from tests.helpers import Crashy
-
-    async with Runtime(log_dir=tmp_path) as rt:
-        ref = await rt.spawn(Crashy, name="crashy")
-        await ref.ask("inc")
-        assert await ref.ask("get") == 1
-        _kill_the_forkserver_mid_start(monkeypatch, 1)
-        async with rt.probe() as probe:
-            await ref.tell("exit")  # os._exit(3) in its handler
-            await probe.expect("actor.restarted", actor="crashy", timeout=30)
-        assert await ref.ask("get") == 0  # a new incarnation answers
-    assert rt.report.restarts == {"crashy": 1}

@@ -202,9 +202,6 @@ class Incarnation(Generic[E]):
             install_router(self.transport)
             install_shared_memory(self.sharing)
             tg.start_soon(self._read_control)
-            if self._plumbing.own_process:
-                self._watch_sigterm()
-                self._start_lifeline()
             if not await self._start():
                 tg.cancel_scope.cancel()
                 return 1
@@ -230,6 +227,16 @@ class Incarnation(Generic[E]):
 
     async def _start(self) -> bool:
         try:
+            if self._plumbing.own_process:
+                self._watch_sigterm()
+                try:
+                    self._start_lifeline()
+                except RuntimeError as exc:  # "can't start new thread"
+                    raise RuntimeError(
+                        f"{exc}: the system's limit on processes and threads is reached "
+                        "(ulimit -u, or the cgroup's pids.max; each actor process counts "
+                        "two); raise it, or stop actors you no longer need"
+                    ) from exc
             try:
                 actor_class, args, kwargs = await self.transport.loads(self.spec.payload)
             except Exception as exc:

@@ -66,6 +66,9 @@ _OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
 #: forkserver, then two pipes. Running out in between hangs up on the forkserver mid-request,
 #: which kills it, and with it the exit status of every running actor; so they must be free.
 _HAND_OFF_FDS = 5
+#: where cgroup v1 mounts its pids controller, and v2 its one hierarchy
+_PIDS_V1 = Path("/sys/fs/cgroup/pids")
+_CGROUP_V2 = Path("/sys/fs/cgroup")
 #: what a start raises when the forkserver ends during the hand-off (killed, or out of
 #: memory): it never answered with the new process's pid
 _FORKSERVER_GONE = (EOFError, BrokenPipeError, ConnectionResetError, ConnectionRefusedError)
@@ -304,6 +307,8 @@ class ProcessHost:
         self, start_method: str = "forkserver", *, uvloop: bool = False, fork: bool = True
     ) -> None:
         install_no_manager()
+        #: how many forks the cgroup's process limit had refused when the run began
+        self._refused_before = _forks_refused()
         self._uvloop = uvloop
         #: why this host did not make the forkserver a copy of the script (None: it did)
         self.fresh_forkserver: str | None = None
@@ -357,6 +362,9 @@ class ProcessHost:
         try:
             return await self._start_once(name, spec, data)
         except _FORKSERVER_GONE as exc:
+            if _forks_refused() > self._refused_before:
+                # the forkserver's fork failed, which ends it: the limit is the reason
+                raise _process_limit_reached(spec.name) from exc
             raise ActorStartError(
                 spec.name,
                 "ForkserverEnded",
@@ -380,6 +388,9 @@ class ProcessHost:
             if isinstance(exc, OSError) and exc.errno in _OUT_OF_DESCRIPTORS:
                 limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
                 raise DescriptorLimitError(spec.name, limit, exc.errno, str(exc)) from exc
+            if isinstance(exc, OSError) and exc.errno == errno.EAGAIN:
+                # no process for a new forkserver
+                raise _process_limit_reached(spec.name) from exc
             raise
         return _ProcessIncarnation(proc, self._lock, control, spec)
 
@@ -411,6 +422,67 @@ class ProcessHost:
             multiprocessing.process._children.discard(proc.aio_process)  # type: ignore[attr-defined]
         _close_parent_alive_pipe(proc)
         return proc
+
+
+def _process_limit_reached(actor: str) -> ActorStartError:
+    """The error of a start the system refused a process for, saying which limits apply."""
+    limits = []
+    soft = resource.getrlimit(resource.RLIMIT_NPROC)[0]
+    if soft != resource.RLIM_INFINITY and os.geteuid() != 0:  # root is exempt
+        limits.append(f"ulimit -u is {soft}")
+    for cgroup in _pids_cgroups():
+        maximum, current = _read(cgroup / "pids.max"), _read(cgroup / "pids.current")
+        limits.append(f"{cgroup}/pids.max is {maximum}, with {current} running")
+    return ActorStartError(
+        actor,
+        "ProcessLimitReached",
+        "the system refused a new process: its limit on processes and threads is reached "
+        f"({'; '.join(limits) or 'no limit found here: the system may be out of memory'}); "
+        "each actor process counts two. Nothing of it is left and running actors keep "
+        "running: raise the limit, or stop actors you no longer need",
+    )
+
+
+def _forks_refused() -> int:
+    """How many forks the process limits of this process's cgroups have refused so far."""
+    refused = 0
+    for cgroup in _pids_cgroups():
+        for line in _read(cgroup / "pids.events").splitlines():
+            name, _, count = line.partition(" ")
+            if name == "max" and count.isdigit():
+                refused += int(count)
+    return refused
+
+
+def _pids_cgroups() -> list[Path]:
+    """This process's cgroup and its ancestors that limit their number of processes."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            root = _CGROUP_V2
+        elif "pids" in controllers.split(","):
+            root = _PIDS_V1
+        else:
+            continue
+        cgroup = root / path.lstrip("/")
+        while cgroup != root and root in cgroup.parents:
+            if _read(cgroup / "pids.max") not in ("", "max"):
+                found.append(cgroup)
+            cgroup = cgroup.parent
+    return found
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
 
 
 def raise_descriptor_limit() -> tuple[int, int] | None:
