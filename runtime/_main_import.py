@@ -94,7 +94,12 @@ def _rerun(code: types.CodeType, namespace: dict[str, Any]) -> None:
     _rerun_done, _rerun_thread = done, thread
     _importing_main = True
     try:
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError:
+            # no thread to be had (the limit on processes and threads): here, then, where
+            # a Runtime() at the top level stops the run rather than parks it
+            run()
         done.wait()
     finally:
         _importing_main = False

@@ -63,7 +63,8 @@ async def main(at_once: bool) -> None:
     print(json.dumps(out), flush=True)
 
 
-anyio.run(main, sys.argv[1] == "at-once")
+if __name__ == "__main__":
+    anyio.run(main, sys.argv[1] == "at-once")
 """
 
 
@@ -86,13 +87,18 @@ def pids_cgroup() -> Iterator[Path]:
         cgroup.rmdir()
 
 
-def _spawn_until_refused(cgroup: Path, how: str) -> dict[str, Any]:
+def _spawn_until_refused(cgroup: Path, how: str, tmp_path: Path) -> dict[str, Any]:
     def enter_the_cgroup() -> None:
         (cgroup / "cgroup.procs").write_text(str(os.getpid()))
 
+    # a script file: a forkserver started afresh when the copy ends runs it again in each
+    # actor process, which takes a thread of its own
+    script = tmp_path / "spawn_until_refused.py"
+    script.write_text(SPAWN_UNTIL_REFUSED)
     done = subprocess.run(
-        [sys.executable, "-c", SPAWN_UNTIL_REFUSED, how],
+        [sys.executable, str(script), how],
         cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
         timeout=180,
@@ -105,19 +111,18 @@ def _spawn_until_refused(cgroup: Path, how: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("how", ["one-by-one", "at-once"])
 def test_the_limit_on_processes_fails_the_spawns_past_it_clearly_and_the_rest_run_on(
-    pids_cgroup: Path, how: str
+    pids_cgroup: Path, how: str, tmp_path: Path
 ) -> None:
-    out = _spawn_until_refused(pids_cgroup, how)
+    out = _spawn_until_refused(pids_cgroup, how, tmp_path)
     assert out["started"] >= 5
     assert out["answered"] == out["started"]
     failures = out["failures"]
     assert failures
     # never an error from inside multiprocessing: each names the limit and what to do
-    assert all(not kind.startswith("not ActorStartError") for kind, _ in failures), failures
-    assert any("limit on processes and threads" in text for _, text in failures), failures
     for kind, text in failures:
-        if kind in ("ProcessLimitReached", "RuntimeError"):
-            assert "stop actors you no longer need" in text
+        assert kind in ("ProcessLimitReached", "RuntimeError"), failures
+        assert "limit on processes and threads" in text, failures
+        assert "stop actors you no longer need" in text, failures
 
 
 def _kill_the_forkserver_mid_start(monkeypatch: pytest.MonkeyPatch, times: int) -> None:
