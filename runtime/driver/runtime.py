@@ -281,6 +281,7 @@ class Runtime(Services):
                 f"main.{os.getpid()}",
                 {"source": "main"},
                 configure_global=False,
+                warn_when_full=True,
             )
         except BaseException:
             self._rundir.remove()  # refused (an unsafe log root...): nothing left behind

@@ -9,11 +9,15 @@ processes it also configures structlog globally, so an actor's own
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
+import io
 import itertools
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -104,6 +108,55 @@ def log_stem(name: str, actor_id: str, pid: int) -> str:
 def safe_name(name: str) -> str:
     """Make an actor name usable inside a file name."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:60]
+
+
+#: what a write gets from a full or failing disk: the log drops lines, the process runs on
+_DISK_REFUSED = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+
+
+class _LogFile(io.FileIO):
+    """A process's log file, whose writes never fail the process.
+
+    A disk that refuses a write (full, over quota, failing) drops those lines, and later
+    writes are tried as usual: an actor would otherwise crash at every message it logs,
+    and restart into the same full disk. A write cut short is taken back, so no line is
+    cut in two. With ``warn``, the first drop is said once on stderr.
+    """
+
+    def __init__(self, path: Path, *, warn: bool) -> None:
+        super().__init__(path, "ab", opener=private_file)
+        self._warn = warn
+        #: event lines dropped so far
+        self.dropped = 0
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        done = 0
+        while done < len(view):
+            try:
+                done += super().write(view[done:])
+            except OSError as exc:
+                if exc.errno not in _DISK_REFUSED:
+                    raise
+                self._drop(view, done, exc)
+                break
+        return len(view)
+
+    def _drop(self, lines: memoryview, written: int, exc: OSError) -> None:
+        """Drop ``lines``, of which the first ``written`` bytes made it to the file."""
+        if written:  # taken back: no line is cut in two
+            with contextlib.suppress(OSError):
+                end = os.lseek(self.fileno(), 0, os.SEEK_END)
+                os.ftruncate(self.fileno(), end - written)
+        self.dropped += max(1, bytes(lines).count(b"\n"))
+        if self._warn:
+            self._warn = False
+            with contextlib.suppress(Exception):
+                sys.stderr.write(
+                    f"actors: cannot write the run's log {self.name} ({exc.strerror}): its "
+                    "lines are dropped until the disk takes them again, and so are the "
+                    "actors'; every actor keeps running\n"
+                )
 
 
 #: one sequence for every event of this process, whichever path wrote it
@@ -228,19 +281,24 @@ def get_log() -> Log:
 
 
 def open_log(
-    config: LogConfig, file_stem: str, static: dict[str, object], *, configure_global: bool
+    config: LogConfig,
+    file_stem: str,
+    static: dict[str, object],
+    *,
+    configure_global: bool,
+    warn_when_full: bool = False,
 ) -> tuple[Log, IO[bytes]]:
     """Open ``<log_dir>/<file_stem>.jsonl`` and make it this process's runtime log.
 
     Returns the logger and its file, which the caller closes when the process ends. The
     file is mode 0600, and this process holds a shared ``flock`` on it while it is open:
-    that is how rotation tells a live run's directory from a finished one.
+    that is how rotation tells a live run's directory from a finished one. A disk that
+    refuses its writes drops lines (``_LogFile``); ``warn_when_full`` says so on stderr,
+    once (the script's log does, for the whole run).
     """
     global _log, _emit
     config.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    file = open(  # noqa: SIM115 - the caller closes it
-        config.log_dir / f"{file_stem}.jsonl", "ab", buffering=0, opener=private_file
-    )
+    file = _LogFile(config.log_dir / f"{file_stem}.jsonl", warn=warn_when_full)
     fcntl.flock(file.fileno(), fcntl.LOCK_SH)  # dropped by the kernel however we end
     static = {"run_id": config.run_id, "pid": os.getpid(), **static}
     _emit = _Emitter(file, static)
