@@ -231,7 +231,9 @@ class Incarnation(Generic[E]):
                 self._watch_sigterm()
                 try:
                     self._start_lifeline()
-                except RuntimeError as exc:  # "can't start new thread"
+                except RuntimeError as exc:
+                    if "can't start new thread" not in str(exc):
+                        raise
                     raise RuntimeError(
                         f"{exc}: the system's limit on processes and threads is reached "
                         "(ulimit -u, or the cgroup's pids.max; each actor process counts "

@@ -352,7 +352,9 @@ class ProcessHost:
         Raises:
             DescriptorLimitError: this process (or the system) is out of file descriptors;
                 nothing was started, and the forkserver and every actor keep running.
-            ActorStartError: the forkserver ended during the hand-off twice.
+            ActorStartError: the forkserver ended during the hand-off twice
+                (``ForkserverEnded``), or the system's limit on processes and threads
+                refused the start (``ProcessLimitReached``).
         """
         data = pickle.dumps(spec)
         try:
@@ -463,7 +465,10 @@ def _pids_cgroups() -> list[Path]:
         return []
     found = []
     for line in lines:
-        _, controllers, path = line.split(":", 2)
+        fields = line.split(":", 2)
+        if len(fields) != 3:
+            continue
+        _, controllers, path = fields
         if controllers == "":
             root = _CGROUP_V2
         elif "pids" in controllers.split(","):

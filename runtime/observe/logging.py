@@ -126,8 +126,6 @@ class _LogFile(io.FileIO):
     def __init__(self, path: Path, *, warn: bool) -> None:
         super().__init__(path, "ab", opener=private_file)
         self._warn = warn
-        #: event lines dropped so far
-        self.dropped = 0
 
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
@@ -138,17 +136,16 @@ class _LogFile(io.FileIO):
             except OSError as exc:
                 if exc.errno not in _DISK_REFUSED:
                     raise
-                self._drop(view, done, exc)
+                self._drop(done, exc)
                 break
         return len(view)
 
-    def _drop(self, lines: memoryview, written: int, exc: OSError) -> None:
-        """Drop ``lines``, of which the first ``written`` bytes made it to the file."""
+    def _drop(self, written: int, exc: OSError) -> None:
+        """Drop the lines of a write of which the first ``written`` bytes made it."""
         if written:  # taken back: no line is cut in two
             with contextlib.suppress(OSError):
                 end = os.lseek(self.fileno(), 0, os.SEEK_END)
                 os.ftruncate(self.fileno(), end - written)
-        self.dropped += max(1, bytes(lines).count(b"\n"))
         if self._warn:
             self._warn = False
             with contextlib.suppress(Exception):
