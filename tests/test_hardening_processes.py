@@ -25,8 +25,8 @@ PIDS = Path("/sys/fs/cgroup/pids")
 #: the limit the script runs under: room for the driver's own and about a dozen actors
 PIDS_MAX = 30
 
-# Spawn until spawns fail under the cgroup's limit, one after the other (SERIAL) or all at
-# once; then ask each actor that started, and exit.
+# Spawn until spawns fail under the cgroup's limit, one after the other ("one-by-one") or
+# twice as many as it allows all at once ("at-once"); then ask each actor that started.
 SPAWN_UNTIL_REFUSED = """
 import json, os, sys
 
@@ -53,7 +53,7 @@ async def main(at_once: bool) -> None:
         with anyio.fail_after(120):
             if at_once:
                 async with anyio.create_task_group() as tg:
-                    for _ in range(2 * 30):
+                    for _ in range(60):
                         tg.start_soon(spawn)
             else:
                 while len(out["failures"]) < 2:
