@@ -11,6 +11,7 @@ import signal
 import socket
 import sys
 import threading
+import traceback
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -20,8 +21,9 @@ from anyio.abc import SocketStream, UNIXSocketStream
 from .._entry import LOOP_OPTION
 from .._process_name import restore_name
 from .._stdio import flush_stdio
-from ..observe.logging import emitter, log_stem, open_log, private_file
+from ..observe.logging import Log, emitter, log_stem, open_log, private_file
 from ..observe.loop_noise import install_noise_filter
+from ..wire import protocol
 from ..wire.control import ControlChannel
 from .incarnation import LOCAL, Incarnation, load_spec
 from .stacks import install_task_dump, tasks_path
@@ -191,7 +193,12 @@ async def actor_main(spec_data: bytes, control_sock: socket.socket) -> int:
         control = ControlChannel(stream)
         async with anyio.create_task_group() as tg:
             tg.start_soon(control.run_writer)
-            code = await Incarnation(spec, control, log, LOCAL).run()
+            try:
+                incarnation = Incarnation(spec, control, log, LOCAL)
+            except Exception as exc:
+                await _report_start_failure(control, log, exc)
+            else:
+                code = await incarnation.run()
             tg.cancel_scope.cancel()
     except Exception as exc:
         log.error("actor.crashed", error_type=type(exc).__name__, exc_info=exc)
@@ -212,6 +219,17 @@ async def actor_main(spec_data: bytes, control_sock: socket.socket) -> int:
         flush_stdio()
         os._exit(code)
     return code
+
+
+async def _report_start_failure(control: ControlChannel, log: Log, exc: Exception) -> None:
+    """Tell the driver why this incarnation will never be ready (its account or mailbox
+    could not be made: a full disk, say), as a failing ``__init__`` does."""
+    log.error("actor.start_failed", error_type=type(exc).__name__, exc_info=exc)
+    tb = "".join(traceback.format_exception(exc))
+    control.send(protocol.StartFailed(type(exc).__name__, str(exc), tb))
+    with anyio.move_on_after(1.0):
+        control.send_eof_after_flush()
+        await control.wait_flushed()
 
 
 def _nothing_left_to_finish() -> bool:
