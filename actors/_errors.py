@@ -187,9 +187,9 @@ class ActorStartError(ActorsError):
         self.error_type = error_type
         self.error = error
         self.traceback = traceback
+        where = "; the traceback is in the actor's log file (and on .traceback)"
         super().__init__(
-            f"actor {actor} failed to start: {error_type}: {error}; the traceback is in "
-            "the actor's log file (and on .traceback)"
+            f"actor {actor} failed to start: {error_type}: {error}{where if traceback else ''}"
         )
 
     def __reduce__(self) -> tuple[type[ActorStartError], tuple[str, str, str, str]]:

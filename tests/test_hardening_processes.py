@@ -200,3 +200,67 @@ async def test_a_restart_whose_forkserver_is_killed_mid_hand_off_is_made_from_a_
             await probe.expect("actor.restarted", actor="crashy", timeout=30)
         assert await ref.ask("get") == 0  # a new incarnation answers
     assert rt.report.restarts == {"crashy": 1}
+
+
+def _stop_the_forkserver() -> int:
+    """SIGSTOP the forkserver in use: it takes the next start's request and never answers."""
+    import multiprocessing.forkserver
+
+    pid: int = multiprocessing.forkserver._forkserver._forkserver_pid  # type: ignore[attr-defined]
+    os.kill(pid, signal.SIGSTOP)
+    return pid
+
+
+def _is_gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (a zombie not reaped yet counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+async def test_a_start_whose_forkserver_does_not_answer_fails_within_start_timeout(
+    tmp_path: Path,
+) -> None:
+    import anyio
+
+    from actors import ActorStartError
+    from tests.helpers import Echo
+
+    async with Runtime(log_dir=tmp_path, start_timeout=3) as rt:
+        first = await rt.spawn(Echo, name="first")
+        stuck = _stop_the_forkserver()
+        with anyio.fail_after(30), pytest.raises(ActorStartError) as caught:
+            await rt.spawn(Echo, name="late")
+        assert caught.value.error_type == "ForkserverUnresponsive"
+        assert "within start_timeout=3 s" in str(caught.value)
+        assert "raise start_timeout" in str(caught.value)
+        assert _is_gone(stuck)
+        assert await first.ask("still") == "still"
+        again = await rt.spawn(Echo, name="again")  # from a new forkserver
+        assert await again.ask("hi") == "hi"
+    assert rt.report.stopped == ["again", "first"]
+
+
+async def test_a_start_cancelled_while_its_forkserver_does_not_answer_ends_at_once(
+    tmp_path: Path,
+) -> None:
+    import anyio
+
+    from tests.helpers import Echo
+
+    async with Runtime(log_dir=tmp_path) as rt:  # start_timeout: the default 30 s
+        first = await rt.spawn(Echo, name="first")
+        stuck = _stop_the_forkserver()
+        began = time.monotonic()
+        with anyio.move_on_after(0.5) as scope:
+            await rt.spawn(Echo, name="late")
+        assert scope.cancelled_caught
+        # the cancellation waited out the grace for the hand-off, not the start timeout
+        assert time.monotonic() - began < 10
+        assert _is_gone(stuck)
+        assert await first.ask("still") == "still"
+        again = await rt.spawn(Echo, name="again")
+        assert await again.ask("hi") == "hi"
+    assert rt.report.stopped == ["again", "first"]

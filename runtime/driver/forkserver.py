@@ -56,6 +56,7 @@ __all__ = [
     "RUNNING_ALREADY",
     "fork_refusal",
     "forkserver_is_a_copy",
+    "kill_forkserver",
     "retire_copy",
     "start_forkserver",
 ]
@@ -197,6 +198,20 @@ def retire_copy() -> None:
                 os.waitpid(pid, 0)
     finally:
         os.close(ended)
+
+
+def kill_forkserver() -> int | None:
+    """SIGKILL the forkserver in use, copy or fresh; return its pid (None if there is none).
+
+    For one that does not answer: the start waiting on it gets the end of its stream, the
+    actors it forked run on, and multiprocessing starts a fresh one for the next start.
+    """
+    server: Any = multiprocessing.forkserver._forkserver
+    pid: int | None = server._forkserver_pid
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return pid
 
 
 def _forget(server: Any) -> None:

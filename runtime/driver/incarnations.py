@@ -135,7 +135,11 @@ class Incarnations:
             raise ActorStartError(
                 rec.name,
                 "TimeoutError",
-                f"not ready within start_timeout={self.config.start_timeout:g} s",
+                f"not ready within start_timeout={self.config.start_timeout:g} s, and "
+                "killed; raise start_timeout if its __init__ or on_start is slow. With a "
+                "forkserver started afresh (`runtime.forkserver` in the script's log), each "
+                "actor process runs the script's top level again first: keep the script's "
+                'own work under `if __name__ == "__main__":`',
             )
         await life.exited.wait()
         if life.start_error is not None:
@@ -143,7 +147,9 @@ class Incarnations:
         raise ActorStartError(
             rec.name,
             "ProcessExited",
-            f"its process exited with code {life.exit_code} before it was ready",
+            f"its process exited with code {life.exit_code} before it was ready; what it "
+            "printed is on the script's stderr, and a crash in C code is in its .stderr "
+            "file in the log directory",
         )
 
     async def _watch(self, rec: ActorRecord, life: Life) -> None:

@@ -49,7 +49,7 @@ from ..shm.pool import orphan_pool
 from ..shm.segments import message_prefix, segments_of, unlink_segments
 from ..wire.control import ControlChannel
 from ..wire.protocol import ActorSpec
-from .forkserver import RUNNING_ALREADY, retire_copy, start_forkserver
+from .forkserver import RUNNING_ALREADY, kill_forkserver, retire_copy, start_forkserver
 from .hosting import StackDump
 
 __all__ = [
@@ -72,6 +72,9 @@ _CGROUP_V2 = Path("/sys/fs/cgroup")
 #: what a start raises when the forkserver ends during the hand-off (killed, or out of
 #: memory): it never answered with the new process's pid
 _FORKSERVER_GONE = (EOFError, BrokenPipeError, ConnectionResetError, ConnectionRefusedError)
+#: seconds a cancelled start gives its hand-off to the forkserver to end by itself before
+#: the forkserver is taken to be stuck and killed (a hand-off that works takes milliseconds)
+_CANCEL_GRACE = 1.0
 #: the most the soft descriptor limit is raised to: "unlimited" hard limits (some containers)
 #: would make programs that close every possible descriptor before an exec crawl
 _MAX_SOFT_FDS = 1 << 20
@@ -304,9 +307,16 @@ class ProcessHost:
     """Starts each actor in its own process (forkserver with preloaded modules)."""
 
     def __init__(
-        self, start_method: str = "forkserver", *, uvloop: bool = False, fork: bool = True
+        self,
+        start_method: str = "forkserver",
+        *,
+        uvloop: bool = False,
+        fork: bool = True,
+        hand_off_timeout: float = 30.0,
     ) -> None:
         install_no_manager()
+        #: seconds a start's hand-off to the forkserver may take: ``start_timeout``
+        self._hand_off_timeout = hand_off_timeout
         #: how many forks the cgroup's process limit had refused when the run began
         self._refused_before = _forks_refused()
         self._uvloop = uvloop
@@ -340,7 +350,9 @@ class ProcessHost:
         # multiprocessing's bookkeeping is not meant for concurrent starts and reaps
         self._lock = threading.Lock()
         # starts take turns anyway (the lock, and the forkserver forks one at a time): one
-        # worker thread serves them all, instead of a new thread for each concurrent one
+        # worker thread serves them all, instead of a new thread for each concurrent one.
+        # A start's hand-off is timed from its turn, not from the queue before it.
+        self._turn = anyio.Lock()
         self._starts = anyio.CapacityLimiter(1)
 
     async def start(self, name: str, spec: ActorSpec) -> _ProcessIncarnation:
@@ -353,8 +365,9 @@ class ProcessHost:
             DescriptorLimitError: this process (or the system) is out of file descriptors;
                 nothing was started, and the forkserver and every actor keep running.
             ActorStartError: the forkserver ended during the hand-off twice
-                (``ForkserverEnded``), or the system's limit on processes and threads
-                refused the start (``ProcessLimitReached``).
+                (``ForkserverEnded``), did not answer within the hand-off timeout and
+                was killed (``ForkserverUnresponsive``), or the system's limit on
+                processes and threads refused the start (``ProcessLimitReached``).
         """
         data = pickle.dumps(spec)
         try:
@@ -379,10 +392,7 @@ class ProcessHost:
     async def _start_once(self, name: str, spec: ActorSpec, data: bytes) -> _ProcessIncarnation:
         made: list[socket.socket] = []  # our end of the control socket, once made
         try:
-            # starting blocks on the forkserver hand-off; keep the event loop free meanwhile
-            proc = await anyio.to_thread.run_sync(
-                self._start_process, name, data, made, limiter=self._starts
-            )
+            proc = await self._hand_off(name, spec.name, data, made)
             control = ControlChannel(await UNIXSocketStream.from_socket(made[0]))
         except BaseException as exc:
             for sock in made:  # a started process sees it hang up, and exits
@@ -395,6 +405,58 @@ class ProcessHost:
                 raise _process_limit_reached(spec.name) from exc
             raise
         return _ProcessIncarnation(proc, self._lock, control, spec)
+
+    async def _hand_off(
+        self, name: str, actor: str, data: bytes, made: list[socket.socket]
+    ) -> aiomultiprocess.Process:
+        """Start the process in the worker thread, where it blocks on the forkserver.
+
+        A forkserver that does not answer within the hand-off timeout (stopped, or stuck
+        in what it imports) is killed, which ends the hand-off; so is one that does not
+        answer within ``_CANCEL_GRACE`` of the start being cancelled. Either way the next
+        start gets a fresh forkserver, and running actors run on.
+        """
+        ended = anyio.Event()
+        killed: list[int | None] = []  # the forkserver's pid, once killed for its silence
+
+        async def unstick() -> None:
+            try:
+                await anyio.sleep(self._hand_off_timeout)
+            except anyio.get_cancelled_exc_class():
+                with anyio.CancelScope(shield=True), anyio.move_on_after(_CANCEL_GRACE):
+                    await ended.wait()
+                if not ended.is_set():
+                    kill_forkserver()
+                raise
+            killed.append(kill_forkserver())
+
+        failure: Exception | None = None
+        async with self._turn, anyio.create_task_group() as tg:
+            tg.start_soon(unstick)
+            try:
+                # it blocks on the forkserver; the event loop stays free meanwhile
+                proc = await anyio.to_thread.run_sync(
+                    self._start_process, name, data, made, limiter=self._starts
+                )
+            except Exception as exc:  # raised below, not wrapped in the group's
+                failure = exc
+            finally:
+                ended.set()
+                tg.cancel_scope.cancel()
+        if killed and isinstance(failure, _FORKSERVER_GONE):
+            raise ActorStartError(
+                actor,
+                "ForkserverUnresponsive",
+                "the forkserver, which forks every actor process, did not fork this one "
+                f"within start_timeout={self._hand_off_timeout:g} s, and was killed "
+                f"(pid {killed[0]}: stopped, or stuck); the next spawn starts a new one, "
+                "and running actors keep running. A forkserver started afresh first "
+                "imports the modules the script had imported: raise start_timeout if "
+                "those imports are slow",
+            ) from failure
+        if failure is not None:
+            raise failure
+        return proc
 
     def _start_process(
         self, name: str, spec: bytes, made: list[socket.socket]

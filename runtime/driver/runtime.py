@@ -122,7 +122,8 @@ class Runtime(Services):
             environment variable.
         mailbox_size (int): default capacity of mailboxes, in messages (1000).
         stop_timeout (float): seconds an actor gets to stop in order before it is killed (5).
-        start_timeout (float): seconds an actor gets to become ready in ``spawn`` (30).
+        start_timeout (float): seconds an actor gets to become ready in ``spawn`` (30), and
+            the forkserver to fork its process.
         max_message_size (int): largest pickled message, in bytes, not counting large arrays
             that travel through shared memory (64 MiB).
         shm_threshold (int | None): numpy arrays of at least this many bytes inside messages and
@@ -265,7 +266,11 @@ class Runtime(Services):
 
             host = RayHost(run_namespace(self._rundir.run_id))
         else:
-            host = ProcessHost(uvloop=config.uvloop, fork=config.forkserver == "auto")
+            host = ProcessHost(
+                uvloop=config.uvloop,
+                fork=config.forkserver == "auto",
+                hand_off_timeout=config.start_timeout,
+            )
         self._host = host
         try:
             swept_segments = sweep_stale_segments(RunDirectory.existing_run_ids())
