@@ -148,7 +148,7 @@ def _descendants(pid: int) -> list[psutil.Process]:
     return psutil.Process(pid).children(recursive=True)
 
 
-async def test_actors_exit_by_themselves_when_the_runtime_is_killed(
+async def test_when_the_runtime_alone_is_killed_its_actors_exit_and_leave_no_file(
     tmp_path: Path, private_runs: Path
 ) -> None:
     env = {**os.environ, "ACTORS_LOG_DIR": str(tmp_path)}
@@ -163,22 +163,21 @@ async def test_actors_exit_by_themselves_when_the_runtime_is_killed(
         assert proc.stdout is not None
         info = json.loads(proc.stdout.readline())
         survivors = [psutil.Process(pid) for pid in [*info["actors"], info["forkserver"]]]
+        tracker = psutil.Process(info["tracker"])
         proc.send_signal(signal.SIGKILL)
         proc.wait(5)
         killed_at = time.monotonic()
         alive = await wait_ended(survivors, timeout=3)
         assert not alive, f"still running after the runtime was killed: {alive}"
         assert time.monotonic() - killed_at < 1.5
+        # the tracker ends once every actor has: it removed what the run had made
+        assert not await wait_ended([tracker], timeout=5)
     finally:
         proc.kill()
         proc.wait()
         proc.stdout.close()  # type: ignore[union-attr]
-    assert Path(info["run_dir"]).exists()  # the dead run could not clean up...
-    async with Runtime(log_dir=tmp_path / "next"):
-        pass
-    assert not Path(info["run_dir"]).exists()  # ...so the next runtime swept it
-    started = [e for e in read_events(tmp_path / "next") if e["event"] == "runtime.started"]
-    assert Path(info["run_dir"]).name in started[0]["swept_stale_runs"]
+    assert not Path(info["run_dir"]).exists()
+    assert not Path(info["forkserver_dir"]).exists()
 
 
 # A terminal starts its foreground job with Ctrl-C (SIGINT) at its default action. A suite

@@ -18,6 +18,10 @@ copy alone:
 - the forkserver imports what actors need that the script had not loaded (the actor
   side).
 
+The tracker copy also removes the run's directories that are still there when it ends,
+which is once the script and every actor have ended (``track_directory``): a script killed
+mid-run (SIGKILL, the kernel's out-of-memory killer) leaves no socket or lock file behind.
+
 A copy never returns into the script's code, and it ends by ``os._exit``: none of the script's
 exit handlers run there. Actor processes are forked from the forkserver's, so they start
 as the script was at that moment: the script's top level is not run again.
@@ -38,11 +42,13 @@ import importlib
 import multiprocessing.forkserver
 import os
 import select
+import shutil
 import signal
 import socket
 import sys
 import threading
 import traceback
+import warnings
 from collections.abc import Callable, Iterator
 from multiprocessing import connection, resource_tracker
 from typing import Any, NoReturn
@@ -59,6 +65,8 @@ __all__ = [
     "kill_forkserver",
     "retire_copy",
     "start_forkserver",
+    "track_directory",
+    "untrack_directory",
 ]
 
 #: the most resident memory the script may have for the forkserver to be forked from it.
@@ -81,8 +89,20 @@ _HELD = {signal.SIGINT, signal.SIGTERM}
 _STDIO = (0, 1, 2)
 
 
+#: the resource types the tracker copy knows besides multiprocessing's: a directory it
+#: removes with all it holds, and one it removes if empty (where runs' directories live).
+#: Trees go first: the tracker cleans up in this order.
+_TREE = "actors_tree"
+_EMPTY = "actors_empty"
+#: what a tracker's message may hold: its protocol splits lines on ":", in ASCII, and
+#: only a write of at most 512 bytes reaches it whole
+_MAX_TRACKER_MESSAGE = 512
+
 #: the pid of the last copy made (multiprocessing may have replaced it since)
 _copy_pid: int | None = None
+#: the pid of the tracker copy, and the directories it was given and not taken back
+_tracker_pid: int | None = None
+_tracked: set[tuple[str, str]] = set()
 
 
 def forkserver_is_a_copy() -> bool:
@@ -214,6 +234,65 @@ def kill_forkserver() -> int | None:
     return pid
 
 
+def track_directory(path: str, *, only_if_empty: bool = False) -> bool:
+    """Have the tracker copy remove ``path`` once the script and every actor have ended,
+    with what it holds (or only if empty). True if it will; False when the tracker is not
+    our copy (multiprocessing's own knows no directories) or the path cannot be sent."""
+    kind = _EMPTY if only_if_empty else _TREE
+    if (path, kind) in _tracked:
+        return True
+    if _tell_tracker("REGISTER", path, kind):
+        _tracked.add((path, kind))
+        return True
+    return False
+
+
+def untrack_directory(path: str) -> None:
+    """Take back ``track_directory(path)``: the script removed it itself."""
+    for kind in (_TREE, _EMPTY):
+        if (path, kind) in _tracked:
+            _tracked.discard((path, kind))
+            _tell_tracker("UNREGISTER", path, kind)
+
+
+def _tell_tracker(command: str, path: str, kind: str) -> bool:
+    tracker: Any = resource_tracker._resource_tracker
+    fd = tracker._fd
+    if fd is None or _tracker_pid is None or tracker._pid != _tracker_pid:
+        return False
+    message = f"{command}:{path}:{kind}\n"
+    if ":" in path or "\n" in path or not message.isascii():
+        return False
+    data = message.encode("ascii")
+    if len(data) > _MAX_TRACKER_MESSAGE:
+        return False
+    try:
+        # straight to its pipe: multiprocessing's register() would start a fresh tracker
+        # if ours had died, and that one would refuse these types with a traceback
+        return os.write(fd, data) == len(data)
+    except OSError:  # it has died: the next runtime sweeps what it would have removed
+        return False
+
+
+def _remove_tree(path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _remove_if_empty(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.rmdir(path)
+
+
+def _track(fd: int) -> None:
+    """The tracker copy: multiprocessing's tracker loop, also knowing our directories."""
+    resource_tracker._CLEANUP_FUNCS[_TREE] = _remove_tree  # type: ignore[attr-defined]
+    resource_tracker._CLEANUP_FUNCS[_EMPTY] = _remove_if_empty  # type: ignore[attr-defined]
+    # what is left at its end is the run of a script that did not leave its runtime:
+    # removing it is the point, not a leak to warn of
+    warnings.filterwarnings("ignore", message=r"resource_tracker: .* leaked actors_")
+    resource_tracker.main(fd)
+
+
 def _forget(server: Any) -> None:
     """Make multiprocessing forget its forkserver, closing our end of its alive pipe."""
     os.close(server._forkserver_alive_fd)
@@ -241,7 +320,7 @@ def _start_tracker() -> None:
                 # no stdout: it writes nothing there, and must not hold a pipeline's pipe
                 # open; and it ends when the script does, not when told to
                 keep = {0, 2, r}
-                _become(_TRACKER, keep, resource_tracker.main, r, deaf_to_sigterm=True)
+                _become(_TRACKER, keep, _track, r, deaf_to_sigterm=True)
     except BaseException:
         os.close(w)
         raise
@@ -250,6 +329,9 @@ def _start_tracker() -> None:
     with tracker._lock:
         tracker._fd = w
         tracker._pid = pid
+    global _tracker_pid
+    _tracker_pid = pid
+    _tracked.clear()  # the last tracker's, if any, ended with its directories
 
 
 @contextlib.contextmanager
@@ -275,6 +357,7 @@ def _become(
     """Turn this copy into ``name``, holding only the descriptors in ``keep``, and
     ``run(*args)`` (in the copy only); never return."""
     code = 1
+    script = os.getppid()
     try:
         _drop_the_script(name, keep, deaf_to_sigterm)
         # an empty context: actors must not inherit the script's context variables
@@ -283,8 +366,11 @@ def _become(
     except SystemExit:  # the forkserver's end: the script has ended (its alive pipe)
         code = 0
     except BaseException:
-        with contextlib.suppress(Exception):
-            traceback.print_exc()
+        # once the script is gone (killed mid-request, say), the why is the script's end,
+        # and a traceback from inside multiprocessing would only hide it
+        if os.getppid() == script:
+            with contextlib.suppress(Exception):
+                traceback.print_exc()
     finally:
         with contextlib.suppress(Exception):
             sys.stderr.flush()

@@ -36,9 +36,9 @@ from ..shm.segments import sweep_stale_segments
 from ..shm.sharing import SharedRegistry, SharingService
 from ..wire.codec import Shipper
 from ..wire.protocol import RequestBody
-from ..wire.rundir import RunDirectory
+from ..wire.rundir import RunDirectory, multiprocessing_dir
 from ..wire.transport import SenderInfo, Transport
-from .forkserver import forkserver_is_a_copy
+from .forkserver import forkserver_is_a_copy, track_directory, untrack_directory
 from .hosting import Host
 from .policy import Clock, MonotonicClock
 from .process_host import ProcessHost, raise_descriptor_limit
@@ -271,6 +271,12 @@ class Runtime(Services):
                 fork=config.forkserver == "auto",
                 hand_off_timeout=config.start_timeout,
             )
+            # the tracker copy outlives every actor: if the script dies without leaving
+            # the runtime, it removes them, and this run leaves no socket or lock file
+            track_directory(str(self._rundir.path))
+            track_directory(str(self._rundir.path.parent), only_if_empty=True)
+            if (forkserver_dir := multiprocessing_dir()) is not None:
+                track_directory(forkserver_dir)
         self._host = host
         try:
             swept_segments = sweep_stale_segments(RunDirectory.existing_run_ids())
@@ -290,6 +296,7 @@ class Runtime(Services):
             )
         except BaseException:
             self._rundir.remove()  # refused (an unsafe log root...): nothing left behind
+            untrack_directory(str(self._rundir.path))
             raise
         self._log.info(
             "runtime.started",
@@ -442,6 +449,7 @@ class Runtime(Services):
                     segments_unlinked=segments,
                 )
                 self._rundir.remove()
+                untrack_directory(str(self._rundir.path))
                 if self._cluster is not None:
                     self._cluster.disconnect()
                 if self._log_file is not None:

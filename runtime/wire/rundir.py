@@ -32,6 +32,7 @@ from actors._record import record
 __all__ = [
     "RunDirectory",
     "ensure_private_dir",
+    "multiprocessing_dir",
     "peer_credentials",
     "private_alternative",
     "process_start_time",
@@ -221,6 +222,13 @@ class RunDirectory:
         shutil.rmtree(self.path, ignore_errors=True)
         with contextlib.suppress(OSError):  # another run's directory is in it: it stays
             self.path.parent.rmdir()
+
+
+def multiprocessing_dir() -> str | None:
+    """multiprocessing's temporary directory in this process, where the forkserver listens
+    (None until one is made)."""
+    tempdir: str | None = multiprocessing.current_process()._config.get("tempdir")  # type: ignore[attr-defined]
+    return tempdir
 
 
 def _name_multiprocessing_dir() -> None:

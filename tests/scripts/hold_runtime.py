@@ -3,6 +3,7 @@
 import json
 import multiprocessing.forkserver
 import os
+from multiprocessing import resource_tracker
 
 import anyio
 
@@ -18,7 +19,9 @@ async def main() -> None:
             "pid": os.getpid(),
             "actors": pids,
             "forkserver": multiprocessing.forkserver._forkserver._forkserver_pid,
+            "tracker": resource_tracker._resource_tracker._pid,
             "run_dir": str(rt._rundir.path),
+            "forkserver_dir": multiprocessing.current_process()._config["tempdir"],
         }
         print(json.dumps(info), flush=True)
         await anyio.sleep_forever()
