@@ -228,3 +228,32 @@ async def test_one_message_handled_past_its_deadline_is_judged_hung_while_the_lo
     killed = await _watch_signs(turning, hang_timeout=None, deadline=0.1)
     assert len(killed) == 1
     assert "one message handled for" in killed[0]
+
+
+async def test_a_run_directory_removed_under_the_runtime_fails_new_connections_and_spawns_clearly(
+    tmp_path: Path,
+) -> None:
+    import shutil
+
+    from actors import ActorDeadError, ActorStartError
+    from tests.helpers import Forwarder
+
+    async with Runtime(log_dir=tmp_path) as rt:
+        forwarder = await rt.spawn(Forwarder, name="forwarder")
+        echo = await rt.spawn(Echo, name="echo")
+        assert await forwarder.ask("pid")
+        # as systemd-logind does to a user's files in /dev/shm at their last logout
+        shutil.rmtree(rt._rundir.path)
+        assert await echo.ask("connected before") == "connected before"
+        with pytest.raises(ActorDeadError) as caught:
+            await forwarder.ask(("ask", echo, "hi"), timeout=30)  # a new connection
+        assert caught.value.reason == "unreachable"
+        assert "was removed while the runtime ran" in str(caught.value)
+        assert "loginctl enable-linger" in str(caught.value)
+        for _ in range(2):
+            with pytest.raises(ActorStartError) as failed:
+                await rt.spawn(Echo)
+            assert failed.value.error_type == "RunDirectoryRemoved"
+    assert rt.report.stopped == ["echo", "forwarder"]
+    removed = [e for e in read_events(tmp_path) if e["event"] == "runtime.run_dir_removed"]
+    assert len(removed) == 1

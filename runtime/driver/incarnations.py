@@ -33,7 +33,7 @@ from ..wire.protocol import (
     Stop,
     Stopped,
 )
-from ..wire.rundir import RunDirectory
+from ..wire.rundir import RunDirectory, removed_while_running
 from ..wire.transport import Transport
 from .hosting import UNKNOWN_EXIT, Host
 from .registry import ActorRecord, Life, Registry
@@ -72,6 +72,8 @@ class Incarnations:
         self.host = host
         self.registry = registry
         self.rundir = rundir
+        #: whether the run directory was found removed (said once in the log)
+        self._rundir_gone = False
         self.log_config = log_config
         self.log = log
         self.tg = tg
@@ -85,6 +87,13 @@ class Incarnations:
         Raises:
             ActorStartError: it failed or timed out before being ready.
         """
+        if not self.rundir.path.is_dir():
+            if not self._rundir_gone:
+                self._rundir_gone = True
+                self.log.error("runtime.run_dir_removed", run_dir=str(self.rundir.path))
+            raise ActorStartError(
+                rec.name, "RunDirectoryRemoved", removed_while_running(self.rundir.path)
+            )
         number = rec.lives + 1
         spec = ActorSpec(
             actor_id=rec.ref.actor_id,

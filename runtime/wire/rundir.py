@@ -36,6 +36,7 @@ __all__ = [
     "peer_credentials",
     "private_alternative",
     "process_start_time",
+    "removed_while_running",
 ]
 
 _PEERCRED = struct.Struct("3i")
@@ -222,6 +223,19 @@ class RunDirectory:
         shutil.rmtree(self.path, ignore_errors=True)
         with contextlib.suppress(OSError):  # another run's directory is in it: it stays
             self.path.parent.rmdir()
+
+
+def removed_while_running(path: str | Path) -> str:
+    """Why a run directory may be gone while its runtime runs, and what to do about it."""
+    return (
+        f"the run directory {path}, where actors are reached by their socket files, was "
+        "removed while the runtime ran. systemd-logind removes a user's files in /dev/shm "
+        "and $XDG_RUNTIME_DIR once their last session ends (RemoveIPC=yes, its default, "
+        "for users that are not system users), and a cleaner of temporary files removes "
+        "old ones. Run the script as a system service, or keep the user's session "
+        "(`loginctl enable-linger`), or set TMPDIR to a directory nothing cleans; then "
+        "start it again"
+    )
 
 
 def multiprocessing_dir() -> str | None:

@@ -41,7 +41,7 @@ from .connection import ConnectionLostError, FramedConnection, close_all
 from .deference import calm, deferring
 from .frames import Kind, ProtocolError
 from .polling import YIELD_EVERY, PollBackoff
-from .rundir import peer_credentials
+from .rundir import peer_credentials, removed_while_running
 
 __all__ = ["LEAVE_TIMEOUT", "UNPICKLE_MARK", "SenderInfo", "Transport"]
 
@@ -721,7 +721,13 @@ class Transport:
             try:
                 stream = await anyio.connect_unix(ref.address)
                 break
-            except OSError:
+            except OSError as exc:
+                run_dir = os.path.dirname(ref.address)
+                # no restart can bring it back; one stat, on a failed connect only
+                if not os.path.isdir(run_dir):  # noqa: ASYNC240
+                    raise ActorDeadError(
+                        ref.name, "unreachable", removed_while_running(run_dir)
+                    ) from exc
                 # down, or between two incarnations: wait for a restart (bounded), or raise
                 await self.await_actor(ref, since)
         conn = _Outbound(ref, stream, self.max_message_size, self._log, self.sender.box)
