@@ -11,6 +11,12 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
+from ._stdio import hold_stdio
+
+# first, before any module of ours opens a file and before the script's event loop exists
+# (in a script that imports us at its top): a closed stdio number must not go to them
+hold_stdio()
+
 if TYPE_CHECKING:
     from ._config import RuntimeConfig as RuntimeConfig
     from .driver.hosting import ControlLink as ControlLink

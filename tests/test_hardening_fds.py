@@ -218,3 +218,62 @@ async def test_actors_run_on_when_the_forkserver_is_killed_and_later_spawns_work
         late = await rt.spawn(Echo, name="late")  # from a new forkserver
         assert await late.ask("hi") == "hi"
     assert sum(rt.report.restarts.values()) == 0
+
+
+# Report what descriptors 0, 1 and 2 are in the script, an actor and the forkserver.
+STDIO_REPORT = """
+import json, multiprocessing.forkserver, os, sys
+
+import anyio
+
+from runtime import Runtime
+from tests.helpers import Recorder
+
+
+def stdio(pid: int | str = "self") -> dict[str, str]:
+    out = {}
+    for fd in (0, 1, 2):
+        try:
+            out[str(fd)] = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            out[str(fd)] = "closed"
+    return out
+
+
+async def main(report: str, log_dir: str) -> None:
+    async with Runtime(log_dir=log_dir) as rt:
+        ref = await rt.spawn(Recorder)
+        actor = await ref.ask("pid", timeout=30)
+        forkserver = multiprocessing.forkserver._forkserver._forkserver_pid
+        seen = {"script": stdio(), "actor": stdio(actor), "forkserver": stdio(forkserver)}
+    with open(report, "w") as f:
+        json.dump(seen, f)
+
+
+anyio.run(main, sys.argv[1], sys.argv[2])
+"""
+
+
+def test_a_script_started_with_its_stdio_closed_lends_those_numbers_to_no_socket(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+
+    def close_stdio() -> None:
+        for fd in (0, 1, 2):
+            os.close(fd)
+
+    report = tmp_path / "stdio.json"
+    script = tmp_path / "stdio_report.py"
+    script.write_text(STDIO_REPORT)
+    done = subprocess.run(
+        [sys.executable, str(script), str(report), str(tmp_path / "logs")],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=120,
+        preexec_fn=close_stdio,  # as `python script.py <&- >&- 2>&-` does
+    )
+    assert done.returncode == 0
+    seen = json.loads(report.read_text())
+    for process, fds in seen.items():
+        assert fds == {"0": "/dev/null", "1": "/dev/null", "2": "/dev/null"}, (process, fds)

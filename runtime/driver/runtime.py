@@ -29,6 +29,7 @@ from actors._shared import install_shared_memory
 from .._api import Services
 from .._config import Backend, Forkserver, RuntimeConfig
 from .._main_import import in_actor_process_main_import, park_script
+from .._stdio import hold_stdio
 from ..observe.logging import LogConfig, new_run_log_dir, open_log, prune_run_logs
 from ..observe.loop_noise import install_noise_filter
 from ..observe.probe import EventProbe, PublishingLog
@@ -247,6 +248,7 @@ class Runtime(Services):
         if router_installed():
             raise RuntimeAlreadyRunningError
         config = self._cfg
+        hold_stdio()  # before the run's first socket
         arrange_quick_exit()
         # before any actor process or the forkserver starts: they inherit it
         fd_limit = raise_descriptor_limit()
