@@ -73,6 +73,7 @@ StopReason = Literal[
     "parent_ended",
     "parent_lost",
     "sigterm",
+    "sighup",
     "exception",
     "start_failed",
 ]
@@ -86,7 +87,8 @@ StopReason = Literal[
 * ``restart``: restarted because a sibling failed (``one_for_all``, ``rest_for_one``);
 * ``parent_ended``: the actor that owned it ended;
 * ``parent_lost``: the runtime's process died;
-* ``sigterm``: its process got SIGTERM;
+* ``sigterm``: its process, or the script's, got SIGTERM;
+* ``sighup``: the script's terminal hung up (SIGHUP);
 * ``exception``: ``receive`` raised, with ``on_error="crash"``;
 * ``start_failed``: it never became ready.
 """

@@ -10,6 +10,7 @@ from typing import Any
 
 __all__ = [
     "LOOP_OPTION",
+    "HANGUP_ENV",
     "PRELOAD",
     "PRELOAD_ENV",
     "PRELOAD_MAIN_ENV",
@@ -26,6 +27,9 @@ PRELOAD_ENV = "_ACTORS_FORKSERVER_MODULES"
 #: the environment variable telling the forkserver where the script's ``__main__`` comes
 #: from, and its ``sys.argv`` (JSON), so that it can run a top level that only defines once
 PRELOAD_MAIN_ENV = "_ACTORS_FORKSERVER_MAIN"
+#: the environment variable by which the forkserver tells each actor process whether the
+#: script ignored SIGHUP ("ignore") or not ("default"): the forkserver ignores it either way
+HANGUP_ENV = "_ACTORS_SCRIPT_SIGHUP"
 #: the keyword argument of an actor process's unit that says whether it runs on uvloop
 #: (the driver's choice, passed to each process: a forkserver keeps the environment it
 #: started with)

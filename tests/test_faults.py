@@ -16,6 +16,7 @@ import pytest
 
 from actors import ActorDeadError, MailboxFullError
 from runtime import Runtime
+from runtime.trace import load_run
 from tests.helpers import Crashy, Gate, Latch, Ticker, Watcher, read_events
 
 pytestmark = pytest.mark.anyio
@@ -129,7 +130,77 @@ async def test_f12_sigterm_stops_every_actor_in_reverse_order_and_exits_143(
     (stopped,) = _events(tmp_path, "runtime.stopped")
     assert stopped["reason"] == "sigterm"
     assert stopped["stopped"] == ["third", "second", "first"]  # the order they stopped in
+    assert load_run(tmp_path).crashes() == []  # the viewer sees an orderly stop
     assert not any(os.path.exists(f"/proc/{pid}") for pid in info["actors"])
+
+
+def _ignores_sighup(pid: int) -> bool:
+    with open(f"/proc/{pid}/status") as f:
+        mask = next(line for line in f if line.startswith("SigIgn:")).split()[1]
+    return bool(int(mask, 16) & (1 << (signal.SIGHUP - 1)))
+
+
+def _hold_for_sigterm(
+    order: Path, log_dir: Path, *, ignore_sighup: bool
+) -> subprocess.Popen[bytes]:
+    def as_started() -> None:
+        # as a terminal starts its job, or as nohup does
+        signal.signal(signal.SIGHUP, signal.SIG_IGN if ignore_sighup else signal.SIG_DFL)
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.scripts.hold_for_sigterm", str(order), str(log_dir)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=as_started,
+    )
+
+
+async def test_a_hang_up_stops_every_actor_in_reverse_order_and_exits_129(
+    tmp_path: Path,
+) -> None:
+    order = tmp_path / "order.txt"
+    proc = _hold_for_sigterm(order, tmp_path, ignore_sighup=False)
+    try:
+        assert proc.stdout is not None
+        info = json.loads(proc.stdout.readline())
+        assert not any(_ignores_sighup(pid) for pid in info["actors"])  # as the script
+        os.killpg(proc.pid, signal.SIGHUP)  # what a terminal sends its job when it closes
+        _out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 128 + signal.SIGHUP
+    assert b"Traceback" not in err
+    assert order.read_text().split() == ["third", "second", "first"]
+    (stopped,) = _events(tmp_path, "runtime.stopped")
+    assert stopped["reason"] == "sighup"
+    assert stopped["stopped"] == ["third", "second", "first"]
+    # the forkserver outlived the hang-up, and reported each actor's clean exit
+    exits = _events(tmp_path, "actor.exited")
+    assert [e["exit_code"] for e in exits] == [0, 0, 0]
+    assert load_run(tmp_path).crashes() == []  # the viewer sees an orderly stop
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in info["actors"])
+
+
+async def test_a_script_that_ignores_hang_ups_runs_on_through_one(tmp_path: Path) -> None:
+    order = tmp_path / "order.txt"
+    proc = _hold_for_sigterm(order, tmp_path, ignore_sighup=True)
+    try:
+        assert proc.stdout is not None
+        info = json.loads(proc.stdout.readline())
+        assert all(_ignores_sighup(pid) for pid in info["actors"])  # as the script
+        os.killpg(proc.pid, signal.SIGHUP)  # ignored: it is discarded when sent
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert b"Traceback" not in err
+    (stopped,) = _events(tmp_path, "runtime.stopped")
+    assert stopped["reason"] == "sigterm"
 
 
 async def test_a_watcher_is_told_when_a_watched_actor_ends_but_not_when_it_restarts(

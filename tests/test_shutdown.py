@@ -180,6 +180,36 @@ async def test_when_the_runtime_alone_is_killed_its_actors_exit_and_leave_no_fil
     assert not Path(info["forkserver_dir"]).exists()
 
 
+async def test_a_hang_up_that_kills_the_script_leaves_no_file_behind(
+    tmp_path: Path, private_runs: Path
+) -> None:
+    def as_a_terminal_starts_it() -> None:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.scripts.hold_runtime", "--no-signals"],
+        cwd=ROOT,
+        env={**os.environ, "ACTORS_LOG_DIR": str(tmp_path)},
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=as_a_terminal_starts_it,
+    )
+    try:
+        assert proc.stdout is not None
+        info = json.loads(proc.stdout.readline())
+        rest = [psutil.Process(p) for p in [*info["actors"], info["forkserver"], info["tracker"]]]
+        os.killpg(proc.pid, signal.SIGHUP)  # the script's whole group, as a terminal does
+        assert proc.wait(5) == -signal.SIGHUP  # the runtime left it the default action
+        # the tracker ignores hang-ups: it ends last, and removes what the run had made
+        assert not await wait_ended(rest, timeout=5)
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()  # type: ignore[union-attr]
+    assert not Path(info["run_dir"]).exists()
+    assert not Path(info["forkserver_dir"]).exists()
+
+
 # A terminal starts its foreground job with Ctrl-C (SIGINT) at its default action. A suite
 # started in the background by a non-interactive shell (`nohup make test &`) runs with
 # SIGINT ignored, which every child inherits and keeps across exec: the demo would then

@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 import anyio
 from anyio.abc import SocketStream, UNIXSocketStream
 
-from .._entry import LOOP_OPTION
+from .._entry import HANGUP_ENV, LOOP_OPTION
 from .._process_name import restore_name
 from .._stdio import flush_stdio
 from ..observe.logging import Log, emitter, log_stem, open_log, private_file
@@ -37,6 +37,8 @@ def bootstrap(unit: Any) -> None:
     Never lets an exception escape: multiprocessing would print it to the shared terminal.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if os.environ.pop(HANGUP_ENV, "") == "default":  # the forkserver ignores SIGHUP
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
     restore_name()
     # before anything here can fork: every descendant is in this group, which the driver
     # kills once this process has ended (ProcessHost)

@@ -30,7 +30,7 @@ import signal
 # anyio imports its asyncio backend on the first anyio.run: once here, not once per actor
 import anyio._backends._asyncio  # noqa: F401
 
-from .._entry import PRELOAD_ENV, PRELOAD_MAIN_ENV
+from .._entry import HANGUP_ENV, PRELOAD_ENV, PRELOAD_MAIN_ENV
 from .._lean import without_managers
 from .._main_import import importing_main, install_main_import_hooks, prerun_main
 from .._stdio import flush_stdio
@@ -83,6 +83,14 @@ with contextlib.suppress(Exception):  # a bad value: each actor process runs it 
     prerun_main(json.loads(os.environ.get(PRELOAD_MAIN_ENV, "{}")))
 
 signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+# A terminal's hang-up (SIGHUP) goes to the script's process group, the forkserver's too.
+# It ends with the script anyway, and must outlive it long enough to report the exit
+# status of each actor the script stops. Actors get back the disposition the script had.
+os.environ[HANGUP_ENV] = (
+    "ignore" if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN else "default"
+)
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 # Everything loaded so far is shared with every actor process, page for page, until one of
 # them writes to it: the collector's passes over these objects would write to every page

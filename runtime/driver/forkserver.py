@@ -320,7 +320,7 @@ def _start_tracker() -> None:
                 # no stdout: it writes nothing there, and must not hold a pipeline's pipe
                 # open; and it ends when the script does, not when told to
                 keep = {0, 2, r}
-                _become(_TRACKER, keep, _track, r, deaf_to_sigterm=True)
+                _become(_TRACKER, keep, _track, r, deaf=True)
     except BaseException:
         os.close(w)
         raise
@@ -352,14 +352,14 @@ def _become(
     keep: set[int],
     run: Callable[..., object],
     *args: Any,
-    deaf_to_sigterm: bool = False,
+    deaf: bool = False,
 ) -> NoReturn:
     """Turn this copy into ``name``, holding only the descriptors in ``keep``, and
     ``run(*args)`` (in the copy only); never return."""
     code = 1
     script = os.getppid()
     try:
-        _drop_the_script(name, keep, deaf_to_sigterm)
+        _drop_the_script(name, keep, deaf)
         # an empty context: actors must not inherit the script's context variables
         contextvars.Context().run(run, *args)
         code = 0
@@ -377,7 +377,7 @@ def _become(
         os._exit(code)
 
 
-def _drop_the_script(name: str, keep: set[int], deaf_to_sigterm: bool) -> None:
+def _drop_the_script(name: str, keep: set[int], deaf: bool) -> None:
     """Let go of what the script holds (see the module's docstring)."""
     signal.set_wakeup_fd(-1)
     for signum in signal.valid_signals():
@@ -385,8 +385,9 @@ def _drop_the_script(name: str, keep: set[int], deaf_to_sigterm: bool) -> None:
             if callable(signal.getsignal(signum)):
                 signal.signal(signum, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the script's to handle
-    if deaf_to_sigterm:
+    if deaf:  # it ends once the script and every actor have, whatever ended the script
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the terminal's, to the script's group
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD)
     gc.freeze()
     null = os.open(os.devnull, os.O_RDWR)

@@ -55,8 +55,8 @@ if TYPE_CHECKING:  # loaded on the Ray backend only: a local run never needs the
 
 __all__ = ["Runtime", "RuntimeOptions"]
 
-#: exit status of a process ended by SIGTERM, by shell convention
-_SIGTERM_EXIT = 128 + signal.SIGTERM
+#: the stop reason of a run ended by each signal the runtime turns into an orderly stop
+_STOPPED_BY: dict[int, StopReason] = {signal.SIGTERM: "sigterm", signal.SIGHUP: "sighup"}
 #: the script's process as a sender: its id and box in every log line and frame
 _MAIN_ID = "a0"
 _MAIN_BOX = "a0.1"
@@ -106,7 +106,8 @@ class Runtime(Services):
     ``stop_timeout`` seconds to finish what is in its mailbox and run ``on_stop``, then
     SIGTERM, then SIGKILL. ``report`` then says what happened. Nothing is left behind: no
     process, no socket file, no shared memory. SIGTERM to the script's process stops
-    everything the same way and ends the script with exit status 143.
+    everything the same way and ends the script with exit status 143; so does SIGHUP (the
+    terminal hung up), with 129, unless the script ignores it (``nohup``) or handles it.
 
     One runtime runs in a process at a time. It runs on asyncio (``asyncio.run``, or
     ``anyio.run`` with its default backend).
@@ -155,7 +156,9 @@ class Runtime(Services):
             before the first actor can start. Actors forked from the copy start as the
             script was then, without running its top level again. Default:
             ``$ACTORS_FORKSERVER``, else ``"auto"``.
-        handle_sigterm (bool): turn SIGTERM into an orderly stop (main thread only; True).
+        handle_sigterm (bool): turn SIGTERM into an orderly stop, and SIGHUP too (the
+            terminal hung up) unless the script ignores or handles it (main thread only;
+            True).
         max_restarts (int): with ``period``, the root supervisor's restart intensity (3 within
             5 s); actors' own supervisors get the same.
         period (float): see ``max_restarts``.
@@ -194,7 +197,8 @@ class Runtime(Services):
         self._state = "new"
         self._log_file: IO[bytes] | None = None
         self._escalation: EscalationError | None = None
-        self._terminated = False
+        #: the signal that ended the run in order (SIGTERM, SIGHUP), if one did
+        self._terminated: int | None = None
         self._report: ShutdownReport | None = None
 
     # -- properties ------------------------------------------------------------------------
@@ -411,7 +415,10 @@ class Runtime(Services):
         self._state = "stopping"
         reason: StopReason
         if ours:
-            reason = "escalated" if self._escalation is not None else "sigterm"
+            if self._escalation is not None or self._terminated is None:
+                reason = "escalated"
+            else:
+                reason = _STOPPED_BY[self._terminated]
         else:
             # leaving on an error or Ctrl-C: interrupt handlers instead of draining
             reason = "shutdown" if exc is None else "interrupted"
@@ -459,8 +466,8 @@ class Runtime(Services):
                 self._state = "closed"
         if self._escalation is not None:
             raise self._escalation
-        if ours and self._terminated:
-            raise SystemExit(_SIGTERM_EXIT)
+        if ours and self._terminated is not None:
+            raise SystemExit(128 + self._terminated)  # as the signal would, by shell convention
 
     async def _serve(self, started: anyio.Event) -> None:
         async with anyio.create_task_group() as tg:
@@ -469,7 +476,7 @@ class Runtime(Services):
                 # off the start's path; awaited before the runtime is closed
                 tg.start_soon(anyio.to_thread.run_sync, prune_run_logs)
             if self._cfg.handle_sigterm and threading.current_thread() is threading.main_thread():
-                tg.start_soon(self._watch_sigterm)
+                tg.start_soon(self._watch_signals)
             tg.start_soon(self._housekeeping)
             started.set()
             await self._service_done.wait()
@@ -482,12 +489,17 @@ class Runtime(Services):
             if self._state == "running":
                 self._router.shipper.pool.trim()
 
-    async def _watch_sigterm(self) -> None:
-        with anyio.open_signal_receiver(signal.SIGTERM) as signals:
-            async for _ in signals:
-                if self._state == "running" and not self._terminated:
-                    self._terminated = True
-                    self._log.warning("runtime.sigterm")
+    async def _watch_signals(self) -> None:
+        """Turn SIGTERM, and SIGHUP (the terminal hung up) unless the script ignores it
+        (``nohup``) or handles it itself, into an orderly stop."""
+        watched = [signal.SIGTERM]
+        if signal.getsignal(signal.SIGHUP) == signal.SIG_DFL:  # else not ours to take
+            watched.append(signal.SIGHUP)
+        with anyio.open_signal_receiver(*watched) as signals:
+            async for signum in signals:
+                if self._state == "running" and self._terminated is None:
+                    self._terminated = signum
+                    self._log.warning(f"runtime.{_STOPPED_BY[signum]}")
                     self._body.cancel()
 
     def _on_escalation(self, error: EscalationError) -> None:

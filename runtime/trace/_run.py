@@ -35,7 +35,16 @@ _OUTCOMES = ("message.handled", "message.failed", "message.dead_lettered", "mess
 #: confirming it: provisional, the receiver's own log may say what became of it
 _IN_DOUBT = "in_doubt"
 #: exit reasons that are not failures
-_CLEAN_EXITS = {"shutdown", "stopped", "requested", "restart", "parent_ended", "escalated"}
+_CLEAN_EXITS = {
+    "shutdown",
+    "stopped",
+    "requested",
+    "restart",
+    "parent_ended",
+    "escalated",
+    "sigterm",
+    "sighup",
+}
 
 
 def hard_death(reason: str) -> bool:

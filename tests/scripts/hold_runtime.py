@@ -1,8 +1,12 @@
-"""Starts a runtime with two actors, prints their pids as JSON, then waits forever."""
+"""Starts a runtime with two actors, prints their pids as JSON, then waits forever.
+
+With ``--no-signals``, the runtime leaves SIGTERM and SIGHUP to their default actions.
+"""
 
 import json
 import multiprocessing.forkserver
 import os
+import sys
 from multiprocessing import resource_tracker
 
 import anyio
@@ -12,7 +16,7 @@ from tests.helpers import Recorder
 
 
 async def main() -> None:
-    async with Runtime() as rt:
+    async with Runtime(handle_sigterm="--no-signals" not in sys.argv) as rt:
         refs = [await rt.spawn(Recorder) for _ in range(2)]
         pids = [await ref.ask("pid", timeout=10) for ref in refs]
         info = {
