@@ -140,40 +140,46 @@ def _ignores_sighup(pid: int) -> bool:
     return bool(int(mask, 16) & (1 << (signal.SIGHUP - 1)))
 
 
-def _hold_for_sigterm(
-    order: Path, log_dir: Path, *, ignore_sighup: bool
-) -> subprocess.Popen[bytes]:
+def _signal_held_actors(
+    tmp_path: Path, *, ignore_sighup: bool, signals: list[signal.Signals]
+) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """Run ``hold_for_sigterm`` as a terminal starts its job (or as nohup does, with
+    ``ignore_sighup``), check that its actors took the script's SIGHUP disposition, send
+    its process group ``signals``; return it once ended, and what it printed first."""
+
     def as_started() -> None:
-        # as a terminal starts its job, or as nohup does
         signal.signal(signal.SIGHUP, signal.SIG_IGN if ignore_sighup else signal.SIG_DFL)
 
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.scripts.hold_for_sigterm", str(order), str(log_dir)],
+    order = tmp_path / "order.txt"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.scripts.hold_for_sigterm", str(order), str(tmp_path)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
         preexec_fn=as_started,
     )
+    try:
+        assert proc.stdout is not None
+        info = json.loads(proc.stdout.readline())
+        assert all(_ignores_sighup(pid) == ignore_sighup for pid in info["actors"])
+        for signum in signals:
+            os.killpg(proc.pid, signum)
+        _out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert b"Traceback" not in err
+    return proc, info
 
 
 async def test_a_hang_up_stops_every_actor_in_reverse_order_and_exits_129(
     tmp_path: Path,
 ) -> None:
-    order = tmp_path / "order.txt"
-    proc = _hold_for_sigterm(order, tmp_path, ignore_sighup=False)
-    try:
-        assert proc.stdout is not None
-        info = json.loads(proc.stdout.readline())
-        assert not any(_ignores_sighup(pid) for pid in info["actors"])  # as the script
-        os.killpg(proc.pid, signal.SIGHUP)  # what a terminal sends its job when it closes
-        _out, err = proc.communicate(timeout=20)
-    finally:
-        proc.kill()
-        proc.wait()
+    # what a terminal sends its job when it closes
+    proc, info = _signal_held_actors(tmp_path, ignore_sighup=False, signals=[signal.SIGHUP])
     assert proc.returncode == 128 + signal.SIGHUP
-    assert b"Traceback" not in err
-    assert order.read_text().split() == ["third", "second", "first"]
+    assert (tmp_path / "order.txt").read_text().split() == ["third", "second", "first"]
     (stopped,) = _events(tmp_path, "runtime.stopped")
     assert stopped["reason"] == "sighup"
     assert stopped["stopped"] == ["third", "second", "first"]
@@ -184,21 +190,25 @@ async def test_a_hang_up_stops_every_actor_in_reverse_order_and_exits_129(
     assert not any(os.path.exists(f"/proc/{pid}") for pid in info["actors"])
 
 
-async def test_a_script_that_ignores_hang_ups_runs_on_through_one(tmp_path: Path) -> None:
-    order = tmp_path / "order.txt"
-    proc = _hold_for_sigterm(order, tmp_path, ignore_sighup=True)
-    try:
-        assert proc.stdout is not None
-        info = json.loads(proc.stdout.readline())
-        assert all(_ignores_sighup(pid) for pid in info["actors"])  # as the script
-        os.killpg(proc.pid, signal.SIGHUP)  # ignored: it is discarded when sent
-        proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=20)
-    finally:
-        proc.kill()
-        proc.wait()
+async def test_a_sigterm_to_every_process_of_the_run_stops_it_in_order_and_cleanly(
+    tmp_path: Path,
+) -> None:
+    # as `systemctl stop` (every process of the unit) or `pkill -f script.py` send it
+    proc, _info = _signal_held_actors(tmp_path, ignore_sighup=False, signals=[signal.SIGTERM])
     assert proc.returncode == 128 + signal.SIGTERM
-    assert b"Traceback" not in err
+    (stopped,) = _events(tmp_path, "runtime.stopped")
+    assert stopped["reason"] == "sigterm"
+    # the forkserver outlived it, and reported each actor's clean exit
+    assert [e["exit_code"] for e in _events(tmp_path, "actor.exited")] == [0, 0, 0]
+    assert load_run(tmp_path).crashes() == []
+
+
+async def test_a_script_that_ignores_hang_ups_runs_on_through_one(tmp_path: Path) -> None:
+    # the hang-up is discarded when sent; the SIGTERM after it stops the run
+    proc, _info = _signal_held_actors(
+        tmp_path, ignore_sighup=True, signals=[signal.SIGHUP, signal.SIGTERM]
+    )
+    assert proc.returncode == 128 + signal.SIGTERM
     (stopped,) = _events(tmp_path, "runtime.stopped")
     assert stopped["reason"] == "sigterm"
 

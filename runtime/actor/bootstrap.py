@@ -37,7 +37,9 @@ def bootstrap(unit: Any) -> None:
     Never lets an exception escape: multiprocessing would print it to the shared terminal.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if os.environ.pop(HANGUP_ENV, "") == "default":  # the forkserver ignores SIGHUP
+    # the forkserver ignores both; the incarnation soon handles SIGTERM itself
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if os.environ.pop(HANGUP_ENV, "") == "default":
         signal.signal(signal.SIGHUP, signal.SIG_DFL)
     restore_name()
     # before anything here can fork: every descendant is in this group, which the driver

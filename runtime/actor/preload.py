@@ -84,13 +84,16 @@ with contextlib.suppress(Exception):  # a bad value: each actor process runs it 
 
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-# A terminal's hang-up (SIGHUP) goes to the script's process group, the forkserver's too.
-# It ends with the script anyway, and must outlive it long enough to report the exit
-# status of each actor the script stops. Actors get back the disposition the script had.
+# A terminal's hang-up (SIGHUP) goes to the script's process group, the forkserver's too,
+# and `systemctl stop` or `pkill -f script.py` send SIGTERM to every process of the run.
+# The forkserver ends with the script anyway, and must outlive it long enough to report
+# the exit status of each actor the script stops. Actors get back the SIGHUP disposition
+# the script had; SIGTERM they handle themselves.
 os.environ[HANGUP_ENV] = (
     "ignore" if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN else "default"
 )
 signal.signal(signal.SIGHUP, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 # Everything loaded so far is shared with every actor process, page for page, until one of
 # them writes to it: the collector's passes over these objects would write to every page
