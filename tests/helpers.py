@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -686,3 +689,37 @@ def run_answering_script(
     assert result.returncode == 0, result.stderr[-3000:]
     assert "answer 42" in result.stdout
     return result
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def script_job(
+    module: str,
+    *args: str,
+    env: dict[str, str] | None = None,
+    ignore_sighup: bool = False,
+) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, Any]]]:
+    """Run ``python -m module *args`` in a process group of its own, as a terminal starts
+    its job (or as nohup does, with ``ignore_sighup``); yield it and the JSON object it
+    prints first. Killed and reaped on the way out, however the test went."""
+
+    def as_started() -> None:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN if ignore_sighup else signal.SIG_DFL)
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=as_started,
+    )
+    try:
+        assert proc.stdout is not None
+        yield proc, json.loads(proc.stdout.readline())
+    finally:
+        proc.kill()
+        proc.communicate()

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +14,7 @@ import pytest
 from actors import ActorDeadError, MailboxFullError
 from runtime import Runtime
 from runtime.trace import load_run
-from tests.helpers import Crashy, Gate, Latch, Ticker, Watcher, read_events
+from tests.helpers import Crashy, Gate, Latch, Ticker, Watcher, read_events, script_job
 
 pytestmark = pytest.mark.anyio
 
@@ -105,35 +102,6 @@ async def test_f7_a_full_mailbox_suspends_tell_and_refuses_tell_nowait_logging_o
     assert len(_events(tmp_path, "mailbox.full", receiver=gate.name)) == 1  # rate-limited
 
 
-async def test_f12_sigterm_stops_every_actor_in_reverse_order_and_exits_143(
-    tmp_path: Path,
-) -> None:
-    order = tmp_path / "order.txt"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.scripts.hold_for_sigterm", str(order), str(tmp_path)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
-        assert proc.stdout is not None
-        info = json.loads(proc.stdout.readline())
-        proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=20)
-    finally:
-        proc.kill()
-        proc.wait()
-    assert proc.returncode == 143
-    assert b"Traceback" not in err
-    assert order.read_text().split() == ["third", "second", "first"]
-    (stopped,) = _events(tmp_path, "runtime.stopped")
-    assert stopped["reason"] == "sigterm"
-    assert stopped["stopped"] == ["third", "second", "first"]  # the order they stopped in
-    assert load_run(tmp_path).crashes() == []  # the viewer sees an orderly stop
-    assert not any(os.path.exists(f"/proc/{pid}") for pid in info["actors"])
-
-
 def _ignores_sighup(pid: int) -> bool:
     with open(f"/proc/{pid}/status") as f:
         mask = next(line for line in f if line.startswith("SigIgn:")).split()[1]
@@ -142,73 +110,49 @@ def _ignores_sighup(pid: int) -> bool:
 
 def _signal_held_actors(
     tmp_path: Path, *, ignore_sighup: bool, signals: list[signal.Signals]
-) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    """Run ``hold_for_sigterm`` as a terminal starts its job (or as nohup does, with
-    ``ignore_sighup``), check that its actors took the script's SIGHUP disposition, send
-    its process group ``signals``; return it once ended, and what it printed first."""
-
-    def as_started() -> None:
-        signal.signal(signal.SIGHUP, signal.SIG_IGN if ignore_sighup else signal.SIG_DFL)
-
-    order = tmp_path / "order.txt"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.scripts.hold_for_sigterm", str(order), str(tmp_path)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-        preexec_fn=as_started,
+) -> tuple[int, dict[str, Any]]:
+    """Run ``hold_for_sigterm``, check that its actors took the script's SIGHUP
+    disposition, send its process group ``signals``; return its exit status once ended,
+    and what it printed first."""
+    order = str(tmp_path / "order.txt")
+    job = script_job(
+        "tests.scripts.hold_for_sigterm", order, str(tmp_path), ignore_sighup=ignore_sighup
     )
-    try:
-        assert proc.stdout is not None
-        info = json.loads(proc.stdout.readline())
+    with job as (proc, info):
         assert all(_ignores_sighup(pid) == ignore_sighup for pid in info["actors"])
         for signum in signals:
             os.killpg(proc.pid, signum)
         _out, err = proc.communicate(timeout=20)
-    finally:
-        proc.kill()
-        proc.wait()
     assert b"Traceback" not in err
-    return proc, info
+    return proc.returncode, info
 
 
-async def test_a_hang_up_stops_every_actor_in_reverse_order_and_exits_129(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    ("signum", "reason"), [(signal.SIGTERM, "sigterm"), (signal.SIGHUP, "sighup")]
+)
+async def test_f12_sigterm_or_a_hang_up_stops_every_actor_in_reverse_order(
+    tmp_path: Path, signum: signal.Signals, reason: str
 ) -> None:
-    # what a terminal sends its job when it closes
-    proc, info = _signal_held_actors(tmp_path, ignore_sighup=False, signals=[signal.SIGHUP])
-    assert proc.returncode == 128 + signal.SIGHUP
+    # to the script's whole process group, as `systemctl stop`, `pkill -f` or a closing
+    # terminal send it: the forkserver and the tracker ignore it
+    code, info = _signal_held_actors(tmp_path, ignore_sighup=False, signals=[signum])
+    assert code == 128 + signum  # 143, 129: as the signal would have, by shell convention
     assert (tmp_path / "order.txt").read_text().split() == ["third", "second", "first"]
     (stopped,) = _events(tmp_path, "runtime.stopped")
-    assert stopped["reason"] == "sighup"
-    assert stopped["stopped"] == ["third", "second", "first"]
-    # the forkserver outlived the hang-up, and reported each actor's clean exit
-    exits = _events(tmp_path, "actor.exited")
-    assert [e["exit_code"] for e in exits] == [0, 0, 0]
-    assert load_run(tmp_path).crashes() == []  # the viewer sees an orderly stop
-    assert not any(os.path.exists(f"/proc/{pid}") for pid in info["actors"])
-
-
-async def test_a_sigterm_to_every_process_of_the_run_stops_it_in_order_and_cleanly(
-    tmp_path: Path,
-) -> None:
-    # as `systemctl stop` (every process of the unit) or `pkill -f script.py` send it
-    proc, _info = _signal_held_actors(tmp_path, ignore_sighup=False, signals=[signal.SIGTERM])
-    assert proc.returncode == 128 + signal.SIGTERM
-    (stopped,) = _events(tmp_path, "runtime.stopped")
-    assert stopped["reason"] == "sigterm"
-    # the forkserver outlived it, and reported each actor's clean exit
+    assert stopped["reason"] == reason
+    assert stopped["stopped"] == ["third", "second", "first"]  # the order they stopped in
+    # the forkserver reported each actor's clean exit, and the viewer sees no crash
     assert [e["exit_code"] for e in _events(tmp_path, "actor.exited")] == [0, 0, 0]
     assert load_run(tmp_path).crashes() == []
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in info["actors"])
 
 
 async def test_a_script_that_ignores_hang_ups_runs_on_through_one(tmp_path: Path) -> None:
     # the hang-up is discarded when sent; the SIGTERM after it stops the run
-    proc, _info = _signal_held_actors(
+    code, _info = _signal_held_actors(
         tmp_path, ignore_sighup=True, signals=[signal.SIGHUP, signal.SIGTERM]
     )
-    assert proc.returncode == 128 + signal.SIGTERM
+    assert code == 128 + signal.SIGTERM
     (stopped,) = _events(tmp_path, "runtime.stopped")
     assert stopped["reason"] == "sigterm"
 

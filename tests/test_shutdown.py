@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import aiomultiprocess.core
 import anyio
@@ -29,6 +27,7 @@ from tests.helpers import (
     StopRecorder,
     block,
     read_events,
+    script_job,
     wait_ended,
 )
 
@@ -149,31 +148,13 @@ def _descendants(pid: int) -> list[psutil.Process]:
     return psutil.Process(pid).children(recursive=True)
 
 
-def _hold_runtime(log_dir: Path, *args: str) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    """Start ``tests.scripts.hold_runtime`` in a process group of its own, as a terminal
-    starts its job (SIGHUP at its default action); return it and what it printed."""
-
-    def as_a_terminal_starts_it() -> None:
-        signal.signal(signal.SIGHUP, signal.SIG_DFL)
-
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.scripts.hold_runtime", *args],
-        cwd=ROOT,
-        env={**os.environ, "ACTORS_LOG_DIR": str(log_dir)},
-        stdout=subprocess.PIPE,
-        start_new_session=True,
-        preexec_fn=as_a_terminal_starts_it,
-    )
-    assert proc.stdout is not None
-    info: dict[str, Any] = json.loads(proc.stdout.readline())
-    return proc, info
-
-
 async def test_when_the_runtime_alone_is_killed_its_actors_exit_and_leave_no_file(
     tmp_path: Path, private_runs: Path
 ) -> None:
-    proc, info = _hold_runtime(tmp_path)
-    try:
+    with script_job("tests.scripts.hold_runtime", env={"ACTORS_LOG_DIR": str(tmp_path)}) as (
+        proc,
+        info,
+    ):
         survivors = [psutil.Process(pid) for pid in [*info["actors"], info["forkserver"]]]
         tracker = psutil.Process(info["tracker"])
         proc.send_signal(signal.SIGKILL)
@@ -184,10 +165,6 @@ async def test_when_the_runtime_alone_is_killed_its_actors_exit_and_leave_no_fil
         assert time.monotonic() - killed_at < 1.5
         # the tracker ends once every actor has: it removed what the run had made
         assert not await wait_ended([tracker], timeout=5)
-    finally:
-        proc.kill()
-        proc.wait()
-        proc.stdout.close()  # type: ignore[union-attr]
     assert not Path(info["run_dir"]).exists()
     assert not Path(info["forkserver_dir"]).exists()
 
@@ -195,17 +172,15 @@ async def test_when_the_runtime_alone_is_killed_its_actors_exit_and_leave_no_fil
 async def test_a_hang_up_that_kills_the_script_leaves_no_file_behind(
     tmp_path: Path, private_runs: Path
 ) -> None:
-    proc, info = _hold_runtime(tmp_path, "--no-signals")
-    try:
+    job = script_job(
+        "tests.scripts.hold_runtime", "--no-signals", env={"ACTORS_LOG_DIR": str(tmp_path)}
+    )
+    with job as (proc, info):
         rest = [psutil.Process(p) for p in [*info["actors"], info["forkserver"], info["tracker"]]]
         os.killpg(proc.pid, signal.SIGHUP)  # the script's whole group, as a terminal does
         assert proc.wait(5) == -signal.SIGHUP  # the runtime left it the default action
         # the tracker ignores hang-ups: it ends last, and removes what the run had made
         assert not await wait_ended(rest, timeout=5)
-    finally:
-        proc.kill()
-        proc.wait()
-        proc.stdout.close()  # type: ignore[union-attr]
     assert not Path(info["run_dir"]).exists()
     assert not Path(info["forkserver_dir"]).exists()
 
