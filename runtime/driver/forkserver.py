@@ -83,8 +83,8 @@ _RETIRE_WAIT = 1.0
 _FORKSERVER = "actors-forksrv"
 _TRACKER = "actors-tracker"
 #: signals a copy must not get before it has set its own handlers (as multiprocessing does
-#: for its tracker): Ctrl-C, or SIGTERM to the script's process group
-_HELD = {signal.SIGINT, signal.SIGTERM}
+#: for its tracker): Ctrl-C, or SIGTERM or a hang-up to the script's process group
+_HELD = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 #: stdin, stdout and stderr: the forkserver shares them with the script, as actors do
 _STDIO = (0, 1, 2)
 
