@@ -23,6 +23,7 @@ from tests.helpers import (
     IgnoresTerm,
     Latch,
     LeavesWorkBehind,
+    Parent,
     Recorder,
     StopRecorder,
     block,
@@ -52,6 +53,36 @@ async def test_leaving_the_runtime_stops_actors_newest_first(backend: str, tmp_p
     }
     assert exits == {name: ("shutdown", 0) for name in ("first", "second", "third")}
     assert rt.report.stopped == ["third", "second", "first"]
+
+
+async def test_an_actor_stops_after_its_children_stopped_newest_first_and_exited(
+    backend: str, tmp_path: Path
+) -> None:
+    async with Runtime(log_dir=tmp_path, backend=backend) as rt:
+        parent = await rt.spawn(Parent, name="parent")
+        assert len(await parent.ask("children")) == 2
+        await rt.stop(parent)
+    events = read_events(tmp_path)
+    # each child finished before the older one began to stop (their exits may overlap),
+    # and both had exited before their owner began to stop: it may watch them
+    stops = [
+        (e["event"], e["actor"])
+        for e in events
+        if e["event"] in ("actor.stopping", "actor.stopped")
+    ]
+    assert stops == [
+        ("actor.stopping", "parent.child-1"),
+        ("actor.stopped", "parent.child-1"),
+        ("actor.stopping", "parent.child-0"),
+        ("actor.stopped", "parent.child-0"),
+        ("actor.stopping", "parent"),
+        ("actor.stopped", "parent"),
+    ]
+    exited = [e["actor"] for e in events if e["event"] == "actor.exited"]
+    stopping = [(e["event"], e.get("actor")) for e in events].index(("actor.stopping", "parent"))
+    before = [e["actor"] for e in events[:stopping] if e["event"] == "actor.exited"]
+    assert sorted(before) == ["parent.child-0", "parent.child-1"]
+    assert exited[-1] == "parent"
 
 
 async def test_a_sender_stopped_right_after_telling_leaves_nothing_in_doubt(

@@ -374,8 +374,10 @@ class ActorTree:
             return
         rec = child
         if rec.own_node is not None:
-            # its children are gone, exits and all, before it stops: it may watch them
-            await self._end_node(rec.own_node, "parent_ended")
+            # its children are gone, exits and all, before it stops: it may watch them.
+            # Their exits overlap one another, as at the end of a run.
+            async with anyio.create_task_group() as child_exits:
+                await self._end_node(rec.own_node, "parent_ended", exits=child_exits)
             rec.own_node = None
         life = rec.life
         if life is not None and not life.exited.is_set():
