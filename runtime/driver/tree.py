@@ -216,7 +216,8 @@ class ActorTree:
     async def _ended(self, rec: ActorRecord, life: Life, unexpected: bool) -> None:
         """An incarnation has exited: its children end with it; a failure goes to policy."""
         if rec.own_node is not None:
-            await self._end_node(rec.own_node, "parent_ended")
+            async with anyio.create_task_group() as child_exits:  # they overlap
+                await self._end_node(rec.own_node, "parent_ended", exits=child_exits)
             rec.own_node = None
         if not unexpected:
             return
@@ -263,9 +264,12 @@ class ActorTree:
                 restarting=[t.name for t in targets],
                 restarts_in_period=len(node.restart_times),
             )
-            for sibling in reversed(targets):
-                if sibling is not child:
-                    await self._stop_child(sibling, "restart", final=False)
+            # newest first, each once the newer one has finished; all exited before the
+            # first start, their exits overlapping meanwhile
+            async with anyio.create_task_group() as exits:
+                for sibling in reversed(targets):
+                    if sibling is not child:
+                        await self._stop_child(sibling, "restart", final=False, exits=exits)
             delay = node.delay()
             if delay:
                 await self.clock.sleep(delay)
