@@ -301,8 +301,7 @@ class Runtime(Services):
                 warn_when_full=True,
             )
         except BaseException:
-            self._rundir.remove()  # refused (an unsafe log root...): nothing left behind
-            untrack_directory(str(self._rundir.path))
+            self._remove_run_directory()  # refused (an unsafe log root...): nothing left
             raise
         self._log.info(
             "runtime.started",
@@ -457,8 +456,7 @@ class Runtime(Services):
                     interrupted=exc is not None and not ours,
                     segments_unlinked=segments,
                 )
-                self._rundir.remove()
-                untrack_directory(str(self._rundir.path))
+                self._remove_run_directory()
                 if self._cluster is not None:
                     self._cluster.disconnect()
                 if self._log_file is not None:
@@ -468,6 +466,12 @@ class Runtime(Services):
             raise self._escalation
         if ours and self._terminated is not None:
             raise SystemExit(128 + self._terminated)  # as the signal would, by shell convention
+
+    def _remove_run_directory(self) -> None:
+        """Remove the run directory, and take it back from the tracker, which would
+        remove it if the script died."""
+        self._rundir.remove()
+        untrack_directory(str(self._rundir.path))
 
     async def _serve(self, started: anyio.Event) -> None:
         async with anyio.create_task_group() as tg:

@@ -215,10 +215,7 @@ class ActorTree:
 
     async def _ended(self, rec: ActorRecord, life: Life, unexpected: bool) -> None:
         """An incarnation has exited: its children end with it; a failure goes to policy."""
-        if rec.own_node is not None:
-            async with anyio.create_task_group() as child_exits:  # they overlap
-                await self._end_node(rec.own_node, "parent_ended", exits=child_exits)
-            rec.own_node = None
+        await self._end_children(rec)
         if not unexpected:
             return
         rec.set_state("down")
@@ -377,12 +374,8 @@ class ActorTree:
             await self._end_node(child, reason, final=final, exits=exits)
             return
         rec = child
-        if rec.own_node is not None:
-            # its children are gone, exits and all, before it stops: it may watch them.
-            # Their exits overlap one another, as at the end of a run.
-            async with anyio.create_task_group() as child_exits:
-                await self._end_node(rec.own_node, "parent_ended", exits=child_exits)
-            rec.own_node = None
+        # its children are gone, exits and all, before it stops: it may watch them
+        await self._end_children(rec)
         life = rec.life
         if life is not None and not life.exited.is_set():
             rec.set_state("stopping")
@@ -395,6 +388,14 @@ class ActorTree:
             self._forget(rec, reason)
         elif rec.state != "ended":
             rec.set_state("down")
+
+    async def _end_children(self, rec: ActorRecord) -> None:
+        """End the actor's own children, newest first, and return once all have exited;
+        their exits overlap one another, as at the end of a run."""
+        if rec.own_node is not None:
+            async with anyio.create_task_group() as exits:
+                await self._end_node(rec.own_node, "parent_ended", exits=exits)
+            rec.own_node = None
 
     async def _end_node(
         self,

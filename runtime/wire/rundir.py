@@ -251,8 +251,7 @@ def _name_multiprocessing_dir() -> None:
     Left alone if this process has one already (made by an earlier run, or by the script's
     own use of multiprocessing): the forkserver may be listening in it.
     """
-    config = multiprocessing.current_process()._config  # type: ignore[attr-defined]
-    if config.get("tempdir") is not None:
+    if multiprocessing_dir() is not None:
         return
     start = process_start_time(os.getpid())
     path = tempfile.mkdtemp(prefix=f"{_MP_PREFIX}{os.getpid()}-{start}-")  # 0700, random
@@ -263,7 +262,7 @@ def _name_multiprocessing_dir() -> None:
     multiprocessing.util.Finalize(
         None, shutil.rmtree, args=(path,), kwargs={"ignore_errors": True}, exitpriority=-100
     )
-    config["tempdir"] = path
+    multiprocessing.current_process()._config["tempdir"] = path  # type: ignore[attr-defined]
 
 
 def _sweep_multiprocessing_dirs() -> list[str]:
