@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import MISSING, Field, FrozenInstanceError, field
 from typing import Any, TypeVar, dataclass_transform, overload
 
+from ._compiled import compiled
+
 __all__ = ["record", "replace"]
 
 T = TypeVar("T", bound=type)
@@ -100,14 +102,14 @@ def _init(
             parameters.append(name)
         lines.append(f"_set(self, {name!r}, {value})")
     body = "".join(f"\n    {line}" for line in lines or ["pass"])
-    source = f"def __init__(self, {', '.join(parameters)}) -> None:{body}"
+    source = f"def __init__(self, {', '.join(parameters)}):{body}"
     scope: dict[str, Any] = {
         "_set": object.__setattr__,
         "_defaults": values,
         "_factories": factories,
         "_made": _MADE,
     }
-    exec(source, scope)  # the names are a class body's annotations: identifiers
+    exec(compiled(source), scope)  # the names are a class body's annotations: identifiers
     init: Callable[..., None] = scope["__init__"]
     init.__qualname__ = f"{qualname}.__init__"
     return init

@@ -53,6 +53,8 @@ from collections.abc import Callable, Iterator
 from multiprocessing import connection, resource_tracker
 from typing import Any, NoReturn
 
+from actors._compiled import compiled_methods
+
 from .. import _process_name as process_name
 from .._entry import PRELOAD_ENV, PRELOAD_MAIN_ENV
 from .._main_import import keep_inherited_main
@@ -409,9 +411,10 @@ def _drop_the_script(name: str, keep: set[int], deaf: bool) -> None:
 
 def _serve(preload: list[str], listener_fd: int, alive_r: int) -> None:
     """The forkserver: import ``preload``, then serve."""
-    for name in preload:
-        with contextlib.suppress(ImportError):
-            importlib.import_module(name)
+    with compiled_methods():
+        for name in preload:
+            with contextlib.suppress(ImportError):
+                importlib.import_module(name)
     keep_inherited_main()
     # the fresh forkserver's main loop, unchanged: it forks each actor on request
     multiprocessing.forkserver.main(listener_fd, alive_r, [])

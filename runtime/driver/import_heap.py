@@ -26,6 +26,8 @@ import importlib
 import sys
 from types import FrameType, ModuleType
 
+from actors._compiled import compiled_methods
+
 from .quick_exit import quick_exit_is_on
 
 __all__ = ["import_quietly"]
@@ -48,7 +50,8 @@ def import_quietly(name: str, package: str, importer: FrameType | None) -> Modul
         gc.collect()  # what is garbage already must not be frozen with the rest
     gc.disable()
     try:
-        module = importlib.import_module(name, package)
+        with compiled_methods():
+            module = importlib.import_module(name, package)
     finally:
         if freeze:
             gc.freeze()

@@ -12,6 +12,10 @@ from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, TypedDict, TypeGuard, Unpack
 
 import anyio
+
+# anyio.run imports its asyncio backend on its first call: loaded here, it comes with the
+# runtime's modules instead (the collector paused, their methods' compiled code kept)
+import anyio._backends._asyncio
 import anyio.abc
 import anyio.to_thread
 
