@@ -25,7 +25,6 @@ from typing import Any, Generic
 
 import anyio
 import anyio.abc
-import anyio.from_thread
 import anyio.lowlevel
 
 from actors import (
@@ -681,7 +680,7 @@ class Incarnation(Generic[E]):
         """
         assert isinstance(self.control, ControlChannel)
         fd = self.control.fileno()
-        token = anyio.lowlevel.current_token()
+        loop = asyncio.get_running_loop()
         run_id = self.spec.log.run_id
 
         def watch() -> None:
@@ -693,8 +692,10 @@ class Incarnation(Generic[E]):
                     return  # our own end was closed: we are exiting anyway
                 if any(ev & (select.POLLRDHUP | select.POLLHUP) for _, ev in events):
                     break
-            with contextlib.suppress(Exception):  # the loop may already be gone
-                anyio.from_thread.run_sync(self._on_parent_lost, token=token)
+            # asked, not awaited: a blocked loop would never answer, and the exit below
+            # is for that case
+            with contextlib.suppress(RuntimeError):  # the loop is closed already
+                loop.call_soon_threadsafe(self._on_parent_lost)
             time.sleep(_PARENT_LOST_GRACE + 0.4)
             with contextlib.suppress(Exception):
                 unlink_segments(segments_of(run_id))

@@ -1,6 +1,7 @@
 """Starts a runtime with two actors, prints their pids as JSON, then waits forever.
 
 With ``--no-signals``, the runtime leaves SIGTERM and SIGHUP to their default actions.
+With ``--blocked``, a third actor's handler blocks its event loop (its pid is last).
 """
 
 import json
@@ -12,13 +13,17 @@ from multiprocessing import resource_tracker
 import anyio
 
 from runtime import Runtime
-from tests.helpers import Recorder
+from tests.helpers import Faulty, Recorder
 
 
 async def main() -> None:
     async with Runtime(handle_sigterm="--no-signals" not in sys.argv) as rt:
         refs = [await rt.spawn(Recorder) for _ in range(2)]
         pids = [await ref.ask("pid", timeout=10) for ref in refs]
+        if "--blocked" in sys.argv:
+            blocked = await rt.spawn(Faulty)
+            pids.append(await blocked.ask("pid", timeout=10))
+            await blocked.tell("hang")  # time.sleep(60) in its handler
         info = {
             "pid": os.getpid(),
             "actors": pids,
