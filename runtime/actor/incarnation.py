@@ -7,6 +7,7 @@ refuse new senders, handle what was already sent, run ``on_stop``, dead-letter t
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import contextlib
 import itertools
@@ -15,7 +16,6 @@ import os
 import pickle
 import select
 import signal
-import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -701,7 +701,9 @@ class Incarnation(Generic[E]):
                 unlink_segments(segments_of(run_id))
             os._exit(EXIT_PARENT_LOST)
 
-        threading.Thread(target=watch, name="actor-lifeline", daemon=True).start()
+        # not threading.Thread: its start waits until the new thread has run, a wait of
+        # a scheduling round on a busy machine, in every actor's start
+        _thread.start_new_thread(watch, ())
 
     def _on_parent_lost(self) -> None:
         if self._stop_reason is None:
