@@ -13,7 +13,8 @@ figure is the median of the reps and lists each rep's ratio to the Pool run besi
   makes.
 - Word count over the standard library's .py files (``wc_actors.py``, ``wc_pool.py``,
   sharing ``wc_common.py``) with 2 and 4 workers; both print a digest of the counts
-  (total, distinct, top 10), and the two must agree.
+  (total, distinct, top 10), and the two must agree. Beside them, the floor: the Pool
+  job after loading the runtime's dependencies, which the actors' job cannot do without.
 
 Each script prints wall-clock stamps of its phases, which the standalone run shows as a
 breakdown of where each job's time went.
@@ -176,15 +177,13 @@ def _word_count(
 ) -> tuple[list[Figure], Breakdown]:
     py = sys.executable
     common = ["--limit", str(limit)]
-    commands = {
-        (kind, w): (
-            [py, str(JOBS / "wc_actors.py"), "--log-dir", logs, "--workers", str(w), *common]
-            if kind == "ours"
-            else [py, str(JOBS / "wc_pool.py"), "--workers", str(w), *common]
-        )
-        for w in WC_WORKERS
-        for kind in ("ours", "pool")
-    }
+    pool = [py, str(JOBS / "wc_pool.py")]
+    commands = {}
+    for w in WC_WORKERS:
+        size = ["--workers", str(w), *common]
+        commands["ours", w] = [py, str(JOBS / "wc_actors.py"), "--log-dir", logs, *size]
+        commands["pool", w] = [*pool, *size]
+        commands["floor", w] = [*pool, *size, "--with-dependencies"]
     files = f"the first {limit} files" if limit else "every file"
     workers = " and ".join(map(str, WC_WORKERS))
     progress(f"word count against Pool, {workers} workers, {files}: {reps} reps")
@@ -196,15 +195,16 @@ def _word_count(
         for w in WC_WORKERS:
             digests = {}
             order = ["ours", "pool"] if rep % 2 == 0 else ["pool", "ours"]
-            for kind in order:
+            for kind in [*order, "floor"]:
                 elapsed, out, phases = _run(commands[kind, w], leaks)
                 digests[kind] = _line(out, "digest=")
                 times[kind, w].append(elapsed)
                 stamps[kind, w].append(phases)
-            if not digests["ours"] or digests["ours"] != digests["pool"]:
+            if not digests["ours"] or not digests["ours"] == digests["pool"] == digests["floor"]:
                 raise RuntimeError(
                     f"word count, {w} workers: the digests differ\n"
-                    f"  actors: {digests['ours']}\n  Pool:   {digests['pool']}"
+                    f"  actors: {digests['ours']}\n  Pool:   {digests['pool']}\n"
+                    f"  Pool after the dependencies: {digests['floor']}"
                 )
     figures = [
         Figure(
@@ -216,6 +216,18 @@ def _word_count(
             "lower",
             "≤ 1.0x",
             _pairs(times["ours", w], times["pool", w]),
+        )
+        for w in WC_WORKERS
+    ]
+    figures += [
+        Figure(
+            f"its floor: the Pool({w}) job after loading the runtime's dependencies",
+            statistics.median(times["floor", w]),
+            "s",
+            f"multiprocessing.Pool({w})",
+            statistics.median(times["pool", w]),
+            "lower",
+            runs=_pairs(times["floor", w], times["pool", w]),
         )
         for w in WC_WORKERS
     ]
