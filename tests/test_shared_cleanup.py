@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import psutil
 import pytest
 
 from runtime import Runtime
+from runtime.wire.rundir import RunDirectory
 from tests.helpers import read_events, wait_ended
 
 pytestmark = pytest.mark.anyio
@@ -108,3 +110,29 @@ async def test_after_a_process_group_kill_the_next_runtime_sweeps_only_dead_runs
     async with Runtime(log_dir=tmp_path / "last"):
         pass  # and the live run, now killed too, is swept in turn
     assert not any((SHM / name).exists() for name in live_info["segments"])
+
+
+def test_a_run_directory_left_half_removed_is_swept_once_the_process_it_names_is_gone(
+    private_runs: Path,
+) -> None:
+    # the tracker copy, killed with the rest of the run's process group while it removes
+    # the run's directory, can leave it without its owner.json
+    private_runs.mkdir(parents=True)
+    gone = subprocess.Popen(["true"])
+    gone.wait(5)
+    assert not psutil.pid_exists(gone.pid)
+    dead = private_runs / f"run-{gone.pid}-aaaaaa"
+    (dead / "locks").mkdir(parents=True)
+    # without owner.json too, but their owner may be writing it: kept while young
+    starting = private_runs / f"run-{os.getpid()}-bbbbbb"
+    foreign = private_runs / "run-nopid"
+    starting.mkdir()
+    foreign.mkdir()
+    try:
+        assert RunDirectory.sweep_stale(private_runs) == [dead.name]
+        assert not dead.exists()
+        assert starting.exists()
+        assert foreign.exists()
+    finally:
+        for entry in (dead, starting, foreign):
+            shutil.rmtree(entry, ignore_errors=True)

@@ -196,8 +196,10 @@ class RunDirectory:
                 owner = json.loads((entry / "owner.json").read_text())
                 alive = process_start_time(int(owner["pid"])) == owner["start_time"]
             except (OSError, ValueError, KeyError, TypeError):
-                # half-created or foreign: only sweep it once it is old enough
-                alive = _younger_than(entry, 60.0)
+                # half-created, or half-removed by a process killed meanwhile (the tracker
+                # copy, with the rest of the run's process group): the pid in its name is
+                # the owner's; if that one runs, or it names none, sweep it only once old
+                alive = _named_owner_may_run(entry) and _younger_than(entry, 60.0)
             if not alive:
                 shutil.rmtree(entry, ignore_errors=True)
                 swept.append(entry.name)
@@ -283,6 +285,13 @@ def _sweep_multiprocessing_dirs() -> list[str]:
         shutil.rmtree(entry, ignore_errors=True)
         swept.append(entry.name)
     return swept
+
+
+def _named_owner_may_run(entry: Path) -> bool:
+    """Whether the process a run directory is named after (``run-<pid>-<hex>``) may still
+    be running: False only when no process has that pid."""
+    pid = entry.name.removeprefix("run-").partition("-")[0]
+    return not pid.isdigit() or process_start_time(int(pid)) is not None
 
 
 def _younger_than(path: Path, seconds: float) -> bool:
