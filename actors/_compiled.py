@@ -1,9 +1,9 @@
 """The methods that class decorators write as source, compiled once per installation.
 
 A dataclass compiles its methods from source text as its class is defined, and so does a
-``record``'s ``__init__``. Importing the runtime defines some two hundred such methods
-(ours, anyio's and structlog's), every time a script starts, and compiling them was the
-largest single cost of the import after unmarshalling the modules themselves.
+``record``'s ``__init__``. Importing the runtime defines dozens of such classes (ours,
+anyio's and structlog's), each time a script starts, and compiling their methods is a
+large share of the import's own work, the same work at every start.
 
 So within ``compiled_methods()``, which wraps the imports of ``actors`` and of the
 runtime, a source text compiled once is kept with its code object, and the collection is
