@@ -206,28 +206,27 @@ def _word_count(
                     f"  actors: {digests['ours']}\n  Pool:   {digests['pool']}\n"
                     f"  Pool after the dependencies: {digests['floor']}"
                 )
-    figures = [
-        Figure(
-            f"word count, {w} workers, whole process",
-            statistics.median(times["ours", w]),
+
+    def against_pool(name: str, kind: str, w: int, target: str = "") -> Figure:
+        pool = times["pool", w]
+        return Figure(
+            name,
+            statistics.median(times[kind, w]),
             "s",
             f"multiprocessing.Pool({w})",
-            statistics.median(times["pool", w]),
+            statistics.median(pool),
             "lower",
-            "≤ 1.0x",
-            _pairs(times["ours", w], times["pool", w]),
+            target,
+            _pairs(times[kind, w], pool),
         )
+
+    figures = [
+        against_pool(f"word count, {w} workers, whole process", "ours", w, "≤ 1.0x")
         for w in WC_WORKERS
     ]
     figures += [
-        Figure(
-            f"its floor: the Pool({w}) job after loading the runtime's dependencies",
-            statistics.median(times["floor", w]),
-            "s",
-            f"multiprocessing.Pool({w})",
-            statistics.median(times["pool", w]),
-            "lower",
-            runs=_pairs(times["floor", w], times["pool", w]),
+        against_pool(
+            f"its floor: the Pool({w}) job after loading the runtime's dependencies", "floor", w
         )
         for w in WC_WORKERS
     ]

@@ -182,11 +182,15 @@ def _descendants(pid: int) -> list[psutil.Process]:
 async def test_when_the_runtime_alone_is_killed_its_actors_exit_and_leave_no_file(
     tmp_path: Path, private_runs: Path
 ) -> None:
-    with script_job("tests.scripts.hold_runtime", env={"ACTORS_LOG_DIR": str(tmp_path)}) as (
-        proc,
-        info,
-    ):
-        survivors = [psutil.Process(pid) for pid in [*info["actors"], info["forkserver"]]]
+    job = script_job(
+        "tests.scripts.hold_runtime", "--blocked", env={"ACTORS_LOG_DIR": str(tmp_path)}
+    )
+    with job as (proc, info):
+        *actors, blocked_pid = info["actors"]
+        survivors = [psutil.Process(pid) for pid in [*actors, info["forkserver"]]]
+        # its handler blocks its event loop, which never runs again: only the lifeline
+        # thread can end it, and it must not wait for that loop
+        blocked = psutil.Process(blocked_pid)
         tracker = psutil.Process(info["tracker"])
         proc.send_signal(signal.SIGKILL)
         proc.wait(5)
@@ -194,32 +198,13 @@ async def test_when_the_runtime_alone_is_killed_its_actors_exit_and_leave_no_fil
         alive = await wait_ended(survivors, timeout=3)
         assert not alive, f"still running after the runtime was killed: {alive}"
         assert time.monotonic() - killed_at < 1.5
+        assert not await wait_ended([blocked], timeout=5), "the blocked actor outlived it"
+        # the lifeline gives an orderly stop 0.9 s, then ends the process
+        assert time.monotonic() - killed_at < 3
         # the tracker ends once every actor has: it removed what the run had made
         assert not await wait_ended([tracker], timeout=5)
     assert not Path(info["run_dir"]).exists()
     assert not Path(info["forkserver_dir"]).exists()
-
-
-async def test_an_actor_blocked_in_its_handler_exits_soon_after_the_runtime_is_killed(
-    tmp_path: Path, private_runs: Path
-) -> None:
-    # its event loop never runs again: only the lifeline thread can end it, and it must
-    # not wait for that loop
-    job = script_job(
-        "tests.scripts.hold_runtime", "--blocked", env={"ACTORS_LOG_DIR": str(tmp_path)}
-    )
-    with job as (proc, info):
-        blocked = psutil.Process(info["actors"][-1])
-        assert blocked.status() != psutil.STATUS_ZOMBIE
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(5)
-        killed_at = time.monotonic()
-        assert not await wait_ended([blocked], timeout=5), "the blocked actor outlived the runtime"
-        # the lifeline gives an orderly stop 0.9 s, then ends the process
-        assert time.monotonic() - killed_at < 3
-        tracker = psutil.Process(info["tracker"])
-        assert not await wait_ended([tracker], timeout=5)
-    assert not Path(info["run_dir"]).exists()
 
 
 async def test_a_hang_up_that_kills_the_script_leaves_no_file_behind(
