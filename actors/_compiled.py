@@ -10,10 +10,10 @@ runtime, a source text compiled once is kept with its code object, and the colle
 written next to our ``.pyc`` files, as Python writes those: not when
 ``sys.dont_write_bytecode`` is set, and in ``sys.pycache_prefix`` if one is. A later
 process loads it instead of compiling. The code is keyed by its exact source text and the
-interpreter's bytecode magic number, so it is always what
-``compile`` would make, in every process that reads it; an unreadable, foreign or
-stale-format file is ignored. It is trusted as a ``.pyc`` is, and so only read when it
-belongs to us or to root and nobody else may write it.
+interpreter's bytecode magic number, so it is always what ``compile`` would make, in
+every process that reads it; an unreadable, foreign or stale-format file is ignored. It
+is trusted as a ``.pyc`` is, and so only read when it belongs to us or to root and nobody
+else may write it.
 """
 
 from __future__ import annotations
